@@ -1,0 +1,111 @@
+//! What the engine needs to know from the operator, gathered by the binary's config layer.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How to talk to one upstream registry: one `registries` entry of the config file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamConfig {
+    /// The registry as clients name it (`quay.io`, `upstream.test`, `myreg:5000`).
+    pub name: String,
+    pub scheme: Scheme,
+    /// Where to connect instead of `scheme://name`, e.g. `http://127.0.0.1:5000`: an internal
+    /// mirror of docker.io, or a test registry whose port cannot appear in an image reference.
+    pub endpoint: Option<String>,
+    pub auth: Option<Credentials>,
+}
+
+impl UpstreamConfig {
+    /// The settings used for an upstream that has no `registries` entry.
+    pub fn anonymous(name: &str) -> Self {
+        UpstreamConfig {
+            name: name.to_string(),
+            scheme: Scheme::Https,
+            endpoint: None,
+            auth: None,
+        }
+    }
+
+    /// The base URL requests go to, without a trailing slash.
+    pub fn base_url(&self) -> String {
+        match &self.endpoint {
+            Some(e) => e.trim_end_matches('/').to_string(),
+            None => format!("{}://{}", self.scheme, self.name),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Scheme {
+    Http,
+    #[default]
+    Https,
+}
+
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        })
+    }
+}
+
+/// Basic-auth credentials. `Debug` hides the password so a logged config never leaks it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    pub password: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Everything the engine is started with.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// The cache root (`blobs/`, `fat/`, `img/`).
+    pub image_path: PathBuf,
+    /// Upper bound on one upstream manifest fetch, end to end.
+    pub pull_timeout: Duration,
+    /// Never contact an upstream: a miss is a 404.
+    pub air_gapped: bool,
+    /// Re-fetch `:latest` from the upstream on every request.
+    pub always_pull_latest: bool,
+    /// The upstream for requests that name none (no `ns`, no host in the path).
+    pub default_ns: Option<String>,
+    /// Per-upstream settings; upstreams not listed are reached anonymously over HTTPS.
+    pub upstreams: Vec<UpstreamConfig>,
+    /// How many blob downloads may run at once against one upstream.
+    pub max_concurrent_per_upstream: usize,
+}
+
+impl EngineConfig {
+    pub fn new(image_path: PathBuf) -> Self {
+        EngineConfig {
+            image_path,
+            pull_timeout: Duration::from_millis(60_000),
+            air_gapped: false,
+            always_pull_latest: false,
+            default_ns: None,
+            upstreams: Vec::new(),
+            max_concurrent_per_upstream: 6,
+        }
+    }
+
+    /// The settings for `registry`, or anonymous HTTPS when it has no entry.
+    pub fn upstream(&self, registry: &str) -> UpstreamConfig {
+        self.upstreams
+            .iter()
+            .find(|u| u.name == registry)
+            .cloned()
+            .unwrap_or_else(|| UpstreamConfig::anonymous(registry))
+    }
+}
