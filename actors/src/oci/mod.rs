@@ -2,15 +2,8 @@
 //! the rules that turn a request into an upstream registry and repository.
 
 mod digest;
-mod manifest;
-mod reference;
 
 pub use digest::Digest;
-pub use manifest::{
-    merge_accept, Descriptor, Manifest, ManifestKind, Platform, MANIFEST_MEDIA_TYPES,
-    MAX_MANIFEST_BYTES,
-};
-pub use reference::{ImageRef, Reference, RepoName, DOCKER_HUB, DOCKER_HUB_ENDPOINT_HOST};
 
 /// Malformed input, caught where it enters the engine. Each variant is one OCI error code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
