@@ -236,6 +236,25 @@ impl ManifestHolder {
     pub fn is_latest(&self) -> bool {
         tag_of_image_url(&self.image_url).is_some_and(|t| t.eq_ignore_ascii_case("latest"))
     }
+
+    /// Fills in timestamps the file did not have (older Go caches), from `fallback`.
+    pub(crate) fn fill_missing_times(&mut self, fallback: PrimitiveDateTime) {
+        self.created.get_or_insert(fallback);
+        self.pulled.get_or_insert(fallback);
+    }
+
+    /// Merges what another copy of the same manifest knows: tags are united, the earliest
+    /// `created` and the latest `pulled` win.
+    pub(crate) fn merge_from(&mut self, other: &ManifestHolder) {
+        for t in &other.tags {
+            self.add_tag(t);
+        }
+        self.created = match (self.created, other.created) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.pulled = self.pulled.max(other.pulled);
+    }
 }
 
 /// The on-disk shape. Go's `encoding/json` matches keys case-insensitively and ignores
