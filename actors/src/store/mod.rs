@@ -62,6 +62,8 @@
 
 mod blob_writer;
 mod holder;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::fs;
