@@ -35,6 +35,13 @@ pub enum ManifestKind {
 }
 
 impl ManifestKind {
+    pub const ALL: [ManifestKind; 4] = [
+        ManifestKind::DockerList,
+        ManifestKind::DockerManifest,
+        ManifestKind::OciIndex,
+        ManifestKind::OciManifest,
+    ];
+
     pub fn media_type(self) -> &'static str {
         match self {
             ManifestKind::DockerList => DOCKER_MANIFEST_LIST,
@@ -44,26 +51,21 @@ impl ManifestKind {
         }
     }
 
+    /// The kind for a media type; parameters (`; charset=...`) and case are ignored.
     pub fn from_media_type(mt: &str) -> Option<Self> {
-        let mt = mt.split(';').next().unwrap_or("").trim();
-        match mt {
-            DOCKER_MANIFEST_LIST => Some(ManifestKind::DockerList),
-            DOCKER_MANIFEST => Some(ManifestKind::DockerManifest),
-            OCI_INDEX => Some(ManifestKind::OciIndex),
-            OCI_MANIFEST => Some(ManifestKind::OciManifest),
-            _ => None,
-        }
+        let essence = mt.split(';').next().unwrap_or("").trim();
+        Self::ALL
+            .into_iter()
+            .find(|k| k.media_type().eq_ignore_ascii_case(essence))
     }
 
-    /// The Go server's numbering, used in its ManifestHolder files.
-    pub fn from_go_type(t: u8) -> Option<Self> {
-        match t {
-            0 => Some(ManifestKind::DockerList),
-            1 => Some(ManifestKind::DockerManifest),
-            2 => Some(ManifestKind::OciIndex),
-            3 => Some(ManifestKind::OciManifest),
-            _ => None,
-        }
+    /// The number the Go server stores in a ManifestHolder's `type` field.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.code() == code)
     }
 
     pub fn is_list(self) -> bool {
@@ -266,10 +268,10 @@ mod tests {
     #[test]
     fn go_type_numbers_match_media_types() {
         for t in 0..4u8 {
-            let k = ManifestKind::from_go_type(t).unwrap();
-            assert_eq!(k as u8, t);
+            let k = ManifestKind::from_code(t).unwrap();
+            assert_eq!(k.code(), t);
             assert_eq!(ManifestKind::from_media_type(k.media_type()), Some(k));
         }
-        assert_eq!(ManifestKind::from_go_type(4), None);
+        assert_eq!(ManifestKind::from_code(4), None);
     }
 }

@@ -11,60 +11,7 @@ use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
 use crate::oci::Digest;
 
-/// The four manifest kinds the cache holds, numbered as the Go server numbers them in the
-/// `type` field.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ManifestKind {
-    /// `application/vnd.docker.distribution.manifest.list.v2+json`
-    DockerList = 0,
-    /// `application/vnd.docker.distribution.manifest.v2+json`
-    DockerManifest = 1,
-    /// `application/vnd.oci.image.index.v1+json`
-    OciIndex = 2,
-    /// `application/vnd.oci.image.manifest.v1+json`
-    OciManifest = 3,
-}
-
-impl ManifestKind {
-    pub const ALL: [ManifestKind; 4] = [
-        ManifestKind::DockerList,
-        ManifestKind::DockerManifest,
-        ManifestKind::OciIndex,
-        ManifestKind::OciManifest,
-    ];
-
-    pub fn media_type(self) -> &'static str {
-        match self {
-            ManifestKind::DockerList => "application/vnd.docker.distribution.manifest.list.v2+json",
-            ManifestKind::DockerManifest => "application/vnd.docker.distribution.manifest.v2+json",
-            ManifestKind::OciIndex => "application/vnd.oci.image.index.v1+json",
-            ManifestKind::OciManifest => "application/vnd.oci.image.manifest.v1+json",
-        }
-    }
-
-    /// The kind for a media type; parameters (`; charset=...`) and surrounding blanks are
-    /// ignored. `None` for anything that is not one of the four.
-    pub fn from_media_type(media_type: &str) -> Option<Self> {
-        let essence = media_type.split(';').next().unwrap_or("").trim();
-        Self::ALL
-            .into_iter()
-            .find(|k| k.media_type().eq_ignore_ascii_case(essence))
-    }
-
-    /// Whether this is a manifest list / image index (as opposed to an image manifest).
-    pub fn is_list(self) -> bool {
-        matches!(self, ManifestKind::DockerList | ManifestKind::OciIndex)
-    }
-
-    /// The number stored in the `type` field.
-    pub fn code(self) -> u8 {
-        self as u8
-    }
-
-    pub fn from_code(code: u8) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.code() == code)
-    }
-}
+pub use crate::oci::ManifestKind;
 
 /// The `created` / `pulled` format: local wall-clock time to the second, no zone
 /// (`2025-04-01T22:07:01`).
