@@ -991,6 +991,44 @@ serverTlsConfig:
     }
 
     #[test]
+    fn example_config_file_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config.yaml");
+        let config = Config::from_file(&path).unwrap();
+        assert_eq!(config.port, DEFAULT_PORT);
+        assert_eq!(config.registries.len(), 3);
+        let engine = config.engine_config();
+        assert_eq!(
+            engine.upstream("docker.io").base_url(),
+            "http://127.0.0.1:5000"
+        );
+        assert!(engine
+            .upstream("registry.internal.example:5000")
+            .auth
+            .is_some());
+    }
+
+    #[test]
+    fn example_config_file_commented_keys_also_load_when_uncommented() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config.yaml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let tail = text
+            .split_once("# preloadImages:")
+            .map(|(_, rest)| format!("# preloadImages:{rest}"))
+            .expect("example documents preloadImages");
+        // Every line of that block is "# key: value   # note".
+        let uncommented: String = tail
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .map(|l| format!("{}\n", l.split(" #").next().unwrap_or(l).trim_end()))
+            .collect();
+        assert!(uncommented.contains("\n  dryRun: false\n"), "{uncommented}");
+        let uncommented = uncommented
+            .replace("os:\n", &format!("os: {}\n", go_os()))
+            .replace("arch:\n", &format!("arch: {}\n", go_arch()));
+        load_yaml(&uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+    }
+
+    #[test]
     fn empty_file_gives_defaults() {
         let config = load_yaml("").unwrap();
         assert_eq!(config.port, DEFAULT_PORT);
