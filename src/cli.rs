@@ -25,23 +25,44 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub struct Cli {
     /// Minimum severity of log messages; raise it to `info` or `debug` to see each pull and
     /// cache hit while troubleshooting. [default: error]
-    #[arg(long, global = true, value_enum, value_name = "LEVEL")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_enum,
+        value_name = "LEVEL"
+    )]
     pub log_level: Option<LogLevel>,
 
-    /// YAML file to read settings from (registries, pruning, TLS and every option below).
+    /// YAML file to read settings from: upstream registries and every option listed here.
     /// Options given on the command line override the file. [default: none]
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "PATH"
+    )]
     pub config_file: Option<PathBuf>,
 
     /// Directory holding the image cache (blobs and manifests); created if missing. Put it on
     /// storage that survives restarts so cached images remain available offline.
     /// [default: /var/lib/ociregistry]
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "PATH"
+    )]
     pub image_path: Option<PathBuf>,
 
     /// Write log messages to this file instead of standard error, e.g. when running without a
     /// service manager that captures stderr. [default: standard error]
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "PATH"
+    )]
     pub log_file: Option<PathBuf>,
 
     #[command(subcommand)]
