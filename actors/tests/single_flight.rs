@@ -1,0 +1,192 @@
+//! The engine against an in-process fake upstream: concurrency and failure behaviour that
+//! the end-to-end suite can only observe from outside.
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actors::blob_table::{BlobStatus, Progress};
+use actors::config::{EngineConfig, Scheme, UpstreamConfig};
+use actors::oci::{Digest, ImageRef, RepoName, OCI_MANIFEST};
+use actors::Engine;
+
+const BLOB: &[u8] = b"layer bytes for the single flight test";
+const CONFIG: &[u8] = b"{}";
+
+fn manifest_body() -> String {
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"digest":"{}","size":{}}},"layers":[{{"digest":"{}","size":{}}}]}}"#,
+        Digest::of(CONFIG),
+        CONFIG.len(),
+        Digest::of(BLOB),
+        BLOB.len()
+    )
+}
+
+#[derive(Default)]
+struct Counts {
+    manifest: AtomicUsize,
+    blob: AtomicUsize,
+}
+
+/// A registry that answers slowly (so requests overlap) and counts what it is asked.
+fn fake_upstream(counts: Arc<Counts>, broken: bool) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = HttpServer::new(move || {
+        let counts = counts.clone();
+        App::new()
+            .app_data(web::Data::new(counts))
+            .default_service(web::to(
+                move |req: HttpRequest, counts: web::Data<Arc<Counts>>| async move {
+                    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+                    let path = req.path().to_string();
+                    if broken {
+                        return HttpResponse::InternalServerError().body("boom");
+                    }
+                    if path.contains("/manifests/") {
+                        counts.manifest.fetch_add(1, Ordering::SeqCst);
+                        HttpResponse::Ok()
+                            .content_type(OCI_MANIFEST)
+                            .body(manifest_body())
+                    } else if path.ends_with(&Digest::of(BLOB).to_string()) {
+                        counts.blob.fetch_add(1, Ordering::SeqCst);
+                        HttpResponse::Ok().body(BLOB)
+                    } else if path.ends_with(&Digest::of(CONFIG).to_string()) {
+                        HttpResponse::Ok().body(CONFIG)
+                    } else {
+                        HttpResponse::NotFound().finish()
+                    }
+                },
+            ))
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    actix_web::rt::spawn(server);
+    format!("http://{addr}")
+}
+
+fn engine(dir: &std::path::Path, endpoint: String) -> Engine {
+    let mut cfg = EngineConfig::new(dir.to_path_buf());
+    cfg.upstreams.push(UpstreamConfig {
+        name: "fake.test".into(),
+        scheme: Scheme::Http,
+        endpoint: Some(endpoint),
+        auth: None,
+    });
+    cfg.pull_timeout = Duration::from_secs(10);
+    Engine::start(cfg).unwrap()
+}
+
+async fn wait_present(e: &Engine, repo: &RepoName, d: &Digest) -> u64 {
+    for _ in 0..100 {
+        match e.blob("fake.test", repo, d).await.unwrap() {
+            BlobStatus::Present { size } => return size,
+            BlobStatus::Fetching(mut rx) => {
+                let _ =
+                    actix_web::rt::time::timeout(Duration::from_millis(100), rx.changed()).await;
+            }
+            BlobStatus::Absent => panic!("absent"),
+        }
+    }
+    panic!("blob never became present");
+}
+
+#[actix_web::test]
+async fn concurrent_manifest_requests_share_one_upstream_fetch() {
+    let counts = Arc::new(Counts::default());
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path(), fake_upstream(counts.clone(), false));
+    let image = ImageRef::parse("fake.test/a/b:1").unwrap();
+    let results = futures_util::future::join_all((0..10).map(|_| e.manifest(&image))).await;
+    for r in &results {
+        assert_eq!(r.as_ref().unwrap().bytes, manifest_body().as_bytes());
+    }
+    assert_eq!(counts.manifest.load(Ordering::SeqCst), 1);
+    // Served from the cache afterwards.
+    e.manifest(&image).await.unwrap();
+    assert_eq!(counts.manifest.load(Ordering::SeqCst), 1);
+}
+
+#[actix_web::test]
+async fn a_cached_image_manifest_prefetches_its_blobs_once() {
+    let counts = Arc::new(Counts::default());
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path(), fake_upstream(counts.clone(), false));
+    let image = ImageRef::parse("fake.test/a/b:1").unwrap();
+    e.manifest(&image).await.unwrap();
+    // Clients asking while the prefetch runs join it.
+    let d = Digest::of(BLOB);
+    let sizes =
+        futures_util::future::join_all((0..8).map(|_| wait_present(&e, &image.repo, &d))).await;
+    assert!(sizes.iter().all(|s| *s == BLOB.len() as u64));
+    assert_eq!(counts.blob.load(Ordering::SeqCst), 1);
+    let on_disk = std::fs::read(e.store().blob_path(&d)).unwrap();
+    assert_eq!(on_disk, BLOB);
+}
+
+#[actix_web::test]
+async fn every_waiter_gets_the_failure_and_nobody_hangs() {
+    let counts = Arc::new(Counts::default());
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path(), fake_upstream(counts, true));
+    let image = ImageRef::parse("fake.test/a/b:1").unwrap();
+    let results = actix_web::rt::time::timeout(
+        Duration::from_secs(20),
+        futures_util::future::join_all((0..5).map(|_| e.manifest(&image))),
+    )
+    .await
+    .expect("waiters hung");
+    for r in results {
+        let err = r.unwrap_err().to_string();
+        assert!(err.contains("fake.test") && err.contains("500"), "{err}");
+    }
+    // A failed blob download is reported to its followers and forgotten.
+    let d = Digest::of(BLOB);
+    match e.blob("fake.test", &image.repo, &d).await.unwrap() {
+        BlobStatus::Fetching(mut rx) => loop {
+            let state = rx.borrow_and_update().clone();
+            match state {
+                Progress::Failed(err) => {
+                    assert!(err.to_string().contains("fake.test"));
+                    break;
+                }
+                Progress::Done { .. } => panic!("broken upstream produced a blob"),
+                _ => rx.changed().await.unwrap(),
+            }
+        },
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(std::fs::read_dir(dir.path().join("blobs"))
+        .unwrap()
+        .next()
+        .is_none());
+}
+
+#[actix_web::test]
+async fn air_gapped_misses_never_reach_the_upstream() {
+    let counts = Arc::new(Counts::default());
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = EngineConfig::new(dir.path().to_path_buf());
+    cfg.air_gapped = true;
+    cfg.upstreams.push(UpstreamConfig {
+        name: "fake.test".into(),
+        scheme: Scheme::Http,
+        endpoint: Some(fake_upstream(counts.clone(), false)),
+        auth: None,
+    });
+    let e = Engine::start(cfg).unwrap();
+    let image = ImageRef::parse("fake.test/a/b:1").unwrap();
+    assert!(e.manifest(&image).await.unwrap_err().is_not_found());
+    assert!(e
+        .blob("fake.test", &image.repo, &Digest::of(BLOB))
+        .await
+        .unwrap_err()
+        .is_not_found());
+    assert_eq!(counts.manifest.load(Ordering::SeqCst), 0);
+    assert_eq!(counts.blob.load(Ordering::SeqCst), 0);
+}
