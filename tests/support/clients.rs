@@ -30,7 +30,7 @@ pub fn require_tool(tool: &str) {
 }
 
 fn require_root(what: &str) {
-    let uid = run(&mut Command::new("id").arg("-u"), Duration::from_secs(10))
+    let uid = run(Command::new("id").arg("-u"), Duration::from_secs(10))
         .expect_success()
         .stdout;
     assert_eq!(
