@@ -1,1 +1,382 @@
 //! Command line.
+//!
+//! The shape follows the Go server this project matches: global options that apply to every
+//! subcommand, then a subcommand (`serve`, `version`).
+//!
+//! Every setting that can also come from the config file is an `Option` here: `None` means
+//! "not given on the command line", so the value from the config file (or the built-in
+//! default) is used. A value that is given always wins over the config file. Merging happens in
+//! [`crate::config::load`].
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// ociregistry: a pull-only, pull-through, caching OCI Distribution server.
+///
+/// Clients (containerd, podman, docker) pull images through it; it fetches anything it has not
+/// cached yet from the upstream registry and keeps a copy on disk, so later pulls keep working
+/// when the upstream is slow or unreachable.
+///
+/// Settings come from built-in defaults, then the config file (--config-file), then the command
+/// line: a command line option always overrides the config file.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "ociregistry", version, arg_required_else_help = true)]
+pub struct Cli {
+    /// Minimum severity of log messages; raise it to `info` or `debug` to see each pull and
+    /// cache hit while troubleshooting. [default: error]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_enum,
+        value_name = "LEVEL"
+    )]
+    pub log_level: Option<LogLevel>,
+
+    /// YAML file to read settings from: upstream registries and every option listed here.
+    /// Options given on the command line override the file. [default: none]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "PATH"
+    )]
+    pub config_file: Option<PathBuf>,
+
+    /// Directory holding the image cache (blobs and manifests); created if missing. Put it on
+    /// storage that survives restarts so cached images remain available offline.
+    /// [default: /var/lib/ociregistry]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "PATH"
+    )]
+    pub image_path: Option<PathBuf>,
+
+    /// Write log messages to this file instead of standard error, e.g. when running without a
+    /// service manager that captures stderr. [default: standard error]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "PATH"
+    )]
+    pub log_file: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Print the version and exit.
+    Version,
+}
+
+/// Options of `serve`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// TCP port to listen on for pull requests; change it when 8080 is already taken.
+    /// [default: 8080]
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+
+    /// Address to listen on; use 127.0.0.1 to accept pulls from this machine only.
+    /// [default: 0.0.0.0]
+    #[arg(long, value_name = "ADDRESS")]
+    pub host: Option<String>,
+
+    /// How long one pull of a manifest from an upstream registry may take, in milliseconds,
+    /// before the client gets an error; raise it on slow or high-latency links.
+    /// [default: 60000]
+    #[arg(
+        long,
+        value_name = "MILLISECONDS",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub pull_timeout: Option<u64>,
+
+    /// Never contact an upstream registry: serve only what is already cached and answer
+    /// "not found" for everything else. For disconnected (air-gapped) sites.
+    /// `--air-gapped=false` overrides `airGapped: true` in the config file. [default: false]
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub air_gapped: Option<bool>,
+
+    /// Always fetch `:latest` tags from the upstream instead of the cache, so clients see the
+    /// newest image (useful in development where `latest` changes often).
+    /// `--always-pull-latest=false` overrides the config file. [default: false]
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub always_pull_latest: Option<bool>,
+
+    /// Upstream registry (host or host:port, e.g. `docker.io`) to use for requests that name
+    /// none, i.e. no `?ns=` parameter and no registry in the repository path. [default: none]
+    #[arg(long, value_name = "HOST")]
+    pub default_ns: Option<String>,
+}
+
+/// Minimum severity of log messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, ValueEnum)]
+pub enum LogLevel {
+    /// Only errors.
+    #[default]
+    Error,
+    /// Errors and warnings.
+    Warn,
+    /// Also each pull and cache hit.
+    Info,
+    /// Also request details.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+impl LogLevel {
+    /// The names accepted on the command line and in the config file.
+    pub const NAMES: &'static [&'static str] = &["error", "warn", "info", "debug", "trace"];
+
+    /// Parses a level name as written in the config file (`error`, `warn`, ...).
+    pub fn from_name(name: &str) -> Option<LogLevel> {
+        <LogLevel as ValueEnum>::from_str(name, false).ok()
+    }
+
+    /// The level name (`error`, `warn`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+
+    /// The matching filter for the `log` crate.
+    pub fn to_filter(self) -> log::LevelFilter {
+        match self {
+            LogLevel::Error => log::LevelFilter::Error,
+            LogLevel::Warn => log::LevelFilter::Warn,
+            LogLevel::Info => log::LevelFilter::Info,
+            LogLevel::Debug => log::LevelFilter::Debug,
+            LogLevel::Trace => log::LevelFilter::Trace,
+        }
+    }
+}
+
+impl std::fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Cli {
+    /// The `serve` options, if the subcommand is `serve`.
+    pub fn serve_args(&self) -> Option<&ServeArgs> {
+        match &self.command {
+            Command::Serve(args) => Some(args),
+            Command::Version => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("ociregistry").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    fn parse_err(args: &[&str]) -> clap::Error {
+        Cli::try_parse_from(std::iter::once("ociregistry").chain(args.iter().copied()))
+            .expect_err("parse should fail")
+    }
+
+    fn render_help(path: &[&str]) -> String {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut sub = &mut cmd;
+        for name in path {
+            sub = sub.find_subcommand_mut(name).expect("subcommand");
+        }
+        sub.render_long_help().to_string()
+    }
+
+    #[test]
+    fn command_definition_passes_clap_debug_assert() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_renders_and_mentions_every_option_with_its_default() {
+        let top = render_help(&[]);
+        for needle in [
+            "--log-level",
+            "--config-file",
+            "--image-path",
+            "--log-file",
+            "serve",
+            "version",
+            "[default: error]",
+            "[default: /var/lib/ociregistry]",
+        ] {
+            assert!(
+                top.contains(needle),
+                "top-level help lacks {needle:?}:\n{top}"
+            );
+        }
+        let serve = render_help(&["serve"]);
+        for needle in [
+            "--port",
+            "--host",
+            "--pull-timeout",
+            "--air-gapped",
+            "--always-pull-latest",
+            "--default-ns",
+            "[default: 8080]",
+            "[default: 0.0.0.0]",
+            "[default: 60000]",
+            // global options are listed under the subcommand too
+            "--config-file",
+        ] {
+            assert!(
+                serve.contains(needle),
+                "serve help lacks {needle:?}:\n{serve}"
+            );
+        }
+    }
+
+    #[test]
+    fn absent_options_are_none_so_the_config_file_applies() {
+        let cli = parse(&["serve"]);
+        assert_eq!(cli.log_level, None);
+        assert_eq!(cli.config_file, None);
+        assert_eq!(cli.image_path, None);
+        assert_eq!(cli.log_file, None);
+        let serve = cli.serve_args().expect("serve");
+        assert_eq!(serve.port, None);
+        assert_eq!(serve.host, None);
+        assert_eq!(serve.pull_timeout, None);
+        assert_eq!(serve.air_gapped, None);
+        assert_eq!(serve.always_pull_latest, None);
+        assert_eq!(serve.default_ns, None);
+    }
+
+    #[test]
+    fn global_options_work_before_and_after_the_subcommand() {
+        let before = parse(&[
+            "--log-level",
+            "debug",
+            "--image-path",
+            "/tmp/img",
+            "--config-file",
+            "/etc/o.yaml",
+            "--log-file",
+            "/tmp/log",
+            "serve",
+        ]);
+        assert_eq!(before.log_level, Some(LogLevel::Debug));
+        assert_eq!(before.image_path, Some(PathBuf::from("/tmp/img")));
+        assert_eq!(before.config_file, Some(PathBuf::from("/etc/o.yaml")));
+        assert_eq!(before.log_file, Some(PathBuf::from("/tmp/log")));
+
+        let after = parse(&["serve", "--log-level", "info", "--image-path", "/x"]);
+        assert_eq!(after.log_level, Some(LogLevel::Info));
+        assert_eq!(after.image_path, Some(PathBuf::from("/x")));
+    }
+
+    #[test]
+    fn serve_options_parse() {
+        let cli = parse(&[
+            "serve",
+            "--port",
+            "5000",
+            "--host",
+            "127.0.0.1",
+            "--pull-timeout",
+            "1500",
+            "--air-gapped",
+            "--always-pull-latest",
+            "--default-ns",
+            "docker.io",
+        ]);
+        let serve = cli.serve_args().unwrap();
+        assert_eq!(serve.port, Some(5000));
+        assert_eq!(serve.host.as_deref(), Some("127.0.0.1"));
+        assert_eq!(serve.pull_timeout, Some(1500));
+        assert_eq!(serve.air_gapped, Some(true));
+        assert_eq!(serve.always_pull_latest, Some(true));
+        assert_eq!(serve.default_ns.as_deref(), Some("docker.io"));
+    }
+
+    #[test]
+    fn bool_flag_presence_means_true_and_explicit_false_is_kept() {
+        let cli = parse(&["serve", "--air-gapped", "--always-pull-latest=false"]);
+        let serve = cli.serve_args().unwrap();
+        assert_eq!(serve.air_gapped, Some(true));
+        assert_eq!(serve.always_pull_latest, Some(false));
+    }
+
+    #[test]
+    fn bool_flag_does_not_swallow_the_next_argument() {
+        // `--air-gapped serve` must not read "serve" as the flag's value.
+        let cli = parse(&["serve", "--air-gapped", "--port", "1"]);
+        assert_eq!(cli.serve_args().unwrap().air_gapped, Some(true));
+        assert_eq!(cli.serve_args().unwrap().port, Some(1));
+    }
+
+    #[test]
+    fn invalid_values_are_rejected() {
+        parse_err(&["--log-level", "verbose", "serve"]);
+        parse_err(&["serve", "--port", "70000"]);
+        parse_err(&["serve", "--port", "abc"]);
+        parse_err(&["serve", "--pull-timeout", "0"]);
+        parse_err(&["serve", "--air-gapped=maybe"]);
+    }
+
+    #[test]
+    fn version_subcommand_parses() {
+        let cli = parse(&["version"]);
+        assert!(matches!(cli.command, Command::Version));
+        assert!(cli.serve_args().is_none());
+    }
+
+    #[test]
+    fn no_arguments_shows_help() {
+        let err = parse_err(&[]);
+        assert_eq!(
+            err.kind(),
+            clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        );
+    }
+
+    #[test]
+    fn log_level_names_round_trip() {
+        for name in LogLevel::NAMES {
+            let level = LogLevel::from_name(name).expect(name);
+            assert_eq!(level.name(), *name);
+        }
+        assert_eq!(LogLevel::from_name("ERROR"), None);
+        assert_eq!(LogLevel::from_name("verbose"), None);
+        assert_eq!(LogLevel::default(), LogLevel::Error);
+        assert_eq!(LogLevel::Debug.to_filter(), log::LevelFilter::Debug);
+    }
+}

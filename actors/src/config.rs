@@ -31,6 +31,10 @@ impl UpstreamConfig {
     pub fn base_url(&self) -> String {
         match &self.endpoint {
             Some(e) => e.trim_end_matches('/').to_string(),
+            // Docker Hub's API is not served at the name clients use for it.
+            None if self.name == crate::oci::DOCKER_HUB => {
+                format!("{}://{}", self.scheme, crate::oci::DOCKER_HUB_ENDPOINT_HOST)
+            }
             None => format!("{}://{}", self.scheme, self.name),
         }
     }

@@ -1,4 +1,24 @@
-//! The ociregistry cache engine.
+//! The ociregistry cache engine: the actors that own the cache's state, and the store,
+//! upstream client and OCI vocabulary they drive.
+//!
+//! # Layout
+//! - [`engine`]: the façade the HTTP edge holds; starts the actors, asks them questions.
+//! - [`manifest_index`] (actor): tag -> digest -> manifest, created/pulled times.
+//! - [`blob_table`] (actor): digest -> present | being fetched; reference counts.
+//! - [`puller_pool`] (actor): upstream clients, single-flight manifest fetches, blob downloads.
+//! - [`store`]: the on-disk cache, compatible with the Go server's layout.
+//! - [`upstream`]: the registry client (auth, TLS, timeouts).
+//! - [`oci`]: digests, names, references, media types, manifests.
+//! - [`config`], [`error`]: what the engine is started with, and how it fails.
+pub mod blob_table;
 pub mod config;
+pub mod engine;
+pub mod error;
+pub mod manifest_index;
 pub mod oci;
+pub mod puller_pool;
 pub mod store;
+pub mod upstream;
+
+pub use engine::Engine;
+pub use error::EngineError;

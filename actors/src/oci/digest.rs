@@ -24,7 +24,9 @@ impl Digest {
     /// Parses `sha256:<hex>`; anything else is a `DIGEST_INVALID` error naming the input.
     pub fn parse(s: &str) -> Result<Self, OciError> {
         let Some((algo, hex)) = s.split_once(':') else {
-            return Err(OciError::DigestInvalid(format!("{s:?} is not <algorithm>:<hex>")));
+            return Err(OciError::DigestInvalid(format!(
+                "{s:?} is not <algorithm>:<hex>"
+            )));
         };
         if algo != "sha256" {
             return Err(OciError::DigestInvalid(format!(

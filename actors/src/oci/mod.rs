@@ -2,8 +2,17 @@
 //! the rules that turn a request into an upstream registry and repository.
 
 mod digest;
+mod manifest;
+mod reference;
 
 pub use digest::Digest;
+pub use manifest::{
+    merge_accept, Descriptor, Manifest, ManifestKind, Platform, DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST, MANIFEST_MEDIA_TYPES, MAX_MANIFEST_BYTES, OCI_INDEX, OCI_MANIFEST,
+};
+pub use reference::{
+    is_registry_host, ImageRef, Reference, RepoName, DOCKER_HUB, DOCKER_HUB_ENDPOINT_HOST,
+};
 
 /// Malformed input, caught where it enters the engine. Each variant is one OCI error code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,0 +1,162 @@
+//! The engine as the HTTP edge sees it: the actors' addresses and the few questions handlers
+//! ask. Every method only sends messages; the actors hold all the state.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use crate::blob_table::{self, AddRefs, BlobSource, BlobStatus, BlobTable, Open};
+use crate::config::EngineConfig;
+use crate::error::EngineError;
+use crate::manifest_index::{self, CachedManifest, ManifestIndex, Resolve};
+use crate::oci::{Digest, ImageRef, RepoName};
+use crate::puller_pool::{AttachBlobTable, FetchManifest, PullerPool};
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct Engine {
+    config: Arc<EngineConfig>,
+    store: Arc<Store>,
+    index: Addr<ManifestIndex>,
+    blobs: Addr<BlobTable>,
+    puller: Addr<PullerPool>,
+}
+
+impl Engine {
+    /// Opens the cache (sweeping temp files, loading every manifest) and starts the actors,
+    /// the puller pool on an arbiter of its own so upstream traffic and hashing never delay
+    /// the bookkeeping. Must run inside an actix `System`.
+    pub fn start(config: EngineConfig) -> Result<Engine, EngineError> {
+        let config = Arc::new(config);
+        let store = Arc::new(
+            Store::open(&config.image_path).map_err(|e| EngineError::Store(e.to_string()))?,
+        );
+        let loaded = store
+            .load_manifests()
+            .map_err(|e| EngineError::Store(e.to_string()))?;
+        for problem in &loaded.problems {
+            log::warn!("cache: {problem}");
+        }
+        let present = store
+            .list_blobs()
+            .map_err(|e| EngineError::Store(e.to_string()))?;
+        let index = ManifestIndex::new(store.clone(), loaded.holders);
+        let refs: Vec<Digest> = index.blob_refs();
+        log::info!(
+            "cache {}: {} manifests, {} blobs",
+            config.image_path.display(),
+            index.len(),
+            present.len()
+        );
+
+        let bookkeeping = Arbiter::new().handle();
+        let pulling = Arbiter::new().handle();
+        let index = ManifestIndex::start_in_arbiter(&bookkeeping, move |_| index);
+        let (cfg, st, ix) = (config.clone(), store.clone(), index.clone());
+        let puller = PullerPool::start_in_arbiter(&pulling, move |_| PullerPool::new(cfg, st, ix));
+        let p = puller.clone();
+        let blobs = BlobTable::start_in_arbiter(&bookkeeping, move |_| BlobTable::new(p, present));
+        puller.do_send(AttachBlobTable(blobs.clone()));
+        blobs.do_send(AddRefs { digests: refs });
+        Ok(Engine {
+            config,
+            store,
+            index,
+            blobs,
+            puller,
+        })
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// A manifest from the cache, or from its upstream on a miss. Offline first: a cached tag
+    /// is served without asking the upstream, except `latest` under always-pull-latest, which
+    /// falls back to the cached copy when the upstream fails.
+    pub async fn manifest(&self, image: &ImageRef) -> Result<Arc<CachedManifest>, EngineError> {
+        let refresh = self.config.always_pull_latest
+            && !self.config.air_gapped
+            && image.reference.tag() == Some("latest");
+        if refresh {
+            match self.fetch(image).await {
+                Ok(m) => return Ok(m),
+                Err(e) if !e.is_not_found() => {
+                    if let Some(m) = self
+                        .index
+                        .send(Resolve {
+                            image: image.clone(),
+                        })
+                        .await?
+                    {
+                        log::warn!("{image}: upstream failed ({e}); serving the cached copy");
+                        return Ok(m);
+                    }
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(m) = self
+            .index
+            .send(Resolve {
+                image: image.clone(),
+            })
+            .await?
+        {
+            return Ok(m);
+        }
+        if self.config.air_gapped {
+            return Err(EngineError::NotCached(image.to_string()));
+        }
+        self.fetch(image).await
+    }
+
+    async fn fetch(&self, image: &ImageRef) -> Result<Arc<CachedManifest>, EngineError> {
+        self.puller
+            .send(FetchManifest {
+                image: image.clone(),
+            })
+            .await?
+    }
+
+    /// A blob: present on disk, or a download to follow (joined or started).
+    pub async fn blob(
+        &self,
+        registry: &str,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<BlobStatus, EngineError> {
+        let source = (!self.config.air_gapped).then(|| BlobSource {
+            registry: registry.to_string(),
+            repo: repo.clone(),
+        });
+        match self
+            .blobs
+            .send(Open {
+                digest: digest.clone(),
+                source,
+            })
+            .await?
+        {
+            BlobStatus::Absent => Err(EngineError::NotCached(format!(
+                "{registry}/{repo}@{digest}"
+            ))),
+            other => Ok(other),
+        }
+    }
+
+    /// Every manifest in the index.
+    pub async fn manifests(&self) -> Result<Vec<manifest_index::IndexEntry>, EngineError> {
+        Ok(self.index.send(manifest_index::List).await?)
+    }
+
+    /// Every blob known.
+    pub async fn blobs(&self) -> Result<Vec<blob_table::BlobInfo>, EngineError> {
+        Ok(self.blobs.send(blob_table::List).await?)
+    }
+}

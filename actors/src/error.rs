@@ -1,0 +1,68 @@
+//! The engine's one error type. The HTTP edge maps each variant to an OCI error body once.
+
+use crate::oci::OciError;
+use crate::upstream::UpstreamError;
+
+/// Why the engine could not produce what was asked. Cloneable so that one failed fetch can be
+/// reported to every request that waited on it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Invalid(#[from] OciError),
+    /// The upstream failed; `upstream` names it so operators know where to look.
+    #[error("upstream {upstream}: {source}")]
+    Upstream {
+        upstream: String,
+        source: UpstreamError,
+    },
+    /// The upstream did not deliver a manifest within `pullTimeout`.
+    #[error("upstream {upstream} did not deliver {what} within {millis} ms")]
+    PullTimeout {
+        upstream: String,
+        what: String,
+        millis: u128,
+    },
+    /// Air-gapped mode, or no upstream to ask: the cache is all there is.
+    #[error("{0} is not in the cache and the server is air-gapped")]
+    NotCached(String),
+    /// The upstream sent content that does not match its digest.
+    #[error("upstream {upstream} sent {what} whose digest is {actual}, expected {expected}")]
+    DigestMismatch {
+        upstream: String,
+        what: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("cache storage: {0}")]
+    Store(String),
+    /// An actor went away (only during shutdown).
+    #[error("server is shutting down: {0}")]
+    Unavailable(String),
+}
+
+impl EngineError {
+    pub fn upstream(upstream: &str, source: UpstreamError) -> Self {
+        EngineError::Upstream {
+            upstream: upstream.to_string(),
+            source,
+        }
+    }
+
+    /// Whether the upstream (or the air gap) says the thing does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            EngineError::NotCached(_)
+                | EngineError::Upstream {
+                    source: UpstreamError::NotFound,
+                    ..
+                }
+        )
+    }
+}
+
+impl From<actix::MailboxError> for EngineError {
+    fn from(e: actix::MailboxError) -> Self {
+        EngineError::Unavailable(e.to_string())
+    }
+}

@@ -1,0 +1,293 @@
+//! Actor: the manifest index, tag -> digest -> manifest, with created and pulled times.
+//!
+//! Every cache hit is answered from memory; the index only touches the disk when a manifest or a
+//! tag is added (persisted before the insert is acknowledged, so a tag the client saw survives a
+//! restart) and when batched `pulled` times are flushed.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use time::PrimitiveDateTime;
+
+use crate::error::EngineError;
+use crate::oci::{Digest, ImageRef, Manifest, ManifestKind, Reference};
+use crate::store::{now_local as now, ManifestHolder, Store};
+
+/// How often changed `pulled` times are written back to the manifest files.
+const PULLED_FLUSH_INTERVAL: Duration = Duration::from_secs(60);
+
+/// A manifest exactly as the upstream served it, plus what the cache needs to know about it.
+/// Immutable and shared: handlers hold it while they write the response.
+#[derive(Debug)]
+pub struct CachedManifest {
+    pub digest: Digest,
+    pub bytes: Bytes,
+    pub manifest: Manifest,
+    /// Where it was first pulled from (`registry/repo:tag` or `registry/repo@digest`).
+    pub image_url: String,
+}
+
+impl CachedManifest {
+    pub fn kind(&self) -> ManifestKind {
+        self.manifest.kind
+    }
+
+    pub fn media_type(&self) -> &'static str {
+        self.manifest.kind.media_type()
+    }
+}
+
+/// A manifest in the index with its mutable bookkeeping.
+#[derive(Debug, Clone)]
+pub struct IndexEntry {
+    pub manifest: Arc<CachedManifest>,
+    /// Every `registry/repo:tag` that points at this manifest.
+    pub tags: BTreeSet<String>,
+    pub created: PrimitiveDateTime,
+    pub pulled: PrimitiveDateTime,
+}
+
+impl IndexEntry {
+    fn to_holder(&self) -> ManifestHolder {
+        ManifestHolder::new(
+            self.manifest.kind(),
+            self.manifest.digest.clone(),
+            self.manifest.image_url.clone(),
+            self.manifest.bytes.to_vec(),
+            self.created,
+            self.pulled,
+            self.tags.iter().cloned().collect(),
+        )
+    }
+}
+
+pub struct ManifestIndex {
+    store: Arc<Store>,
+    by_digest: HashMap<Digest, IndexEntry>,
+    by_tag: HashMap<String, Digest>,
+    /// Manifests whose `pulled` time changed since the last flush.
+    dirty: HashSet<Digest>,
+}
+
+impl ManifestIndex {
+    /// Builds the index from the manifests found on disk at start.
+    pub fn new(store: Arc<Store>, holders: Vec<ManifestHolder>) -> Self {
+        let mut index = ManifestIndex {
+            store,
+            by_digest: HashMap::new(),
+            by_tag: HashMap::new(),
+            dirty: HashSet::new(),
+        };
+        for h in holders {
+            match entry_from_holder(&h) {
+                Ok(entry) => index.add(entry),
+                Err(e) => log::warn!("cache: skipping manifest {}: {e}", h.image_url()),
+            }
+        }
+        index
+    }
+
+    fn add(&mut self, entry: IndexEntry) {
+        for t in &entry.tags {
+            self.by_tag.insert(t.clone(), entry.manifest.digest.clone());
+        }
+        self.by_digest.insert(entry.manifest.digest.clone(), entry);
+    }
+
+    fn lookup(&self, image: &ImageRef) -> Option<Digest> {
+        match &image.reference {
+            Reference::Digest(d) => self.by_digest.contains_key(d).then(|| d.clone()),
+            Reference::Tag(_) => self.by_tag.get(&image.to_string()).cloned(),
+        }
+    }
+
+    /// Every blob named by an indexed image manifest, once per manifest: the blob table's
+    /// reference counts at start.
+    pub fn blob_refs(&self) -> Vec<Digest> {
+        self.by_digest
+            .values()
+            .filter(|e| !e.manifest.kind().is_list())
+            .flat_map(|e| {
+                e.manifest
+                    .manifest
+                    .children
+                    .iter()
+                    .map(|c| c.digest.clone())
+            })
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_digest.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_digest.is_empty()
+    }
+
+    fn flush_pulled(&mut self) {
+        if self.dirty.is_empty() {
+            return;
+        }
+        let holders: Vec<ManifestHolder> = self
+            .dirty
+            .drain()
+            .filter_map(|d| self.by_digest.get(&d).map(IndexEntry::to_holder))
+            .collect();
+        let store = self.store.clone();
+        actix_rt::task::spawn_blocking(move || {
+            for h in holders {
+                if let Err(e) = store.write_manifest(&h) {
+                    log::warn!("cache: recording pull time of {}: {e}", h.image_url());
+                }
+            }
+        });
+    }
+}
+
+/// Rebuilds an index entry from a manifest file.
+fn entry_from_holder(h: &ManifestHolder) -> Result<IndexEntry, EngineError> {
+    let bytes = Bytes::copy_from_slice(h.bytes());
+    let manifest = Manifest::parse(&bytes, Some(h.kind().media_type()))?;
+    // `tags` holds full references (`registry/repo:tag`); a bare tag, as the Go server's
+    // `imageUrl` implies, belongs to the repository of `imageUrl`.
+    let home = ImageRef::parse(h.image_url()).ok();
+    let mut tags = BTreeSet::new();
+    for t in h.tags() {
+        if t.contains('/') {
+            tags.insert(t.clone());
+        } else if let Some(home) = &home {
+            if let Ok(r) = Reference::parse(t) {
+                tags.insert(home.with_reference(r).to_string());
+            }
+        }
+    }
+    if let Some(home) = home.filter(|h| h.reference.tag().is_some()) {
+        tags.insert(home.to_string());
+    }
+    Ok(IndexEntry {
+        manifest: Arc::new(CachedManifest {
+            digest: h.digest().clone(),
+            bytes,
+            manifest,
+            image_url: h.image_url().to_string(),
+        }),
+        tags,
+        created: h.created(),
+        pulled: h.pulled(),
+    })
+}
+
+impl Actor for ManifestIndex {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(PULLED_FLUSH_INTERVAL, |act, _| act.flush_pulled());
+    }
+
+    fn stopping(&mut self, _: &mut Context<Self>) -> Running {
+        self.flush_pulled();
+        Running::Stop
+    }
+}
+
+/// Looks a manifest up by tag or digest, and records the pull.
+#[derive(Message)]
+#[rtype(result = "Option<Arc<CachedManifest>>")]
+pub struct Resolve {
+    pub image: ImageRef,
+}
+
+impl Handler<Resolve> for ManifestIndex {
+    type Result = Option<Arc<CachedManifest>>;
+
+    fn handle(&mut self, msg: Resolve, _: &mut Context<Self>) -> Self::Result {
+        let digest = self.lookup(&msg.image)?;
+        let entry = self.by_digest.get_mut(&digest)?;
+        entry.pulled = now();
+        self.dirty.insert(digest);
+        Some(entry.manifest.clone())
+    }
+}
+
+/// Adds a manifest fetched from `image` (persisting it first), or, when it is already cached,
+/// records the tag it was fetched by. A tag that pointed elsewhere is moved.
+#[derive(Message)]
+#[rtype(result = "Result<Arc<CachedManifest>, EngineError>")]
+pub struct Insert {
+    pub image: ImageRef,
+    pub manifest: CachedManifest,
+}
+
+impl Handler<Insert> for ManifestIndex {
+    type Result = ResponseFuture<Result<Arc<CachedManifest>, EngineError>>;
+
+    fn handle(&mut self, msg: Insert, _: &mut Context<Self>) -> Self::Result {
+        let digest = msg.manifest.digest.clone();
+        let tag = msg.image.reference.tag().map(|_| msg.image.to_string());
+        let mut to_write: Vec<ManifestHolder> = Vec::new();
+
+        if let Some(tag) = &tag {
+            if let Some(old) = self.by_tag.insert(tag.clone(), digest.clone()) {
+                if old != digest {
+                    if let Some(e) = self.by_digest.get_mut(&old) {
+                        e.tags.remove(tag);
+                        to_write.push(e.to_holder());
+                    }
+                }
+            }
+        }
+        let t = now();
+        let is_new = !self.by_digest.contains_key(&digest);
+        let entry = self
+            .by_digest
+            .entry(digest.clone())
+            .or_insert_with(|| IndexEntry {
+                manifest: Arc::new(msg.manifest),
+                tags: BTreeSet::new(),
+                created: t,
+                pulled: t,
+            });
+        entry.pulled = t;
+        let tag_added = match &tag {
+            Some(tag) => entry.tags.insert(tag.clone()),
+            None => false,
+        };
+        if is_new || tag_added {
+            to_write.push(entry.to_holder());
+        }
+        let shared = entry.manifest.clone();
+        let store = self.store.clone();
+        Box::pin(async move {
+            if to_write.is_empty() {
+                return Ok(shared);
+            }
+            actix_rt::task::spawn_blocking(move || {
+                for h in &to_write {
+                    store.write_manifest(h)?;
+                }
+                Ok::<_, crate::store::StoreError>(())
+            })
+            .await
+            .map_err(|e| EngineError::Store(e.to_string()))?
+            .map_err(|e| EngineError::Store(e.to_string()))?;
+            Ok(shared)
+        })
+    }
+}
+
+/// Every entry, for listings and pruning.
+#[derive(Message)]
+#[rtype(result = "Vec<IndexEntry>")]
+pub struct List;
+
+impl Handler<List> for ManifestIndex {
+    type Result = MessageResult<List>;
+
+    fn handle(&mut self, _: List, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.by_digest.values().cloned().collect())
+    }
+}

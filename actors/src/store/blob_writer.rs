@@ -1,0 +1,128 @@
+//! Streaming a blob into the cache: bytes go to a temp file as they arrive, are hashed on the
+//! way, and only a verified, fsynced file is renamed into `blobs/`.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+use tokio::fs::File;
+use tokio::io::AsyncWriteExt;
+
+use super::StoreError;
+use crate::oci::Digest;
+
+/// An in-progress blob download. Create it with [`super::Store::create_blob_writer`].
+///
+/// Dropping a writer that was not committed removes its temp file (best effort; whatever is
+/// left is swept the next time the store is opened).
+#[derive(Debug)]
+pub struct BlobWriter {
+    file: Option<File>,
+    temp_path: PathBuf,
+    blobs_dir: PathBuf,
+    hasher: Sha256,
+    written: u64,
+    finished: bool,
+}
+
+impl BlobWriter {
+    pub(super) fn new(file: File, temp_path: PathBuf, blobs_dir: PathBuf) -> Self {
+        BlobWriter {
+            file: Some(file),
+            temp_path,
+            blobs_dir,
+            hasher: Sha256::new(),
+            written: 0,
+            finished: false,
+        }
+    }
+
+    /// The temp file the blob is being written to. Readers may follow it while it grows:
+    /// the first [`written`](Self::written) bytes of it are always readable.
+    pub fn temp_path(&self) -> &Path {
+        &self.temp_path
+    }
+
+    /// Appends a chunk. When this returns, the chunk has reached the file (not necessarily
+    /// the disk) and is counted in [`written`](Self::written).
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
+        let path = &self.temp_path;
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| StoreError::io(path, std::io::ErrorKind::BrokenPipe.into()))?;
+        file.write_all(chunk)
+            .await
+            .map_err(|e| StoreError::io(path, e))?;
+        // tokio hands writes to a blocking thread; flushing waits for it, so the bytes are
+        // in the file before `written` says so.
+        file.flush().await.map_err(|e| StoreError::io(path, e))?;
+        self.hasher.update(chunk);
+        self.written += chunk.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Verifies the content against `expected`, makes it durable and moves it to
+    /// `blobs/<hex>`. Returns the blob size. On a digest mismatch the temp file is deleted
+    /// and nothing appears in `blobs/`.
+    pub async fn commit(mut self, expected: &Digest) -> Result<u64, StoreError> {
+        self.finished = true;
+        let result = self.finish(expected).await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&self.temp_path).await;
+        }
+        result
+    }
+
+    async fn finish(&mut self, expected: &Digest) -> Result<u64, StoreError> {
+        let path = self.temp_path.clone();
+        let mut file = self
+            .file
+            .take()
+            .ok_or_else(|| StoreError::io(&path, std::io::ErrorKind::BrokenPipe.into()))?;
+        file.flush().await.map_err(|e| StoreError::io(&path, e))?;
+        let actual = Digest::from_hasher(std::mem::take(&mut self.hasher));
+        if &actual != expected {
+            drop(file);
+            return Err(StoreError::DigestMismatch {
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        file.sync_all()
+            .await
+            .map_err(|e| StoreError::io(&path, e))?;
+        drop(file);
+        let dest = self.blobs_dir.join(expected.hex());
+        tokio::fs::rename(&path, &dest)
+            .await
+            .map_err(|e| StoreError::io(&dest, e))?;
+        let dir = File::open(&self.blobs_dir)
+            .await
+            .map_err(|e| StoreError::io(&self.blobs_dir, e))?;
+        dir.sync_all()
+            .await
+            .map_err(|e| StoreError::io(&self.blobs_dir, e))?;
+        Ok(self.written)
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.file.take();
+            if let Err(e) = std::fs::remove_file(&self.temp_path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    log::warn!(
+                        "could not remove abandoned temp file {}: {e}",
+                        self.temp_path.display()
+                    );
+                }
+            }
+        }
+    }
+}

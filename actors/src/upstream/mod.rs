@@ -1,0 +1,331 @@
+//! The client side: one [`UpstreamClient`] per upstream registry, owned by the puller pool.
+//!
+//! Each client keeps its own connection pool (awc), TLS settings and bearer tokens. awc's client
+//! is not `Send`, so clients live on the puller pool's arbiter and never cross threads; bytes
+//! leave this module as a stream that the pool writes to disk.
+
+mod auth;
+mod tls;
+
+use std::cell::RefCell;
+use std::pin::Pin;
+use std::time::Duration;
+
+use awc::http::header::{
+    HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE,
+};
+use awc::http::{Method, StatusCode};
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+
+use crate::config::UpstreamConfig;
+use crate::oci::{Digest, Reference, RepoName, MANIFEST_MEDIA_TYPES, MAX_MANIFEST_BYTES};
+pub use auth::{parse_challenges, Challenge};
+use auth::{TokenCache, TokenResponse, MAX_TOKEN_RESPONSE};
+
+/// How long to wait for a TCP (and TLS) connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for a response head once the request is sent.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a response body may stall before the download is abandoned.
+const IDLE_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bytes of an error body kept for the message.
+const ERROR_BODY_SNIPPET: usize = 512;
+
+/// Why an upstream request failed. Cloneable: a single-flight fetch hands the same outcome to
+/// every waiter.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("not found upstream")]
+    NotFound,
+    #[error("upstream refused our credentials: {0}")]
+    Denied(String),
+    #[error("upstream rate limit: {0}")]
+    TooManyRequests(String),
+    #[error("upstream answered {0}")]
+    Status(String),
+    #[error("cannot reach upstream: {0}")]
+    Connect(String),
+    #[error("upstream timed out: {0}")]
+    Timeout(String),
+    #[error("bad response from upstream: {0}")]
+    Protocol(String),
+    #[error("upstream client setup: {0}")]
+    Config(String),
+}
+
+type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, awc::error::PayloadError>>>>;
+
+struct Response {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: BodyStream,
+}
+
+impl Response {
+    fn header(&self, name: impl awc::http::header::AsHeaderName) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
+
+    /// Reads the whole body, refusing more than `limit` bytes.
+    async fn read_limited(&mut self, limit: usize) -> Result<Bytes, UpstreamError> {
+        let mut buf = BytesMut::new();
+        while let Some(chunk) = next_chunk(&mut self.body).await? {
+            if buf.len() + chunk.len() > limit {
+                return Err(UpstreamError::Protocol(format!(
+                    "response body exceeds {limit} bytes"
+                )));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf.freeze())
+    }
+
+    /// The start of an error body, for messages; never fails.
+    async fn snippet(&mut self) -> String {
+        let mut buf = Vec::new();
+        while buf.len() < ERROR_BODY_SNIPPET {
+            match next_chunk(&mut self.body).await {
+                Ok(Some(c)) => buf.extend_from_slice(&c),
+                _ => break,
+            }
+        }
+        buf.truncate(ERROR_BODY_SNIPPET);
+        String::from_utf8_lossy(&buf).trim().to_string()
+    }
+}
+
+async fn next_chunk(body: &mut BodyStream) -> Result<Option<Bytes>, UpstreamError> {
+    match tokio::time::timeout(IDLE_READ_TIMEOUT, body.next()).await {
+        Err(_) => Err(UpstreamError::Timeout(format!(
+            "no data for {}s",
+            IDLE_READ_TIMEOUT.as_secs()
+        ))),
+        Ok(None) => Ok(None),
+        Ok(Some(Ok(b))) => Ok(Some(b)),
+        Ok(Some(Err(e))) => Err(UpstreamError::Protocol(format!("reading body: {e}"))),
+    }
+}
+
+/// A manifest as the upstream sent it.
+#[derive(Debug, Clone)]
+pub struct FetchedManifest {
+    pub bytes: Bytes,
+    pub content_type: Option<String>,
+    /// The upstream's `Docker-Content-Digest`, checked against the bytes by the caller.
+    pub digest_header: Option<String>,
+}
+
+/// A blob response body being received.
+pub struct BlobBody {
+    /// From `Content-Length`, when the upstream sent one.
+    pub size: Option<u64>,
+    body: BodyStream,
+}
+
+impl BlobBody {
+    /// The next chunk, `None` at the end; an error when the upstream stalls or breaks off.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, UpstreamError> {
+        next_chunk(&mut self.body).await
+    }
+}
+
+/// One upstream registry, as configured.
+pub struct UpstreamClient {
+    cfg: UpstreamConfig,
+    base: String,
+    client: awc::Client,
+    tokens: RefCell<TokenCache>,
+}
+
+impl UpstreamClient {
+    pub fn new(cfg: UpstreamConfig) -> Result<Self, UpstreamError> {
+        let connector = awc::Connector::new()
+            .timeout(CONNECT_TIMEOUT)
+            .handshake_timeout(CONNECT_TIMEOUT)
+            .rustls_0_23(tls::client_config()?);
+        let client = awc::Client::builder()
+            .connector(connector)
+            .timeout(RESPONSE_TIMEOUT)
+            .add_default_header((
+                awc::http::header::USER_AGENT,
+                concat!("ociregistry/", env!("CARGO_PKG_VERSION")),
+            ))
+            .finish();
+        Ok(UpstreamClient {
+            base: cfg.base_url(),
+            cfg,
+            client,
+            tokens: RefCell::new(TokenCache::default()),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    /// Fetches a manifest with every manifest media type in `Accept`.
+    pub async fn manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<FetchedManifest, UpstreamError> {
+        let url = format!("{}/v2/{}/manifests/{}", self.base, repo, reference);
+        let mut resp = self.send(Method::GET, &url, repo, true).await?;
+        let content_type = resp.header(CONTENT_TYPE);
+        let digest_header = resp.header("docker-content-digest");
+        let bytes = resp.read_limited(MAX_MANIFEST_BYTES).await?;
+        Ok(FetchedManifest {
+            bytes,
+            content_type,
+            digest_header,
+        })
+    }
+
+    /// Starts a blob download; the caller reads the body chunk by chunk.
+    pub async fn blob(&self, repo: &RepoName, digest: &Digest) -> Result<BlobBody, UpstreamError> {
+        let url = format!("{}/v2/{}/blobs/{}", self.base, repo, digest);
+        let resp = self.send(Method::GET, &url, repo, false).await?;
+        let size = resp
+            .header(CONTENT_LENGTH)
+            .and_then(|v| v.parse::<u64>().ok());
+        Ok(BlobBody {
+            size,
+            body: resp.body,
+        })
+    }
+
+    /// Sends a request, answering one authentication challenge if the upstream poses one, and
+    /// turns every non-success status into an [`UpstreamError`].
+    async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        repo: &RepoName,
+        manifest: bool,
+    ) -> Result<Response, UpstreamError> {
+        let scope = format!("repository:{repo}:pull");
+        let mut resp = self.send_once(&method, url, &scope, manifest).await?;
+        if resp.status == StatusCode::UNAUTHORIZED {
+            let challenge = resp.header(WWW_AUTHENTICATE).unwrap_or_default();
+            let bearer = parse_challenges(&challenge)
+                .into_iter()
+                .find(|c| c.scheme == "bearer");
+            if let Some(ch) = bearer {
+                self.tokens.borrow_mut().forget(&scope);
+                self.fetch_token(&ch, &scope).await?;
+                resp = self.send_once(&method, url, &scope, manifest).await?;
+            }
+        }
+        match resp.status {
+            s if s.is_success() => Ok(resp),
+            StatusCode::NOT_FOUND => Err(UpstreamError::NotFound),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                let s = resp.status;
+                Err(UpstreamError::Denied(format!(
+                    "{s} {}",
+                    resp.snippet().await
+                )))
+            }
+            StatusCode::TOO_MANY_REQUESTS => {
+                Err(UpstreamError::TooManyRequests(resp.snippet().await))
+            }
+            s => Err(UpstreamError::Status(format!(
+                "{s} {}",
+                resp.snippet().await
+            ))),
+        }
+    }
+
+    async fn send_once(
+        &self,
+        method: &Method,
+        url: &str,
+        scope: &str,
+        manifest: bool,
+    ) -> Result<Response, UpstreamError> {
+        let mut req = self.client.request(method.clone(), url);
+        if manifest {
+            req = req.insert_header((ACCEPT, MANIFEST_MEDIA_TYPES.join(", ")));
+        }
+        if let Some(auth) = self.authorization(scope) {
+            req = req.insert_header((AUTHORIZATION, auth));
+        }
+        let resp = req.send().await.map_err(send_error)?;
+        Ok(Response {
+            status: resp.status(),
+            headers: resp.headers().clone(),
+            body: Box::pin(resp),
+        })
+    }
+
+    /// A cached bearer token for `scope`, else basic credentials when configured.
+    fn authorization(&self, scope: &str) -> Option<HeaderValue> {
+        let value = match self.tokens.borrow().get(scope) {
+            Some(t) => format!("Bearer {t}"),
+            None => auth::basic_header(self.cfg.auth.as_ref()?),
+        };
+        HeaderValue::from_str(&value).ok()
+    }
+
+    /// Asks the challenge's realm for a token (with our credentials when configured).
+    async fn fetch_token(&self, ch: &Challenge, scope: &str) -> Result<(), UpstreamError> {
+        let realm = ch
+            .param("realm")
+            .ok_or_else(|| UpstreamError::Protocol("bearer challenge without realm".into()))?;
+        if !(realm.starts_with("https://") || realm.starts_with("http://")) {
+            return Err(UpstreamError::Protocol(format!(
+                "bearer realm {realm:?} is not an http(s) URL"
+            )));
+        }
+        let mut query: Vec<(&str, &str)> = Vec::new();
+        if let Some(s) = ch.param("service") {
+            query.push(("service", s));
+        }
+        query.push(("scope", ch.param("scope").unwrap_or(scope)));
+        let mut req = self.client.get(realm);
+        req = req
+            .query(&query)
+            .map_err(|e| UpstreamError::Protocol(format!("token request: {e}")))?;
+        if let Some(c) = &self.cfg.auth {
+            req = req.insert_header((AUTHORIZATION, auth::basic_header(c)));
+        }
+        let resp = req.send().await.map_err(send_error)?;
+        let mut resp = Response {
+            status: resp.status(),
+            headers: resp.headers().clone(),
+            body: Box::pin(resp),
+        };
+        if !resp.status.is_success() {
+            let s = resp.status;
+            return Err(UpstreamError::Denied(format!(
+                "token service {realm} answered {s} {}",
+                resp.snippet().await
+            )));
+        }
+        let body = resp.read_limited(MAX_TOKEN_RESPONSE).await?;
+        let tr: TokenResponse = serde_json::from_slice(&body)
+            .map_err(|e| UpstreamError::Protocol(format!("token response from {realm}: {e}")))?;
+        let token = tr
+            .token
+            .or(tr.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                UpstreamError::Protocol(format!("token response from {realm} has no token"))
+            })?;
+        self.tokens.borrow_mut().put(scope, token, tr.expires_in);
+        Ok(())
+    }
+}
+
+fn send_error(e: awc::error::SendRequestError) -> UpstreamError {
+    use awc::error::SendRequestError as E;
+    match e {
+        E::Timeout => UpstreamError::Timeout("no response head in time".into()),
+        E::Connect(c) => UpstreamError::Connect(c.to_string()),
+        other => UpstreamError::Connect(other.to_string()),
+    }
+}

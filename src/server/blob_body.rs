@@ -1,0 +1,295 @@
+//! Blob bodies: a cached file, or a download followed while it lands.
+//!
+//! A reader of a download reads the temp file up to the byte count the downloader publishes,
+//! then waits for the next update; when the download is renamed into place the open file stays
+//! valid, so no reader ever restarts or waits for the end.
+
+use std::io::SeekFrom;
+use std::path::PathBuf;
+
+use actix_web::error::ErrorInternalServerError;
+use actors::blob_table::Progress;
+use bytes::Bytes;
+use futures_util::Stream;
+use tokio::fs::File;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::watch;
+
+/// Bytes per read: large enough that big blobs stream at disk speed.
+const CHUNK: usize = 256 * 1024;
+
+/// A satisfiable byte range, `start..end` (end exclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+/// What a `Range` header asks of a blob of `size` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeRequest {
+    /// No usable range: send everything (also for multi-range requests, which RFC 9110 lets a
+    /// server answer in full).
+    Full,
+    Partial(ByteRange),
+    Unsatisfiable,
+}
+
+pub fn parse_range(header: Option<&str>, size: u64) -> RangeRequest {
+    let Some(h) = header else {
+        return RangeRequest::Full;
+    };
+    let Some(spec) = h.trim().strip_prefix("bytes=") else {
+        return RangeRequest::Full;
+    };
+    if spec.contains(',') {
+        return RangeRequest::Full;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return RangeRequest::Unsatisfiable;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let parse = |s: &str| s.parse::<u64>().ok();
+    let range = match (a.is_empty(), b.is_empty()) {
+        // bytes=-N: the last N bytes.
+        (true, false) => match parse(b) {
+            Some(0) | None => return RangeRequest::Unsatisfiable,
+            Some(n) => ByteRange {
+                start: size.saturating_sub(n),
+                end: size,
+            },
+        },
+        (false, true) => match parse(a) {
+            Some(s) => ByteRange {
+                start: s,
+                end: size,
+            },
+            None => return RangeRequest::Unsatisfiable,
+        },
+        (false, false) => match (parse(a), parse(b)) {
+            (Some(s), Some(e)) if s <= e => ByteRange {
+                start: s,
+                end: e.saturating_add(1).min(size),
+            },
+            _ => return RangeRequest::Unsatisfiable,
+        },
+        (true, true) => return RangeRequest::Unsatisfiable,
+    };
+    if range.start >= size || range.start >= range.end {
+        RangeRequest::Unsatisfiable
+    } else {
+        RangeRequest::Partial(range)
+    }
+}
+
+/// `start..end` of a file that is complete on disk.
+pub fn file_stream(
+    path: PathBuf,
+    range: ByteRange,
+) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
+    let (tx, rx) = watch::channel(Progress::Done { size: range.end });
+    // A finished file is the degenerate case of a download: nothing more will arrive.
+    drop(tx);
+    follow_stream(rx, path, range.start, Some(range.end))
+}
+
+struct Follow {
+    progress: watch::Receiver<Progress>,
+    final_path: PathBuf,
+    file: Option<File>,
+    pos: u64,
+    end: Option<u64>,
+}
+
+/// Follows a download (or a finished file) from byte `start` to `end` (the blob's end when
+/// `None`).
+pub fn follow_stream(
+    progress: watch::Receiver<Progress>,
+    final_path: PathBuf,
+    start: u64,
+    end: Option<u64>,
+) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
+    let state = Follow {
+        progress,
+        final_path,
+        file: None,
+        pos: start,
+        end,
+    };
+    futures_util::stream::unfold(state, |mut st| async move {
+        match st.next_chunk().await {
+            Ok(Some(b)) => Some((Ok(b), st)),
+            Ok(None) => None,
+            Err(e) => {
+                log::warn!("streaming {}: {e}", st.final_path.display());
+                Some((Err(ErrorInternalServerError(e)), st.finished()))
+            }
+        }
+    })
+}
+
+impl Follow {
+    /// After an error the stream must end: a state that yields nothing more.
+    fn finished(mut self) -> Self {
+        self.end = Some(self.pos);
+        self
+    }
+
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, String> {
+        loop {
+            if matches!(self.end, Some(e) if self.pos >= e) {
+                return Ok(None);
+            }
+            let (available, done, temp) = match &*self.progress.borrow() {
+                Progress::Queued => (0, false, None),
+                Progress::Receiving { temp, written, .. } => (*written, false, Some(temp.clone())),
+                Progress::Done { size } => (*size, true, None),
+                Progress::Failed(e) => return Err(format!("download failed: {e}")),
+            };
+            if self.file.is_none() && (available > self.pos || done) {
+                let opened = match &temp {
+                    Some(t) => File::open(t.as_path()).await,
+                    None => File::open(&self.final_path).await,
+                };
+                match opened {
+                    Ok(mut f) => {
+                        f.seek(SeekFrom::Start(self.pos))
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        self.file = Some(f);
+                    }
+                    // Renamed between our look at the progress and the open: look again.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && temp.is_some() => {
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    Err(e) => return Err(format!("opening blob: {e}")),
+                }
+            }
+            let limit = self.end.map_or(available, |e| e.min(available));
+            if self.pos < limit {
+                let want = (limit - self.pos).min(CHUNK as u64) as usize;
+                let mut buf = vec![0u8; want];
+                let file = self.file.as_mut().ok_or("blob file not open")?;
+                let n = file.read(&mut buf).await.map_err(|e| e.to_string())?;
+                if n == 0 {
+                    return Err(format!("blob file ended early at byte {}", self.pos));
+                }
+                buf.truncate(n);
+                self.pos += n as u64;
+                return Ok(Some(Bytes::from(buf)));
+            }
+            if done {
+                return match self.end {
+                    Some(e) if self.pos < e => {
+                        Err(format!("blob has {available} bytes, {e} expected"))
+                    }
+                    _ => Ok(None),
+                };
+            }
+            if self.progress.changed().await.is_err() {
+                // The downloader is gone; its last word decides.
+                let last_done = matches!(&*self.progress.borrow(), Progress::Done { .. });
+                if !last_done {
+                    return Err("download ended without completing".into());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+    use std::sync::Arc;
+
+    fn r(s: u64, e: u64) -> RangeRequest {
+        RangeRequest::Partial(ByteRange { start: s, end: e })
+    }
+
+    #[test]
+    fn ranges_follow_rfc_9110() {
+        assert_eq!(parse_range(None, 100), RangeRequest::Full);
+        assert_eq!(parse_range(Some("bytes=0-9"), 100), r(0, 10));
+        assert_eq!(parse_range(Some("bytes=90-"), 100), r(90, 100));
+        assert_eq!(parse_range(Some("bytes=-10"), 100), r(90, 100));
+        assert_eq!(parse_range(Some("bytes=-500"), 100), r(0, 100));
+        assert_eq!(parse_range(Some("bytes=50-500"), 100), r(50, 100));
+        assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), RangeRequest::Full);
+        assert_eq!(parse_range(Some("items=0-1"), 100), RangeRequest::Full);
+        for bad in [
+            "bytes=10-5",
+            "bytes=100-",
+            "bytes=999999999-",
+            "bytes=x-y",
+            "bytes=-0",
+            "bytes=-",
+        ] {
+            assert_eq!(
+                parse_range(Some(bad), 100),
+                RangeRequest::Unsatisfiable,
+                "{bad}"
+            );
+        }
+    }
+
+    async fn collect(
+        s: impl Stream<Item = Result<Bytes, actix_web::Error>>,
+    ) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        let mut s = Box::pin(s);
+        while let Some(c) = s.next().await {
+            out.extend_from_slice(&c.map_err(|e| e.to_string())?);
+        }
+        Ok(out)
+    }
+
+    #[actix_web::test]
+    async fn file_stream_serves_exactly_the_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("b");
+        std::fs::write(&p, b"0123456789").unwrap();
+        let got = collect(file_stream(p, ByteRange { start: 2, end: 5 }))
+            .await
+            .unwrap();
+        assert_eq!(got, b"234");
+    }
+
+    #[actix_web::test]
+    async fn a_follower_gets_bytes_as_they_land_and_survives_the_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let temp = dir.path().join("tmp");
+        let fin = dir.path().join("final");
+        std::fs::write(&temp, b"").unwrap();
+        let (tx, rx) = watch::channel(Progress::Queued);
+        let mut s = Box::pin(follow_stream(rx, fin.clone(), 0, Some(6)));
+        let t = Arc::new(temp.clone());
+        std::fs::write(&temp, b"abc").unwrap();
+        tx.send_replace(Progress::Receiving {
+            temp: t.clone(),
+            written: 3,
+            total: Some(6),
+        });
+        let first = s.next().await.unwrap().unwrap();
+        assert_eq!(&first[..], b"abc", "bytes arrive before the download ends");
+        std::fs::write(&temp, b"abcdef").unwrap();
+        std::fs::rename(&temp, &fin).unwrap();
+        tx.send_replace(Progress::Done { size: 6 });
+        drop(tx);
+        let rest = s.next().await.unwrap().unwrap();
+        assert_eq!(&rest[..], b"def");
+        assert!(s.next().await.is_none());
+    }
+
+    #[actix_web::test]
+    async fn a_failed_download_ends_the_stream_with_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, rx) = watch::channel(Progress::Queued);
+        let s = follow_stream(rx, dir.path().join("x"), 0, None);
+        tx.send_replace(Progress::Failed(actors::EngineError::Store(
+            "disk full".into(),
+        )));
+        assert!(collect(s).await.is_err());
+    }
+}

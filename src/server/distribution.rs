@@ -1,0 +1,254 @@
+//! The pull side of the OCI distribution API: `/v2/`, manifests and blobs, GET and HEAD.
+//! Everything else under `/v2/` is refused as unsupported: this is a pull-only cache.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix_web::body::SizedStream;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
+use actors::blob_table::{BlobStatus, Progress};
+use actors::manifest_index::CachedManifest;
+use actors::oci::{merge_accept, Digest, ImageRef, Reference, RepoName, MANIFEST_MEDIA_TYPES};
+use actors::Engine;
+use tokio::sync::watch;
+
+use super::blob_body::{file_stream, follow_stream, parse_range, ByteRange, RangeRequest};
+use super::error::{ApiError, Target};
+
+const API_VERSION: (&str, &str) = ("Docker-Distribution-Api-Version", "registry/2.0");
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource(["/v2", "/v2/"])
+            .route(web::get().to(version_check))
+            .route(web::head().to(version_check))
+            .default_service(web::to(unsupported)),
+    )
+    .service(
+        web::resource("/v2/{name:.+}/manifests/{reference}")
+            .route(web::get().to(manifest))
+            .route(web::head().to(manifest))
+            .default_service(web::to(unsupported)),
+    )
+    .service(
+        web::resource("/v2/{name:.+}/blobs/{digest}")
+            .route(web::get().to(blob))
+            .route(web::head().to(blob))
+            .default_service(web::to(unsupported)),
+    );
+}
+
+async fn version_check() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(API_VERSION)
+        .content_type("application/json")
+        .body("{}")
+}
+
+/// Writes (push, delete, uploads) and endpoints a pull-through cache does not serve.
+pub async fn unsupported(req: HttpRequest) -> HttpResponse {
+    let e = if req.method() == Method::GET || req.method() == Method::HEAD {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "UNSUPPORTED",
+            format!("{} is not served by this pull-only cache", req.path()),
+        )
+    } else {
+        ApiError::unsupported(format!(
+            "{} {}: this is a pull-only cache; pushing, deleting and uploading are not supported",
+            req.method(),
+            req.path()
+        ))
+    };
+    actix_web::ResponseError::error_response(&e)
+}
+
+/// The upstream and repository a request is for (see `ImageRef::route`).
+fn route(req: &HttpRequest, engine: &Engine) -> Result<(String, RepoName), ApiError> {
+    let name = req.match_info().get("name").unwrap_or_default();
+    let query =
+        web::Query::<HashMap<String, String>>::from_query(req.query_string()).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "NAME_INVALID",
+                format!("query string: {e}"),
+            )
+        })?;
+    let ns = query.get("ns").map(String::as_str);
+    Ok(ImageRef::route(
+        name,
+        ns,
+        engine.config().default_ns.as_deref(),
+    )?)
+}
+
+async fn manifest(req: HttpRequest, engine: web::Data<Engine>) -> Result<HttpResponse, ApiError> {
+    let (registry, repo) = route(&req, &engine)?;
+    let reference = Reference::parse(req.match_info().get("reference").unwrap_or_default())?;
+    let image = ImageRef {
+        registry,
+        repo,
+        reference,
+    };
+    let m = engine
+        .manifest(&image)
+        .await
+        .map_err(|e| ApiError::from_engine(e, Target::Manifest))?;
+    check_accept(&req, &m)?;
+    Ok(HttpResponse::Ok()
+        .insert_header(API_VERSION)
+        .insert_header(("OCI-Namespace", image.registry.as_str()))
+        .insert_header(("Docker-Content-Digest", m.digest.to_string()))
+        .insert_header((header::ETAG, format!("\"{}\"", m.digest)))
+        .insert_header((header::CONTENT_TYPE, m.media_type()))
+        .body(m.bytes.clone()))
+}
+
+/// A client that lists manifest types in `Accept` and not the one we have gets a 404, as from
+/// the distribution registry, instead of a document it cannot parse. Clients that send no
+/// manifest types (or `*/*`) take whatever there is.
+fn check_accept(req: &HttpRequest, m: &Arc<CachedManifest>) -> Result<(), ApiError> {
+    let accept = merge_accept(
+        req.headers()
+            .get_all(header::ACCEPT)
+            .filter_map(|v| v.to_str().ok()),
+    );
+    let names_types = accept
+        .iter()
+        .any(|a| MANIFEST_MEDIA_TYPES.contains(&a.as_str()));
+    let wildcard = accept.iter().any(|a| a == "*/*");
+    if names_types && !wildcard && !accept.iter().any(|a| a == m.media_type()) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "MANIFEST_UNKNOWN",
+            format!(
+                "the manifest is {}, which the request's Accept header does not include",
+                m.media_type()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+async fn blob(req: HttpRequest, engine: web::Data<Engine>) -> Result<HttpResponse, ApiError> {
+    let (registry, repo) = route(&req, &engine)?;
+    let digest = Digest::parse(req.match_info().get("digest").unwrap_or_default())?;
+    let status = engine
+        .blob(&registry, &repo, &digest)
+        .await
+        .map_err(|e| ApiError::from_engine(e, Target::Blob))?;
+    let path = engine.store().blob_path(&digest);
+    let range_header = req
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok());
+    match status {
+        BlobStatus::Present { size } => {
+            let mut ok = blob_headers(&registry, &digest);
+            let range = match parse_range(range_header, size) {
+                RangeRequest::Unsatisfiable => return Ok(unsatisfiable(size)),
+                RangeRequest::Full => ByteRange {
+                    start: 0,
+                    end: size,
+                },
+                RangeRequest::Partial(r) => {
+                    partial(&mut ok, r, size);
+                    r
+                }
+            };
+            Ok(ok.body(SizedStream::new(
+                range.end - range.start,
+                file_stream(path, range),
+            )))
+        }
+        BlobStatus::Fetching(rx) => {
+            serve_download(rx, path, &registry, &digest, range_header).await
+        }
+        BlobStatus::Absent => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "BLOB_UNKNOWN",
+            format!("{digest} is not cached"),
+        )),
+    }
+}
+
+/// Serves a blob while it downloads: waits for the response head from upstream (so an
+/// upstream error becomes our error status), then streams as the bytes land.
+async fn serve_download(
+    mut rx: watch::Receiver<Progress>,
+    path: std::path::PathBuf,
+    registry: &str,
+    digest: &Digest,
+    range_header: Option<&str>,
+) -> Result<HttpResponse, ApiError> {
+    let total = loop {
+        let state = rx.borrow_and_update().clone();
+        match state {
+            Progress::Queued => {
+                if rx.changed().await.is_err() {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_GATEWAY,
+                        "UNKNOWN",
+                        format!("download of {digest} from {registry} was abandoned"),
+                    ));
+                }
+            }
+            Progress::Receiving { total, .. } => break total,
+            Progress::Done { size } => break Some(size),
+            Progress::Failed(e) => return Err(ApiError::from_engine(e, Target::Blob)),
+        }
+    };
+    let mut ok = blob_headers(registry, digest);
+    let Some(size) = total else {
+        // No Content-Length from upstream: stream to the end, chunked, ranges ignored.
+        return Ok(ok.streaming(follow_stream(rx, path, 0, None)));
+    };
+    let range = match parse_range(range_header, size) {
+        RangeRequest::Unsatisfiable => return Ok(unsatisfiable(size)),
+        RangeRequest::Full => ByteRange {
+            start: 0,
+            end: size,
+        },
+        RangeRequest::Partial(r) => {
+            partial(&mut ok, r, size);
+            r
+        }
+    };
+    Ok(ok.body(SizedStream::new(
+        range.end - range.start,
+        follow_stream(rx, path, range.start, Some(range.end)),
+    )))
+}
+
+fn blob_headers(registry: &str, digest: &Digest) -> HttpResponseBuilder {
+    let mut b = HttpResponse::Ok();
+    b.insert_header(API_VERSION)
+        .insert_header(("OCI-Namespace", registry))
+        .insert_header(("Docker-Content-Digest", digest.to_string()))
+        .insert_header((header::ETAG, format!("\"{digest}\"")))
+        .insert_header((header::ACCEPT_RANGES, "bytes"))
+        .insert_header((header::CONTENT_TYPE, "application/octet-stream"));
+    b
+}
+
+fn partial(b: &mut HttpResponseBuilder, r: ByteRange, size: u64) {
+    b.status(StatusCode::PARTIAL_CONTENT).insert_header((
+        header::CONTENT_RANGE,
+        format!("bytes {}-{}/{size}", r.start, r.end - 1),
+    ));
+}
+
+fn unsatisfiable(size: u64) -> HttpResponse {
+    let e = ApiError::new(
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        "BLOB_UNKNOWN",
+        format!("requested range is not satisfiable for a blob of {size} bytes"),
+    );
+    let mut resp = actix_web::ResponseError::error_response(&e);
+    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+        resp.headers_mut().insert(header::CONTENT_RANGE, v);
+    }
+    resp
+}

@@ -1,0 +1,138 @@
+//! The one place engine errors become OCI error responses
+//! (`{"errors":[{"code":..,"message":..,"detail":..}]}`), so every failure a client sees has a
+//! status, a code from the distribution spec and a message that names the cause.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use actors::oci::OciError;
+use actors::upstream::UpstreamError;
+use actors::EngineError;
+use serde_json::json;
+
+/// What a request was after, so "not found" gets the right code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Manifest,
+    Blob,
+    Other,
+}
+
+/// An error response: status, OCI code, message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", message)
+    }
+
+    pub fn from_engine(e: EngineError, target: Target) -> Self {
+        let unknown = match target {
+            Target::Manifest => "MANIFEST_UNKNOWN",
+            Target::Blob => "BLOB_UNKNOWN",
+            Target::Other => "NAME_UNKNOWN",
+        };
+        let msg = e.to_string();
+        let (status, code) = match &e {
+            EngineError::Invalid(o) => return o.clone().into(),
+            EngineError::NotCached(_) => (StatusCode::NOT_FOUND, unknown),
+            EngineError::Upstream { source, .. } => match source {
+                UpstreamError::NotFound => (StatusCode::NOT_FOUND, unknown),
+                UpstreamError::Denied(_) => (StatusCode::BAD_GATEWAY, "DENIED"),
+                UpstreamError::TooManyRequests(_) => {
+                    (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS")
+                }
+                UpstreamError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "UNKNOWN"),
+                _ => (StatusCode::BAD_GATEWAY, "UNKNOWN"),
+            },
+            EngineError::PullTimeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "UNKNOWN"),
+            EngineError::DigestMismatch { .. } => (StatusCode::BAD_GATEWAY, "UNKNOWN"),
+            EngineError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
+            EngineError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+        };
+        ApiError::new(status, code, msg)
+    }
+}
+
+impl From<OciError> for ApiError {
+    fn from(e: OciError) -> Self {
+        let code = match e {
+            OciError::NameInvalid(_) => "NAME_INVALID",
+            OciError::DigestInvalid(_) => "DIGEST_INVALID",
+            OciError::ReferenceInvalid(_) | OciError::ManifestInvalid(_) => "MANIFEST_INVALID",
+        };
+        ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string())
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status)
+            .insert_header(("Docker-Distribution-Api-Version", "registry/2.0"))
+            .json(json!({
+                "errors": [{"code": self.code, "message": self.message, "detail": null}]
+            }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_not_found_is_unknown_for_what_was_asked() {
+        let e = EngineError::upstream("quay.io", UpstreamError::NotFound);
+        let m = ApiError::from_engine(e.clone(), Target::Manifest);
+        assert_eq!(
+            (m.status, m.code),
+            (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN")
+        );
+        let b = ApiError::from_engine(e, Target::Blob);
+        assert_eq!(b.code, "BLOB_UNKNOWN");
+    }
+
+    #[test]
+    fn upstream_failures_are_gateway_errors_naming_the_upstream() {
+        let e = EngineError::upstream("quay.io", UpstreamError::Connect("refused".into()));
+        let a = ApiError::from_engine(e, Target::Manifest);
+        assert_eq!(a.status, StatusCode::BAD_GATEWAY);
+        assert!(a.message.contains("quay.io"), "{}", a.message);
+        let t = ApiError::from_engine(
+            EngineError::PullTimeout {
+                upstream: "quay.io".into(),
+                what: "x".into(),
+                millis: 5,
+            },
+            Target::Manifest,
+        );
+        assert_eq!(t.status, StatusCode::GATEWAY_TIMEOUT);
+    }
+
+    #[test]
+    fn malformed_input_is_a_400_with_the_matching_code() {
+        let a: ApiError = OciError::DigestInvalid("x".into()).into();
+        assert_eq!(
+            (a.status, a.code),
+            (StatusCode::BAD_REQUEST, "DIGEST_INVALID")
+        );
+        let a = ApiError::from_engine(OciError::NameInvalid("x".into()).into(), Target::Blob);
+        assert_eq!(a.code, "NAME_INVALID");
+    }
+}
