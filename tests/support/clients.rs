@@ -127,10 +127,11 @@ impl SkopeoDir {
 /// A private containerd daemon (own root, state and sockets; CRI disabled) and a hosts
 /// directory whose `_default` mirror is our server.
 pub struct Containerd {
+    // Dropped first (fields drop in declaration order): the process goes before its files.
+    process: Option<ChildGuard>,
     dir: TempDir,
     socket: PathBuf,
     hosts: PathBuf,
-    process: Option<ChildGuard>,
 }
 
 impl Containerd {
@@ -281,8 +282,11 @@ impl Containerd {
 
 impl Drop for Containerd {
     fn drop(&mut self) {
-        if let Some(mut p) = self.process.take() {
-            p.terminate(Duration::from_secs(5));
+        // On a failing test the guard kills it and prints its log.
+        if !std::thread::panicking() {
+            if let Some(mut p) = self.process.take() {
+                p.terminate(Duration::from_secs(5));
+            }
         }
     }
 }

@@ -14,6 +14,7 @@ pub struct ChildGuard {
     name: String,
     child: Option<Child>,
     log: PathBuf,
+    dump_log_on_panic: bool,
 }
 
 impl ChildGuard {
@@ -35,7 +36,14 @@ impl ChildGuard {
             name: name.to_string(),
             child: Some(child),
             log: log.to_path_buf(),
+            dump_log_on_panic: true,
         }
+    }
+
+    /// For owners that print the log themselves when a test fails.
+    pub fn without_log_dump(mut self) -> ChildGuard {
+        self.dump_log_on_panic = false;
+        self
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -88,7 +96,7 @@ impl Drop for ChildGuard {
     fn drop(&mut self) {
         let was_running = self.child.is_some();
         self.kill();
-        if thread::panicking() && was_running {
+        if thread::panicking() && was_running && self.dump_log_on_panic {
             eprintln!(
                 "----- {} log ({}), last 8 KiB -----\n{}\n----- end of {} log -----",
                 self.name,

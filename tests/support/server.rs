@@ -137,7 +137,8 @@ impl Server {
         if let Some(ns) = &self.options.default_ns {
             cmd.args(["--default-ns", ns]);
         }
-        let mut process = ChildGuard::spawn("ociregistry server", &mut cmd, &self.log);
+        let mut process =
+            ChildGuard::spawn("ociregistry server", &mut cmd, &self.log).without_log_dump();
         let port = self.port;
         let log = self.log.clone();
         wait_for(
@@ -228,14 +229,13 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        // A running process's guard prints the log when the test is failing; a server that
-        // was killed before the failure has no guard left, so print its log here.
-        if self.process.is_none() && std::thread::panicking() {
+        self.kill();
+        if std::thread::panicking() {
             eprintln!(
-                "----- ociregistry server log (not running), last 6 KiB -----\n{}\n-----",
+                "----- ociregistry server log ({}), last 6 KiB -----\n{}\n----- end of server log -----",
+                self.log.display(),
                 self.log_tail()
             );
         }
-        self.kill();
     }
 }

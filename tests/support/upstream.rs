@@ -23,11 +23,12 @@ pub struct AccessEntry {
 }
 
 pub struct Upstream {
+    // Dropped first (fields drop in declaration order): the process goes before its files.
+    process: Option<ChildGuard>,
     pub port: u16,
     dir: TempDir,
     config: PathBuf,
     log: PathBuf,
-    process: Option<ChildGuard>,
 }
 
 impl Upstream {
