@@ -36,7 +36,7 @@ const ERROR_BODY_SNIPPET: usize = 512;
 /// every waiter.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UpstreamError {
-    #[error("not found upstream")]
+    #[error("the upstream has no such manifest or blob")]
     NotFound,
     #[error("upstream refused our credentials: {0}")]
     Denied(String),
