@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -56,10 +57,12 @@ fn kill_9_mid_download_leaves_only_verified_blobs_and_the_pull_completes_after_r
     server.kill();
     // The client sees a cut connection; what matters is the cache.
     let _ = client.join().expect("client thread");
+    let at_kill = cache_listing(server.cache_dir());
     let corrupt = server.corrupt_blobs();
     assert!(
         corrupt.is_empty(),
-        "blobs whose content does not match their name after SIGKILL: {corrupt:?}"
+        "blobs whose content does not match their name after SIGKILL: {corrupt:?}\n\
+         cache at the kill:\n{at_kill}"
     );
 
     relay.set_rate(0);
@@ -73,7 +76,7 @@ fn kill_9_mid_download_leaves_only_verified_blobs_and_the_pull_completes_after_r
             stray.is_empty().then_some(stray)
         },
     );
-    assert!(stray.is_empty());
+    assert!(stray.is_empty(), "cache at the kill:\n{at_kill}");
 
     let copy = SkopeoDir::new();
     let out = copy.copy_all(&format!("{}/{UPSTREAM_NAME}/{REPO}:v1", server.addr()));
@@ -100,4 +103,29 @@ fn kill_9_mid_download_leaves_only_verified_blobs_and_the_pull_completes_after_r
             .contains(&support::hex_of(&layer).to_string()),
         "the interrupted blob was not cached by the completed pull"
     );
+}
+
+/// Every file under `root` with its size, one per line, for failure messages.
+fn cache_listing(root: &Path) -> String {
+    let mut lines = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    // Bounded walk: the cache is small in these tests.
+    for _ in 0..10_000 {
+        let Some(dir) = dirs.pop() else { break };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                let rel = path.strip_prefix(root).unwrap_or(&path);
+                lines.push(format!("  {} ({size} bytes)", rel.display()));
+            }
+        }
+    }
+    lines.sort();
+    lines.join("\n")
 }

@@ -152,3 +152,33 @@ fn air_gapped_server_serves_what_the_cache_holds_without_upstream_requests() {
         "an air-gapped server called the upstream: {seen:?}"
     );
 }
+
+#[test]
+fn uncached_pull_with_upstream_stopped_is_a_gateway_error_naming_the_upstream() {
+    let (mut upstream, oci, _) = upstream_with_image();
+    let server = Server::start(&upstream.url());
+    upstream.stop();
+    let targets = [
+        server.manifest_path(REPO, "v1"),
+        server.blob_path(REPO, &oci.platform("amd64").layers[0]),
+    ];
+    for target in &targets {
+        let r = http::get_manifest(server.port, target);
+        assert!(
+            r.status == 502 || r.status == 504,
+            "{target} with the upstream stopped: {}",
+            r.summary()
+        );
+        assert!(
+            r.oci_error_codes().is_some(),
+            "{target}: not an OCI error body: {}",
+            r.summary()
+        );
+        assert!(
+            r.text().contains(UPSTREAM_NAME),
+            "{target}: the error does not name the upstream: {}",
+            r.summary()
+        );
+    }
+    assert_eq!(http::get(server.port, "/v2/").status, 200);
+}
