@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -58,6 +58,8 @@ fn kill_9_mid_download_leaves_only_verified_blobs_and_the_pull_completes_after_r
     // The client sees a cut connection; what matters is the cache.
     let _ = client.join().expect("client thread");
     let at_kill = cache_listing(server.cache_dir());
+    // Partial downloads at the kill: every file not named by its digest, wherever it lies.
+    let partial_at_kill = partial_files(server.cache_dir());
     let corrupt = server.corrupt_blobs();
     assert!(
         corrupt.is_empty(),
@@ -77,6 +79,12 @@ fn kill_9_mid_download_leaves_only_verified_blobs_and_the_pull_completes_after_r
         },
     );
     assert!(stray.is_empty(), "cache at the kill:\n{at_kill}");
+    let left: Vec<_> = partial_at_kill.iter().filter(|p| p.exists()).collect();
+    assert!(
+        left.is_empty(),
+        "temporary files of the killed server were not swept at start: {left:?}\n\
+         cache at the kill:\n{at_kill}"
+    );
 
     let copy = SkopeoDir::new();
     let out = copy.copy_all(&format!("{}/{UPSTREAM_NAME}/{REPO}:v1", server.addr()));
@@ -128,4 +136,26 @@ fn cache_listing(root: &Path) -> String {
     }
     lines.sort();
     lines.join("\n")
+}
+
+/// Files under `root` whose name is not a digest, skipping the cache's JSON bookkeeping.
+fn partial_files(root: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    for _ in 0..10_000 {
+        let Some(dir) = dirs.pop() else { break };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if !support::is_sha256_hex(&name) && !name.ends_with(".json") {
+                found.push(path);
+            }
+        }
+    }
+    found
 }
