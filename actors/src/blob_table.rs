@@ -3,8 +3,13 @@
 //! This is where one-download-per-digest is decided: [`Open`] either finds the blob on disk,
 //! joins the download already under way, or registers a new download and hands it to the
 //! puller pool, all inside one message, so two requests can never both start one.
+//!
+//! Pruning asks it twice: [`ReleaseRefs`] when image manifests leave the index (which blobs
+//! no cached image manifest names any more), then [`Remove`] for those blobs, which it refuses
+//! for a blob being downloaded or named again in the meantime. Both decisions happen inside
+//! one message each, so a prune can never delete a blob that a pull has just started using.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -13,7 +18,9 @@ use tokio::sync::watch;
 
 use crate::error::EngineError;
 use crate::oci::{Digest, RepoName};
+use crate::prune::RefCounts;
 use crate::puller_pool::{Download, PullerPool};
+use crate::store::Store;
 
 /// How far a download has got; published on a `watch` channel that readers follow.
 #[derive(Debug, Clone)]
@@ -68,7 +75,10 @@ pub struct BlobInfo {
 pub struct BlobTable {
     puller: Addr<PullerPool>,
     blobs: HashMap<Digest, State>,
-    refs: HashMap<Digest, u32>,
+    refs: RefCounts,
+    /// The image manifests whose blobs are counted in `refs`, so each counts once.
+    counted: HashSet<Digest>,
+    store: Option<Arc<Store>>,
 }
 
 impl BlobTable {
@@ -80,8 +90,16 @@ impl BlobTable {
                 .into_iter()
                 .map(|(d, size)| (d, State::Present { size }))
                 .collect(),
-            refs: HashMap::new(),
+            refs: RefCounts::new(),
+            counted: HashSet::new(),
+            store: None,
         }
+    }
+
+    /// Lets [`Remove`] delete blob files from `store`; without it, removal only forgets them.
+    pub fn with_store(mut self, store: Arc<Store>) -> Self {
+        self.store = Some(store);
+        self
     }
 }
 
@@ -146,20 +164,111 @@ impl Handler<Finished> for BlobTable {
     }
 }
 
-/// An image manifest naming these blobs entered the cache.
+/// Image manifests naming these blobs entered the cache: each `(manifest, blobs)` pair counts
+/// once per manifest digest, however often it is sent (a tag re-fetched to the same digest
+/// does not count twice).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct AddRefs {
-    pub digests: Vec<Digest>,
+    pub manifests: Vec<(Digest, Vec<Digest>)>,
 }
 
 impl Handler<AddRefs> for BlobTable {
     type Result = ();
 
     fn handle(&mut self, msg: AddRefs, _: &mut Context<Self>) {
-        for d in msg.digests {
-            *self.refs.entry(d).or_default() += 1;
+        for (manifest, blobs) in msg.manifests {
+            if self.counted.insert(manifest) {
+                self.refs.add(&blobs);
+            }
         }
+    }
+}
+
+/// Image manifests left the cache: their blobs lose one reference each. Answers the blobs
+/// that no cached image manifest names any more (candidates for [`Remove`]).
+#[derive(Message)]
+#[rtype(result = "Vec<Digest>")]
+pub struct ReleaseRefs {
+    pub manifests: Vec<(Digest, Vec<Digest>)>,
+}
+
+impl Handler<ReleaseRefs> for BlobTable {
+    type Result = MessageResult<ReleaseRefs>;
+
+    fn handle(&mut self, msg: ReleaseRefs, _: &mut Context<Self>) -> Self::Result {
+        let mut zero = Vec::new();
+        for (manifest, blobs) in msg.manifests {
+            if self.counted.remove(&manifest) {
+                zero.extend(self.refs.release(&blobs));
+            }
+        }
+        zero.sort();
+        zero.dedup();
+        zero.retain(|d| self.refs.get(d) == 0);
+        MessageResult(zero)
+    }
+}
+
+/// What [`Remove`] did with each blob.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Removal {
+    /// Deleted (or, dry run, would be), with their sizes.
+    pub removed: Vec<(Digest, u64)>,
+    /// Kept, and why.
+    pub kept: Vec<(Digest, String)>,
+}
+
+/// Deletes blobs that no image manifest names. A blob being downloaded, or named again since
+/// [`ReleaseRefs`] (a pull re-cached its manifest), is kept. The file is unlinked inside the
+/// handler, one metadata operation per blob, so that no [`Open`] can slip between the table
+/// forgetting a blob and the file going away (a reader with the file already open keeps
+/// reading it).
+#[derive(Message)]
+#[rtype(result = "Removal")]
+pub struct Remove {
+    pub digests: Vec<Digest>,
+    /// Only report what would happen.
+    pub dry_run: bool,
+}
+
+impl Handler<Remove> for BlobTable {
+    type Result = MessageResult<Remove>;
+
+    fn handle(&mut self, msg: Remove, _: &mut Context<Self>) -> Self::Result {
+        let mut out = Removal::default();
+        for d in msg.digests {
+            let refs = self.refs.get(&d);
+            let size = match self.blobs.get(&d) {
+                _ if refs > 0 => {
+                    out.kept.push((d, format!("named by {refs} cached image manifest(s)")));
+                    continue;
+                }
+                Some(State::Fetching(_)) => {
+                    out.kept.push((d, "being downloaded".into()));
+                    continue;
+                }
+                None => {
+                    out.kept.push((d, "not in the cache".into()));
+                    continue;
+                }
+                Some(State::Present { size }) => *size,
+            };
+            if msg.dry_run {
+                out.removed.push((d, size));
+                continue;
+            }
+            if let Some(store) = &self.store {
+                if let Err(e) = store.remove_blob(&d) {
+                    log::warn!("prune: cannot remove blob {d}: {e}");
+                    out.kept.push((d, format!("cannot delete the file: {e}")));
+                    continue;
+                }
+            }
+            self.blobs.remove(&d);
+            out.removed.push((d, size));
+        }
+        MessageResult(out)
     }
 }
 
@@ -181,7 +290,7 @@ impl Handler<List> for BlobTable {
                     State::Present { size } => Some(*size),
                     State::Fetching(_) => None,
                 },
-                refs: self.refs.get(d).copied().unwrap_or(0),
+                refs: self.refs.get(d),
             })
             .collect();
         out.sort_by(|a, b| a.digest.cmp(&b.digest));

@@ -89,6 +89,8 @@ pub struct EngineConfig {
     pub upstreams: Vec<UpstreamConfig>,
     /// How many blob downloads may run at once against one upstream.
     pub max_concurrent_per_upstream: usize,
+    /// The background prune (`pruneConfig`); `None` when disabled.
+    pub prune: Option<crate::pruner::PruneSchedule>,
 }
 
 impl EngineConfig {
@@ -101,6 +103,7 @@ impl EngineConfig {
             default_ns: None,
             upstreams: Vec::new(),
             max_concurrent_per_upstream: 6,
+            prune: None,
         }
     }
 

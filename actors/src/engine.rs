@@ -10,6 +10,8 @@ use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::manifest_index::{self, CachedManifest, ManifestIndex, Resolve};
 use crate::oci::{Digest, ImageRef, RepoName};
+use crate::prune::Selector;
+use crate::pruner::{Prune, PruneReport, Pruner};
 use crate::puller_pool::{AttachBlobTable, FetchManifest, PullerPool};
 use crate::store::Store;
 
@@ -20,6 +22,7 @@ pub struct Engine {
     index: Addr<ManifestIndex>,
     blobs: Addr<BlobTable>,
     puller: Addr<PullerPool>,
+    pruner: Addr<Pruner>,
 }
 
 impl Engine {
@@ -41,7 +44,7 @@ impl Engine {
             .list_blobs()
             .map_err(|e| EngineError::Store(e.to_string()))?;
         let index = ManifestIndex::new(store.clone(), loaded.holders);
-        let refs: Vec<Digest> = index.blob_refs();
+        let refs = index.blob_refs();
         log::info!(
             "cache {}: {} manifests, {} blobs",
             config.image_path.display(),
@@ -55,15 +58,21 @@ impl Engine {
         let (cfg, st, ix) = (config.clone(), store.clone(), index.clone());
         let puller = PullerPool::start_in_arbiter(&pulling, move |_| PullerPool::new(cfg, st, ix));
         let p = puller.clone();
-        let blobs = BlobTable::start_in_arbiter(&bookkeeping, move |_| BlobTable::new(p, present));
+        let st = store.clone();
+        let blobs = BlobTable::start_in_arbiter(&bookkeeping, move |_| {
+            BlobTable::new(p, present).with_store(st)
+        });
         puller.do_send(AttachBlobTable(blobs.clone()));
-        blobs.do_send(AddRefs { digests: refs });
+        blobs.do_send(AddRefs { manifests: refs });
+        let (ix, bl, schedule) = (index.clone(), blobs.clone(), config.prune.clone());
+        let pruner = Pruner::start_in_arbiter(&bookkeeping, move |_| Pruner::new(ix, bl, schedule));
         Ok(Engine {
             config,
             store,
             index,
             blobs,
             puller,
+            pruner,
         })
     }
 
@@ -158,5 +167,36 @@ impl Engine {
     /// Every blob known.
     pub async fn blobs(&self) -> Result<Vec<blob_table::BlobInfo>, EngineError> {
         Ok(self.blobs.send(blob_table::List).await?)
+    }
+
+    /// A manifest if it is cached (recording the pull), without asking any upstream.
+    pub async fn cached_manifest(
+        &self,
+        image: &ImageRef,
+    ) -> Result<Option<Arc<CachedManifest>>, EngineError> {
+        Ok(self
+            .index
+            .send(Resolve {
+                image: image.clone(),
+            })
+            .await?)
+    }
+
+    /// Prunes the cache now (see [`crate::pruner`]); `why` names who asked, for the log.
+    pub async fn prune(
+        &self,
+        selector: Selector,
+        count: Option<usize>,
+        dry_run: bool,
+        why: String,
+    ) -> Result<PruneReport, EngineError> {
+        self.pruner
+            .send(Prune {
+                selector,
+                count,
+                dry_run,
+                why,
+            })
+            .await?
     }
 }

@@ -6,6 +6,9 @@
 //! - [`manifest_index`] (actor): tag -> digest -> manifest, created/pulled times.
 //! - [`blob_table`] (actor): digest -> present | being fetched; reference counts.
 //! - [`puller_pool`] (actor): upstream clients, single-flight manifest fetches, blob downloads.
+//! - [`pruner`] (actor): prunes the running cache on a schedule or when asked.
+//! - [`prune`]: what a prune removes (selection, list expansion, blob reference counts).
+//! - [`preload`]: completing an image in the cache (manifests for chosen platforms, blobs).
 //! - [`store`]: the on-disk cache, compatible with the Go server's layout.
 //! - [`upstream`]: the registry client (auth, TLS, timeouts).
 //! - [`oci`]: digests, names, references, media types, manifests.
@@ -16,6 +19,9 @@ pub mod engine;
 pub mod error;
 pub mod manifest_index;
 pub mod oci;
+pub mod preload;
+pub mod prune;
+pub mod pruner;
 pub mod puller_pool;
 pub mod store;
 pub mod upstream;

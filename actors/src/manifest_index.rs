@@ -2,7 +2,8 @@
 //!
 //! Every cache hit is answered from memory; the index only touches the disk when a manifest or a
 //! tag is added (persisted before the insert is acknowledged, so a tag the client saw survives a
-//! restart) and when batched `pulled` times are flushed.
+//! restart), when batched `pulled` times are flushed, and when pruning removes manifests
+//! ([`Select`] chooses, [`Remove`] removes).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use time::PrimitiveDateTime;
 
 use crate::error::EngineError;
 use crate::oci::{Digest, ImageRef, Manifest, ManifestKind, Reference};
+use crate::prune::{self, Candidate, Doomed, RefCounts, Selector};
 use crate::store::{now_local as now, ManifestHolder, Store};
 
 /// How often changed `pulled` times are written back to the manifest files.
@@ -51,6 +53,29 @@ pub struct IndexEntry {
 }
 
 impl IndexEntry {
+    /// A list: its image manifests. An image manifest: its config and layers.
+    pub fn child_digests(&self) -> Vec<Digest> {
+        self.manifest
+            .manifest
+            .children
+            .iter()
+            .map(|c| c.digest.clone())
+            .collect()
+    }
+
+    /// This entry as pruning sees it.
+    pub fn candidate(&self) -> Candidate {
+        Candidate {
+            digest: self.manifest.digest.clone(),
+            is_list: self.manifest.kind().is_list(),
+            url: self.manifest.image_url.clone(),
+            tags: self.tags.iter().cloned().collect(),
+            created: self.created,
+            pulled: self.pulled,
+            children: self.child_digests(),
+        }
+    }
+
     fn to_holder(&self) -> ManifestHolder {
         ManifestHolder::new(
             self.manifest.kind(),
@@ -104,19 +129,13 @@ impl ManifestIndex {
         }
     }
 
-    /// Every blob named by an indexed image manifest, once per manifest: the blob table's
-    /// reference counts at start.
-    pub fn blob_refs(&self) -> Vec<Digest> {
+    /// Every indexed image manifest with the blobs it names: the blob table's reference
+    /// counts at start.
+    pub fn blob_refs(&self) -> Vec<(Digest, Vec<Digest>)> {
         self.by_digest
             .values()
             .filter(|e| !e.manifest.kind().is_list())
-            .flat_map(|e| {
-                e.manifest
-                    .manifest
-                    .children
-                    .iter()
-                    .map(|c| c.digest.clone())
-            })
+            .map(|e| (e.manifest.digest.clone(), e.child_digests()))
             .collect()
     }
 
@@ -289,5 +308,109 @@ impl Handler<List> for ManifestIndex {
 
     fn handle(&mut self, _: List, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.by_digest.values().cloned().collect())
+    }
+}
+
+/// What pruning would remove: the manifests chosen by `selector` (see [`prune::plan`]), and the
+/// blobs that only they name. Changes nothing.
+#[derive(Message)]
+#[rtype(result = "Selection")]
+pub struct Select {
+    pub selector: Selector,
+    /// At most this many matching manifests (`None`: no limit).
+    pub count: Option<usize>,
+}
+
+/// The answer to [`Select`].
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub manifests: Vec<Doomed>,
+    /// Blobs named by chosen image manifests and by no other cached image manifest.
+    pub blobs: Vec<Digest>,
+}
+
+impl Handler<Select> for ManifestIndex {
+    type Result = MessageResult<Select>;
+
+    fn handle(&mut self, msg: Select, _: &mut Context<Self>) -> Self::Result {
+        let all: Vec<Candidate> = self.by_digest.values().map(IndexEntry::candidate).collect();
+        let manifests = prune::plan(&all, &msg.selector, msg.count);
+        MessageResult(Selection {
+            blobs: orphaned_blobs(&all, &manifests),
+            manifests,
+        })
+    }
+}
+
+/// The blobs that only the `doomed` image manifests name.
+pub fn orphaned_blobs(all: &[Candidate], doomed: &[Doomed]) -> Vec<Digest> {
+    let mut refs = RefCounts::new();
+    for c in all.iter().filter(|c| !c.is_list) {
+        refs.add(&c.children);
+    }
+    let gone: HashSet<&Digest> = doomed.iter().map(|d| &d.digest).collect();
+    let mut out = Vec::new();
+    for c in all.iter().filter(|c| !c.is_list && gone.contains(&c.digest)) {
+        out.extend(refs.release(&c.children));
+    }
+    out.sort();
+    out.dedup();
+    out.retain(|d| refs.get(d) == 0);
+    out
+}
+
+/// A manifest [`Remove`] took out of the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removed {
+    pub digest: Digest,
+    pub url: String,
+    pub is_list: bool,
+    /// An image manifest: the blobs it named (to release in the blob table). A list: empty.
+    pub blobs: Vec<Digest>,
+}
+
+/// Removes manifests from the index, their tags with them, and deletes their files. The files
+/// are unlinked inside the handler (a metadata operation each), so a fetch that re-inserts the
+/// same manifest right after cannot have its new file deleted by this removal. Digests not in
+/// the index are skipped.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<Removed>, EngineError>")]
+pub struct Remove {
+    pub digests: Vec<Digest>,
+}
+
+impl Handler<Remove> for ManifestIndex {
+    type Result = Result<Vec<Removed>, EngineError>;
+
+    fn handle(&mut self, msg: Remove, _: &mut Context<Self>) -> Self::Result {
+        let mut out = Vec::new();
+        for digest in msg.digests {
+            let Some(entry) = self.by_digest.get(&digest) else {
+                continue;
+            };
+            let removed = Removed {
+                digest: digest.clone(),
+                url: entry.manifest.image_url.clone(),
+                is_list: entry.manifest.kind().is_list(),
+                blobs: if entry.manifest.kind().is_list() {
+                    Vec::new()
+                } else {
+                    entry.child_digests()
+                },
+            };
+            self.store
+                .remove_manifest(&digest)
+                .map_err(|e| EngineError::Store(e.to_string()))?;
+            if let Some(entry) = self.by_digest.remove(&digest) {
+                for t in &entry.tags {
+                    if self.by_tag.get(t) == Some(&digest) {
+                        self.by_tag.remove(t);
+                    }
+                }
+            }
+            self.dirty.remove(&digest);
+            out.push(removed);
+        }
+        Ok(out)
     }
 }

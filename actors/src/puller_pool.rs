@@ -197,7 +197,7 @@ async fn persist_and_prefetch(
             .map(|c| c.digest.clone())
             .collect();
         blobs.do_send(AddRefs {
-            digests: digests.clone(),
+            manifests: vec![(cached.digest.clone(), digests.clone())],
         });
         for digest in digests {
             blobs.do_send(Open {

@@ -62,6 +62,7 @@
 
 mod blob_writer;
 mod holder;
+mod lock;
 #[cfg(test)]
 mod tests;
 
@@ -75,6 +76,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use time::OffsetDateTime;
 
 pub use blob_writer::BlobWriter;
+pub use lock::{CacheLock, LockError, LOCK_FILE};
 pub use holder::{
     format_time, now_local, parse_time, tag_of_image_url, to_local, ManifestHolder, ManifestKind,
 };
@@ -175,6 +177,14 @@ impl Store {
         Ok(store)
     }
 
+    /// A store over an existing cache for reading only: creates nothing and, unlike
+    /// [`Store::open`], leaves `tmp/` alone, so it is safe while a server uses the cache.
+    pub fn read_only(root: &Path) -> Store {
+        Store {
+            root: root.to_path_buf(),
+        }
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -238,6 +248,34 @@ impl Store {
             removed |= remove_if_present(&self.root.join(dir).join(d.hex()))?;
         }
         Ok(removed)
+    }
+
+    /// Stores a blob held in memory (temp file, fsync, rename), after checking that `bytes`
+    /// hash to `d`. For small content the process carries itself, such as the embedded
+    /// hello-world image; upstream blobs stream through [`Store::create_blob_writer`].
+    pub fn write_blob(&self, d: &Digest, bytes: &[u8]) -> Result<u64, StoreError> {
+        let actual = Digest::of(bytes);
+        if &actual != d {
+            return Err(StoreError::DigestMismatch {
+                expected: d.clone(),
+                actual,
+            });
+        }
+        let dest = self.blob_path(d);
+        let (tmp, mut file) = self.create_temp_file("blob")?;
+        let written = file
+            .write_all(bytes)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| StoreError::io(&tmp, e));
+        drop(file);
+        let renamed =
+            written.and_then(|()| fs::rename(&tmp, &dest).map_err(|e| StoreError::io(&dest, e)));
+        if let Err(e) = renamed {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        sync_dir(&self.root.join(BLOBS_DIR))?;
+        Ok(bytes.len() as u64)
     }
 
     /// Removes a blob. `Ok(false)` if it was not there.

@@ -1,0 +1,115 @@
+//! The cache lock: one process at a time may change a cache directory.
+//!
+//! `serve` holds an exclusive advisory lock on `<root>/ociregistry.lock` for its whole life;
+//! `prune` and `load` take the same lock before they touch the files, so they refuse to run
+//! while a server keeps the cache in memory (a server would not see their changes, and a prune
+//! could delete a blob the server is about to serve). The lock is released by the kernel when
+//! the process exits, however it exits, so a crash never leaves a stale lock. The file holds
+//! the owner's process id, for the error message only.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::path::{Path, PathBuf};
+
+use fs4::fs_std::FileExt;
+
+/// The lock file's name in the cache root. Not a Go directory, so the Go server ignores it.
+pub const LOCK_FILE: &str = "ociregistry.lock";
+
+/// Why the lock could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error(
+        "the cache {} is in use by another ociregistry process{}; stop it first",
+        root.display(),
+        owner.as_ref().map(|p| format!(" (pid {p})")).unwrap_or_default()
+    )]
+    Busy { root: PathBuf, owner: Option<String> },
+    #[error("cannot lock the cache: {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// An exclusive hold on a cache directory, released when dropped (or when the process ends).
+#[derive(Debug)]
+pub struct CacheLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl CacheLock {
+    /// Takes the lock on the cache at `root` (created if missing), without waiting.
+    pub fn acquire(root: &Path) -> Result<CacheLock, LockError> {
+        let io = |path: &Path, source| LockError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(root).map_err(|e| io(root, e))?;
+        let path = root.join(LOCK_FILE);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| io(&path, e))?;
+        if !FileExt::try_lock_exclusive(&file).map_err(|e| io(&path, e))? {
+            let mut owner = String::new();
+            let _ = file.read_to_string(&mut owner);
+            let owner = Some(owner.trim().to_string()).filter(|o| !o.is_empty());
+            return Err(LockError::Busy {
+                root: root.to_path_buf(),
+                owner,
+            });
+        }
+        let pid = std::process::id().to_string();
+        file.set_len(0)
+            .and_then(|()| file.seek(SeekFrom::Start(0)))
+            .and_then(|_| file.write_all(pid.as_bytes()))
+            .map_err(|e| io(&path, e))?;
+        Ok(CacheLock { file, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for CacheLock {
+    fn drop(&mut self) {
+        let _ = FileExt::unlock(&self.file);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_holder_is_refused_until_the_first_lets_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = CacheLock::acquire(dir.path()).unwrap();
+        assert!(first.path().ends_with(LOCK_FILE));
+        match CacheLock::acquire(dir.path()) {
+            Err(LockError::Busy { owner, .. }) => {
+                assert_eq!(owner, Some(std::process::id().to_string()))
+            }
+            other => panic!("expected Busy, got {other:?}"),
+        }
+        drop(first);
+        let again = CacheLock::acquire(dir.path()).unwrap();
+        drop(again);
+    }
+
+    #[test]
+    fn the_message_says_the_cache_is_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = CacheLock::acquire(dir.path()).unwrap();
+        let msg = CacheLock::acquire(dir.path()).unwrap_err().to_string();
+        assert!(msg.contains("in use"), "{msg}");
+        assert!(msg.contains(&dir.path().display().to_string()), "{msg}");
+    }
+}
