@@ -87,6 +87,8 @@ async fn wait_present(e: &Engine, repo: &RepoName, d: &Digest) -> u64 {
         match e.blob("fake.test", repo, d).await.unwrap() {
             BlobStatus::Present { size } => return size,
             BlobStatus::Fetching(mut rx) => {
+                // Mark the current state seen so that `changed` waits for the next one.
+                rx.borrow_and_update();
                 let _ =
                     actix_web::rt::time::timeout(Duration::from_millis(100), rx.changed()).await;
             }
