@@ -74,6 +74,14 @@ pub struct Cli {
 pub enum Command {
     /// Run the server.
     Serve(ServeArgs),
+    /// Pull a list of images into the cache and exit: fill a cache while connected, then move
+    /// it (or the machine) into an air gap.
+    Load(LoadArgs),
+    /// List the manifests in the cache as they are on disk (works with the server stopped).
+    List(ListArgs),
+    /// Remove manifests, and the blobs only they use, from the cache on disk. The server must
+    /// be stopped; to prune a running server use `DELETE /cmd/prune`.
+    Prune(PruneArgs),
     /// Print the version and exit.
     Version,
 }
@@ -129,6 +137,131 @@ pub struct ServeArgs {
     /// none, i.e. no `?ns=` parameter and no registry in the repository path. [default: none]
     #[arg(long, value_name = "HOST")]
     pub default_ns: Option<String>,
+
+    /// Before serving, pull every image listed in this file (one reference per line, `#`
+    /// comments) into the cache, as `load --image-file` does, so the first pulls are already
+    /// local. [default: none]
+    #[arg(long, value_name = "PATH")]
+    pub preload_images: Option<PathBuf>,
+
+    /// Also listen on this port for `/health` (liveness) and `/health/ready` (readiness:
+    /// 503 until the cache index is loaded and any preload is done), for Kubernetes probes
+    /// that should not share the pull port. [default: none]
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub health: Option<u16>,
+
+    /// Try the server without any network: serve only the embedded image
+    /// docker.io/library/hello-world:latest (linux/amd64 and linux/arm64) from a temporary
+    /// cache, air-gapped. `--image-path` is not used. [default: false]
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub hello_world: Option<bool>,
+
+    #[command(flatten)]
+    pub platforms: PlatformArgs,
+}
+
+/// Which platforms of a multi-platform image to pull (`load`, `serve --preload-images`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct PlatformArgs {
+    /// Operating system of the image manifests to pull from a multi-platform image, when the
+    /// cache serves machines other than this one. [default: this host's, e.g. linux]
+    #[arg(long, value_name = "OS", help_heading = "Platform selection")]
+    pub os: Option<String>,
+
+    /// Architecture (OCI names: amd64, arm64, ...) of the image manifests to pull.
+    /// [default: this host's]
+    #[arg(long, value_name = "ARCH", help_heading = "Platform selection")]
+    pub arch: Option<String>,
+
+    /// Several platforms at once, comma-separated `os/arch[/variant]`, e.g.
+    /// `linux/amd64,linux/arm64/v8`, for a cache that serves a mixed cluster. Replaces --os
+    /// and --arch.
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        conflicts_with_all = ["os", "arch"],
+        help_heading = "Platform selection"
+    )]
+    pub platform: Vec<String>,
+
+    /// Pull every platform a multi-platform image offers.
+    #[arg(
+        long,
+        conflicts_with_all = ["os", "arch", "platform"],
+        help_heading = "Platform selection"
+    )]
+    pub all_platforms: bool,
+}
+
+/// Options of `load`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct LoadArgs {
+    /// File listing the images to load: one reference per line (`registry/repo:tag` or
+    /// `registry/repo@sha256:...`); blank lines and `#` comments are ignored.
+    /// [default: imageFile from the config file]
+    #[arg(long, value_name = "PATH")]
+    pub image_file: Option<PathBuf>,
+
+    /// How many images to load at the same time; lower it for a slow or rate-limited
+    /// upstream. [default: 4]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: Option<u16>,
+
+    #[command(flatten)]
+    pub platforms: PlatformArgs,
+}
+
+/// Options of `list`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ListArgs {
+    /// Print a first line naming the columns (URL TYPE CREATED PULLED).
+    #[arg(long)]
+    pub header: bool,
+
+    /// Only manifests whose URL matches one of these comma-separated regular expressions,
+    /// e.g. `docker.io,calico`; use it to find what a prune pattern would select.
+    #[arg(long, value_name = "REGEXES")]
+    pub pattern: Option<String>,
+
+    /// Output format: columns for reading, json for scripts.
+    #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+    pub format: ListFormat,
+}
+
+/// How `list` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum ListFormat {
+    /// Whitespace-separated columns.
+    #[default]
+    Text,
+    /// One JSON array of objects.
+    Json,
+}
+
+/// Options of `prune`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PruneArgs {
+    /// Remove manifests whose URL matches one of these comma-separated regular expressions,
+    /// e.g. `kubernetesui/dashboard:v2.7.0` or `curl,cilium`. A matching manifest list takes
+    /// its cached image manifests with it.
+    #[arg(long, value_name = "REGEXES", required_unless_present = "date")]
+    pub pattern: Option<String>,
+
+    /// Remove manifests first cached before this local time, `YYYY-MM-DDTHH:MM:SS` (see the
+    /// CREATED column of `list`). With --pattern, both must match.
+    #[arg(long, value_name = "DATETIME")]
+    pub date: Option<String>,
+
+    /// Only print what would be removed; change nothing. Use it to develop the expression.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Minimum severity of log messages.
@@ -190,7 +323,7 @@ impl Cli {
     pub fn serve_args(&self) -> Option<&ServeArgs> {
         match &self.command {
             Command::Serve(args) => Some(args),
-            Command::Version => None,
+            _ => None,
         }
     }
 }

@@ -28,6 +28,9 @@ use serde::Deserialize;
 
 use crate::cli::{Cli, LogLevel};
 
+mod ops;
+pub use ops::{AdminConfig, OpsConfig, PruneKind, PruneSettings, Secret};
+
 /// Default cache root.
 pub const DEFAULT_IMAGE_PATH: &str = "/var/lib/ociregistry";
 /// Default listening port.
@@ -62,6 +65,8 @@ pub struct Config {
     pub registries: Vec<UpstreamConfig>,
     /// The config file the settings were read from, if any.
     pub config_file: Option<PathBuf>,
+    /// Preloading, platforms, hello-world, health, pruning, admin API access.
+    pub ops: OpsConfig,
 }
 
 impl Default for Config {
@@ -78,6 +83,7 @@ impl Default for Config {
             default_ns: None,
             registries: Vec::new(),
             config_file: None,
+            ops: OpsConfig::default(),
         }
     }
 }
@@ -199,6 +205,7 @@ impl Config {
         if let Some(path) = &cli.log_file {
             self.log_file = (!path.as_os_str().is_empty()).then(|| path.clone());
         }
+        self.ops.apply_cli(cli)?;
         let Some(serve) = cli.serve_args() else {
             return Ok(());
         };
@@ -242,6 +249,7 @@ impl Config {
         engine.always_pull_latest = self.always_pull_latest;
         engine.default_ns = self.default_ns.clone();
         engine.upstreams = self.registries.clone();
+        engine.prune = self.ops.prune.as_ref().map(PruneSettings::schedule);
         engine
     }
 }
@@ -268,8 +276,9 @@ struct FileConfig {
     health: Option<String>,
     default_ns: Option<String>,
     registries: Option<Vec<FileRegistry>>,
-    prune_config: Option<FilePruneConfig>,
+    prune_config: Option<ops::FilePruneConfig>,
     server_tls_config: Option<FileServerTls>,
+    admin_api: Option<ops::FileAdmin>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -299,21 +308,6 @@ struct FileRegistryTls {
     cert: Option<String>,
     key: Option<String>,
     insecure_skip_verify: Option<bool>,
-}
-
-/// Pruning is not implemented: only `enabled` is looked at; the other keys may hold anything
-/// while pruning is disabled.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-#[allow(dead_code)]
-struct FilePruneConfig {
-    enabled: Option<bool>,
-    duration: Option<IgnoredAny>,
-    #[serde(rename = "type")]
-    kind: Option<IgnoredAny>,
-    frequency: Option<IgnoredAny>,
-    count: Option<IgnoredAny>,
-    dry_run: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -410,20 +404,18 @@ impl FileConfig {
             config.default_ns = Some(ns);
         }
 
+        config.ops = ops::FileOps {
+            preload_images: self.preload_images,
+            image_file: self.image_file,
+            os: self.os,
+            arch: self.arch,
+            hello_world: self.hello_world,
+            health: self.health,
+            prune_config: self.prune_config,
+            admin_api: self.admin_api,
+        }
+        .resolve(file)?;
         // Not implemented yet: accepted only with the Go server's default value.
-        reject_non_empty(file, "preloadImages", &self.preload_images)?;
-        reject_non_empty(file, "imageFile", &self.image_file)?;
-        reject_non_empty(file, "health", &self.health)?;
-        if self.hello_world == Some(true) {
-            return Err(file.not_implemented("helloWorld", "true"));
-        }
-        check_platform(file, "os", &self.os, go_os())?;
-        check_platform(file, "arch", &self.arch, go_arch())?;
-        if let Some(prune) = &self.prune_config {
-            if prune.enabled == Some(true) {
-                return Err(file.not_implemented("pruneConfig.enabled", "true"));
-            }
-        }
         if let Some(tls) = &self.server_tls_config {
             reject_non_empty(file, "serverTlsConfig.cert", &tls.cert)?;
             reject_non_empty(file, "serverTlsConfig.key", &tls.key)?;
@@ -530,41 +522,6 @@ fn reject_non_empty(
     match value.as_deref() {
         None | Some("") => Ok(()),
         Some(v) => Err(file.not_implemented(key, format!("\"{v}\""))),
-    }
-}
-
-/// `os` / `arch` select the platform pulled from multi-platform images. The default is the
-/// platform of the host running the server; any other value is not implemented.
-fn check_platform(
-    file: &FileCtx<'_>,
-    key: &str,
-    value: &Option<String>,
-    host: &str,
-) -> Result<(), ConfigError> {
-    match value.as_deref() {
-        None | Some("") => Ok(()),
-        Some(v) if v == host => Ok(()),
-        Some(v) => Err(file.not_implemented(
-            key,
-            format!("\"{v}\"; only this host's value \"{host}\" is accepted"),
-        )),
-    }
-}
-
-/// The host's operating system as OCI image indexes name it.
-fn go_os() -> &'static str {
-    std::env::consts::OS
-}
-
-/// The host's architecture as OCI image indexes name it.
-fn go_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        "loongarch64" => "loong64",
-        other => other,
     }
 }
 
@@ -740,7 +697,15 @@ fn field_names<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
 fn check_keys(file: &FileCtx<'_>, root: &Map<String, Value>) -> Result<(), ConfigError> {
     check_table(file, "", root, field_names::<FileConfig>())?;
     if let Some(t) = mapping(file, "pruneConfig", root.get("pruneConfig"))? {
-        check_table(file, "pruneConfig", t, field_names::<FilePruneConfig>())?;
+        check_table(
+            file,
+            "pruneConfig",
+            t,
+            field_names::<ops::FilePruneConfig>(),
+        )?;
+    }
+    if let Some(t) = mapping(file, "adminApi", root.get("adminApi"))? {
+        check_table(file, "adminApi", t, field_names::<ops::FileAdmin>())?;
     }
     if let Some(t) = mapping(file, "serverTlsConfig", root.get("serverTlsConfig"))? {
         check_table(file, "serverTlsConfig", t, field_names::<FileServerTls>())?;
@@ -1022,9 +987,6 @@ serverTlsConfig:
             .map(|l| format!("{}\n", l.split(" #").next().unwrap_or(l).trim_end()))
             .collect();
         assert!(uncommented.contains("\n  dryRun: false\n"), "{uncommented}");
-        let uncommented = uncommented
-            .replace("os:\n", &format!("os: {}\n", go_os()))
-            .replace("arch:\n", &format!("arch: {}\n", go_arch()));
         load_yaml(&uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
     }
 
@@ -1144,52 +1106,126 @@ serverTlsConfig:
     }
 
     #[test]
-    fn preload_images_with_a_value_is_not_implemented() {
-        not_implemented("preloadImages: /tmp/list\n", "preloadImages");
+    fn preload_and_image_files_are_read() {
+        let c = load_yaml("preloadImages: /tmp/list\nimageFile: /tmp/other\n").unwrap();
+        assert_eq!(c.ops.preload_images, Some(PathBuf::from("/tmp/list")));
+        assert_eq!(c.ops.image_file, Some(PathBuf::from("/tmp/other")));
+        let c = load(&cli(&["serve", "--preload-images", "/x"])).unwrap();
+        assert_eq!(c.ops.preload_images, Some(PathBuf::from("/x")));
+        let c = load(&cli(&["load", "--image-file", "/y", "--jobs", "2"])).unwrap();
+        assert_eq!(c.ops.image_file, Some(PathBuf::from("/y")));
+        assert_eq!(c.ops.load_jobs, 2);
     }
 
     #[test]
-    fn image_file_with_a_value_is_not_implemented() {
-        not_implemented("imageFile: /tmp/list\n", "imageFile");
+    fn os_and_arch_choose_the_platform_and_the_command_line_wins() {
+        use actors::preload::{PlatformSpec, Platforms};
+        let c = load_yaml("os: linux\narch: arm64\n").unwrap();
+        assert_eq!(
+            c.ops.platforms,
+            Platforms::Only(vec!["linux/arm64".parse().unwrap()])
+        );
+        let c = load_yaml("os:\narch: \"\"\n").unwrap();
+        assert_eq!(c.ops.platforms, Platforms::Only(vec![PlatformSpec::host()]));
+        load_err("arch: \"x y\"\n", &["key \"os\""]);
+        let c = load(&cli(&["load", "--arch", "s390x"])).unwrap();
+        let Platforms::Only(p) = &c.ops.platforms else {
+            panic!()
+        };
+        assert_eq!(p[0].arch, "s390x");
+        let c = load(&cli(&["load", "--platform", "linux/amd64,linux/arm64/v8"])).unwrap();
+        assert_eq!(
+            c.ops.platforms,
+            Platforms::Only(vec![
+                "linux/amd64".parse().unwrap(),
+                "linux/arm64/v8".parse().unwrap()
+            ])
+        );
+        let c = load(&cli(&["serve", "--all-platforms"])).unwrap();
+        assert_eq!(c.ops.platforms, Platforms::All);
+        assert!(load(&cli(&["load", "--platform", "linux"])).is_err());
     }
 
     #[test]
-    fn os_and_arch_other_than_the_host_are_not_implemented() {
-        not_implemented("os: plan9\n", "os");
-        not_implemented("arch: sparc\n", "arch");
+    fn hello_world_and_health_are_read() {
+        let c = load_yaml("helloWorld: true\nhealth: 8081\n").unwrap();
+        assert!(c.ops.hello_world);
+        assert_eq!(c.ops.health, Some(8081));
+        load_err("health: http\n", &["key \"health\""]);
+        let c = load(&cli(&["serve", "--hello-world", "--health", "9000"])).unwrap();
+        assert!(c.ops.hello_world);
+        assert_eq!(c.ops.health, Some(9000));
     }
 
     #[test]
-    fn os_and_arch_of_the_host_are_accepted() {
-        load_yaml(&format!("os: {}\narch: {}\n", go_os(), go_arch())).unwrap();
-        load_yaml("os:\narch: \"\"\n").unwrap();
-    }
-
-    #[test]
-    fn hello_world_true_is_not_implemented() {
-        not_implemented("helloWorld: true\n", "helloWorld");
-        load_yaml("helloWorld: false\n").unwrap();
-    }
-
-    #[test]
-    fn health_port_is_not_implemented() {
-        not_implemented("health: 8081\n", "health");
-    }
-
-    #[test]
-    fn prune_enabled_is_not_implemented() {
-        not_implemented("pruneConfig:\n  enabled: true\n", "pruneConfig.enabled");
+    fn prune_config_is_checked_and_read_when_enabled() {
+        let c = load_yaml(
+            "pruneConfig:\n  enabled: true\n  duration: 12h\n  type: created\n  frequency: 10m\n  \
+             count: 5\n  dryrun: true\n",
+        )
+        .unwrap();
+        let p = c.ops.prune.clone().unwrap();
+        assert_eq!(p.kind, PruneKind::Created);
+        assert_eq!(p.duration, Duration::from_secs(12 * 3600));
+        assert_eq!(p.frequency, Duration::from_secs(600));
+        assert_eq!(p.count, Some(5));
+        assert!(p.dry_run);
+        assert!(c.engine_config().prune.is_some());
+        let c = load_yaml("pruneConfig:\n  enabled: true\n").unwrap();
+        let p = c.ops.prune.unwrap();
+        assert_eq!(
+            (p.kind, p.count, p.dry_run),
+            (PruneKind::Accessed, None, false)
+        );
+        assert_eq!(p.frequency, Duration::from_secs(86_400));
+        load_err(
+            "pruneConfig:\n  enabled: true\n  type: pattern\n",
+            &["pruneConfig.expr"],
+        );
+        load_err("pruneConfig:\n  expr: \"(\"\n", &["pruneConfig.expr"]);
+        load_err("pruneConfig:\n  duration: 3w\n", &["pruneConfig.duration"]);
+        load_err("pruneConfig:\n  type: sometimes\n", &["pruneConfig.type"]);
+        load_err("pruneConfig:\n  count: 0\n", &["pruneConfig.count"]);
     }
 
     #[test]
     fn prune_sub_keys_are_accepted_while_pruning_is_disabled() {
-        load_yaml(
+        let c = load_yaml(
             "pruneConfig:\n  duration: 5h\n  type: created\n  frequency: 2h\n  count: 10\n  \
              dryRun: true\n",
         )
         .unwrap();
+        assert_eq!(c.ops.prune, None);
         load_yaml("pruneConfig:\n").unwrap();
         load_yaml("pruneConfig: {}\n").unwrap();
+    }
+
+    #[test]
+    fn admin_access_defaults_to_loopback_and_reads_a_token() {
+        let c = load_yaml("").unwrap();
+        assert_eq!(c.ops.admin.allow.len(), 2);
+        assert!(c.ops.admin.token.is_none());
+        let c = load_yaml("adminApi:\n  allow: [10.0.0.1]\n  token: abcdefghijklmnopq\n").unwrap();
+        assert_eq!(
+            c.ops.admin.allow,
+            vec!["10.0.0.1".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(c.ops.admin.token, Some(Secret("abcdefghijklmnopq".into())));
+        assert!(!format!("{c:?}").contains("abcdefghijklmnopq"));
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "from-a-file-0123456789").unwrap();
+        let c = load_yaml(&format!("adminApi:\n  tokenFile: {}\n", f.path().display())).unwrap();
+        assert_eq!(
+            c.ops.admin.token,
+            Some(Secret("from-a-file-0123456789".into()))
+        );
+        load_err("adminApi:\n  token: short\n", &["16 characters"]);
+        load_err("adminApi:\n  allow: [localhost]\n", &["adminApi.allow"]);
+        load_err(
+            "adminApi:\n  tokenEnv: OCIREGISTRY_TEST_UNSET_VARIABLE\n",
+            &["not set"],
+        );
+        unknown_key("adminApi:\n  tokens: x\n", "adminApi.tokens");
     }
 
     #[test]
@@ -1547,7 +1583,8 @@ imagePath: /data
         ] {
             assert!(top.contains(&key), "{key} missing from {top:?}");
         }
-        assert!(field_names::<FilePruneConfig>().contains(&"type"));
+        assert!(field_names::<ops::FilePruneConfig>().contains(&"type"));
+        assert!(field_names::<ops::FilePruneConfig>().contains(&"dryrun"));
         assert!(field_names::<FileRegistryTls>().contains(&"insecureSkipVerify"));
     }
 

@@ -1,4 +1,6 @@
 //! ociregistry: the edges of the server (command line, configuration, HTTP front end).
 pub mod cli;
+pub mod commands;
 pub mod config;
+pub mod hello_world;
 pub mod server;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use ociregistry::cli::{Cli, Command};
+use ociregistry::commands;
 use ociregistry::config::{self, Config};
 use ociregistry::server;
 
@@ -31,6 +32,9 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Serve(_) => serve(config),
+        Command::Load(_) => commands::load::run(config),
+        Command::List(ref args) => commands::list::run(config, args),
+        Command::Prune(ref args) => commands::prune::run(config, args),
         Command::Version => Ok(()),
     };
     match result {
@@ -62,10 +66,12 @@ fn init_logging(config: &Config) -> Result<(), String> {
     Ok(())
 }
 
-fn serve(config: Config) -> Result<(), String> {
+fn serve(mut config: Config) -> Result<(), String> {
+    let held = commands::serve::prepare(&mut config)?;
     let system = actix_web::rt::System::new();
     system.block_on(async move {
         let engine = actors::Engine::start(config.engine_config()).map_err(|e| e.to_string())?;
+        held.before_serving(&config, &engine).await?;
         let addr = (config.host.as_str(), config.port);
         let listener = TcpListener::bind(addr)
             .map_err(|e| format!("cannot listen on {}:{}: {e}", config.host, config.port))?;
@@ -84,9 +90,9 @@ fn serve(config: Config) -> Result<(), String> {
             }
         );
         drop(err);
-        server::run(listener, engine)
-            .map_err(|e| e.to_string())?
-            .await
-            .map_err(|e| e.to_string())
+        let server =
+            server::run(listener, engine, held.admin(&config)).map_err(|e| e.to_string())?;
+        held.stop_on_request(server.handle());
+        server.await.map_err(|e| e.to_string())
     })
 }

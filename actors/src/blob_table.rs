@@ -241,7 +241,8 @@ impl Handler<Remove> for BlobTable {
             let refs = self.refs.get(&d);
             let size = match self.blobs.get(&d) {
                 _ if refs > 0 => {
-                    out.kept.push((d, format!("named by {refs} cached image manifest(s)")));
+                    out.kept
+                        .push((d, format!("named by {refs} cached image manifest(s)")));
                     continue;
                 }
                 Some(State::Fetching(_)) => {

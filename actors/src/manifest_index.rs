@@ -350,7 +350,10 @@ pub fn orphaned_blobs(all: &[Candidate], doomed: &[Doomed]) -> Vec<Digest> {
     }
     let gone: HashSet<&Digest> = doomed.iter().map(|d| &d.digest).collect();
     let mut out = Vec::new();
-    for c in all.iter().filter(|c| !c.is_list && gone.contains(&c.digest)) {
+    for c in all
+        .iter()
+        .filter(|c| !c.is_list && gone.contains(&c.digest))
+    {
         out.extend(refs.release(&c.children));
     }
     out.sort();

@@ -57,7 +57,8 @@ impl FromStr for PlatformSpec {
 
     fn from_str(s: &str) -> Result<Self, String> {
         let parts: Vec<&str> = s.trim().split('/').collect();
-        let ok = |p: &&str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let ok =
+            |p: &&str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         match parts.as_slice() {
             [os, arch] if ok(os) && ok(arch) => Ok(PlatformSpec {
                 os: os.to_string(),

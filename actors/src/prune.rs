@@ -13,7 +13,8 @@ use std::time::Duration;
 use regex::Regex;
 use time::PrimitiveDateTime;
 
-use crate::oci::Digest;
+use crate::oci::{Digest, Manifest, OciError};
+use crate::store::ManifestHolder;
 
 /// Parses a prune age: a whole number followed by `d` (days), `h` (hours), `m` (minutes) or
 /// `s` (seconds), e.g. `30d`, `12h`, `10m`. Several parts may follow each other (`1d12h`).
@@ -94,9 +95,9 @@ impl Selector {
         }
         let mut why = Vec::new();
         if let Some(patterns) = &self.patterns {
-            let hit = patterns.iter().find(|re| {
-                re.is_match(&c.url) || c.tags.iter().any(|t| re.is_match(t))
-            })?;
+            let hit = patterns
+                .iter()
+                .find(|re| re.is_match(&c.url) || c.tags.iter().any(|t| re.is_match(t)))?;
             why.push(format!("matches pattern \"{}\"", hit.as_str()));
         }
         if let Some(t) = self.created_before {
@@ -204,6 +205,22 @@ pub struct Candidate {
     pub children: Vec<Digest>,
 }
 
+impl Candidate {
+    /// A manifest file as pruning sees it (for the command line, which reads the disk).
+    pub fn from_holder(h: &ManifestHolder) -> Result<Candidate, OciError> {
+        let m = Manifest::parse(h.bytes(), Some(h.media_type()))?;
+        Ok(Candidate {
+            digest: h.digest().clone(),
+            is_list: h.is_list(),
+            url: h.image_url().to_string(),
+            tags: h.tags().to_vec(),
+            created: h.created(),
+            pulled: h.pulled(),
+            children: m.children.into_iter().map(|c| c.digest).collect(),
+        })
+    }
+}
+
 /// A manifest chosen for removal, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Doomed {
@@ -215,8 +232,16 @@ pub struct Doomed {
 
 impl fmt::Display for Doomed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let what = if self.is_list { "manifest list" } else { "image manifest" };
-        write!(f, "{what} {} ({}): {}", self.url, self.digest, self.reason)
+        let what = if self.is_list {
+            "manifest list"
+        } else {
+            "image manifest"
+        };
+        if self.url.ends_with(&self.digest.to_string()) {
+            write!(f, "{what} {}: {}", self.url, self.reason)
+        } else {
+            write!(f, "{what} {} ({}): {}", self.url, self.digest, self.reason)
+        }
     }
 }
 
@@ -363,7 +388,10 @@ mod tests {
         let sel = PruneRule::Created(parse_age("10m").unwrap()).selector(now);
         assert_eq!(sel.created_before, Some(datetime!(2025-03-31 11:50:00)));
         assert_eq!(humanize(parse_age("1d1h1m1s").unwrap()), "1d1h1m1s");
-        assert_eq!(PruneRule::Created(parse_age("30d").unwrap()).to_string(), "created more than 30d ago");
+        assert_eq!(
+            PruneRule::Created(parse_age("30d").unwrap()).to_string(),
+            "created more than 30d ago"
+        );
     }
 
     #[test]
@@ -395,7 +423,11 @@ mod tests {
         let doomed = plan(&all, &sel, None);
         assert_eq!(doomed.len(), 1);
         assert_eq!(doomed[0].digest, d('a'));
-        assert!(doomed[0].reason.contains("docker.io"), "{}", doomed[0].reason);
+        assert!(
+            doomed[0].reason.contains("docker.io"),
+            "{}",
+            doomed[0].reason
+        );
         assert!(doomed[0].reason.contains("2025-03-01T00:00:00"));
     }
 
@@ -411,7 +443,10 @@ mod tests {
             patterns: Some(parse_patterns("app:1").unwrap()),
             ..Selector::default()
         };
-        let doomed: Vec<Digest> = plan(&all, &sel, None).into_iter().map(|x| x.digest).collect();
+        let doomed: Vec<Digest> = plan(&all, &sel, None)
+            .into_iter()
+            .map(|x| x.digest)
+            .collect();
         // `9` is not cached; `b` is also listed by the kept `r/other:1`.
         assert_eq!(doomed, vec![d('e'), d('a')]);
     }
@@ -427,7 +462,10 @@ mod tests {
             pulled_before: Some(datetime!(2025-04-01 00:00:00)),
             ..Selector::default()
         };
-        let doomed: Vec<Digest> = plan(&all, &sel, Some(2)).into_iter().map(|x| x.digest).collect();
+        let doomed: Vec<Digest> = plan(&all, &sel, Some(2))
+            .into_iter()
+            .map(|x| x.digest)
+            .collect();
         assert_eq!(doomed, vec![d('b'), d('c')]);
     }
 

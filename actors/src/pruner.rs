@@ -76,7 +76,9 @@ impl Actor for Pruner {
             "prune: every {} remove manifests {}{}{}",
             crate::prune::humanize(s.frequency),
             s.rule,
-            s.count.map(|n| format!(", at most {n} a run")).unwrap_or_default(),
+            s.count
+                .map(|n| format!(", at most {n} a run"))
+                .unwrap_or_default(),
             if s.dry_run { " (dry run)" } else { "" }
         );
         ctx.run_interval(s.frequency, move |_, ctx| {
@@ -138,7 +140,11 @@ async fn prune(
         dry_run: msg.dry_run,
         ..PruneReport::default()
     };
-    let verb = if msg.dry_run { "would remove" } else { "removing" };
+    let verb = if msg.dry_run {
+        "would remove"
+    } else {
+        "removing"
+    };
     for m in &selection.manifests {
         log::warn!("{why}: {verb} {m}");
     }
@@ -160,7 +166,11 @@ async fn prune(
     }
     let removed = index
         .send(ManifestRemove {
-            digests: selection.manifests.iter().map(|m| m.digest.clone()).collect(),
+            digests: selection
+                .manifests
+                .iter()
+                .map(|m| m.digest.clone())
+                .collect(),
         })
         .await??;
     let gone: std::collections::HashSet<&Digest> = removed.iter().map(|r| &r.digest).collect();

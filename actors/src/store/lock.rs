@@ -24,7 +24,10 @@ pub enum LockError {
         root.display(),
         owner.as_ref().map(|p| format!(" (pid {p})")).unwrap_or_default()
     )]
-    Busy { root: PathBuf, owner: Option<String> },
+    Busy {
+        root: PathBuf,
+        owner: Option<String>,
+    },
     #[error("cannot lock the cache: {}: {source}", path.display())]
     Io {
         path: PathBuf,

@@ -76,10 +76,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use time::OffsetDateTime;
 
 pub use blob_writer::BlobWriter;
-pub use lock::{CacheLock, LockError, LOCK_FILE};
 pub use holder::{
     format_time, now_local, parse_time, tag_of_image_url, to_local, ManifestHolder, ManifestKind,
 };
+pub use lock::{CacheLock, LockError, LOCK_FILE};
 
 use crate::oci::Digest;
 

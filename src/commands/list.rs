@@ -1,0 +1,104 @@
+//! `list`: the manifests of the cache as they are on disk, for finding what to prune. Reads
+//! only; safe while a server runs, though a running server's newest `pulled` times may not be
+//! flushed to disk yet.
+
+use std::fmt::Write as _;
+
+use actors::prune::{parse_patterns, Candidate};
+use actors::store::{format_time, ManifestHolder, Store};
+use serde::Serialize;
+
+use crate::cli::{ListArgs, ListFormat};
+use crate::config::Config;
+
+/// One manifest as `list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Row {
+    pub url: String,
+    /// `list` (manifest list / image index) or `image` (image manifest).
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub digest: String,
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    pub created: String,
+    pub pulled: String,
+    pub tags: Vec<String>,
+}
+
+impl Row {
+    pub fn from_holder(h: &ManifestHolder) -> Row {
+        Row {
+            url: h.image_url().to_string(),
+            kind: if h.is_list() { "list" } else { "image" }.to_string(),
+            digest: h.digest().to_string(),
+            media_type: h.media_type().to_string(),
+            created: format_time(h.created()),
+            pulled: format_time(h.pulled()),
+            tags: h.tags().to_vec(),
+        }
+    }
+}
+
+/// The manifests of the cache at `config.image_path`, oldest first, and the files that could
+/// not be read.
+pub fn read_cache(config: &Config) -> Result<(Vec<ManifestHolder>, Vec<String>), String> {
+    let root = &config.image_path;
+    if !root.is_dir() {
+        return Err(format!("the cache {} does not exist", root.display()));
+    }
+    let store = Store::read_only(root);
+    let loaded = store.load_manifests().map_err(|e| e.to_string())?;
+    let mut holders = loaded.holders;
+    holders.sort_by(|a, b| (a.created(), a.image_url()).cmp(&(b.created(), b.image_url())));
+    Ok((
+        holders,
+        loaded.problems.iter().map(ToString::to_string).collect(),
+    ))
+}
+
+/// Renders rows as whitespace-separated columns.
+pub fn render_text(rows: &[Row], header: bool) -> String {
+    let mut out = String::new();
+    if header {
+        out.push_str("URL TYPE CREATED PULLED\n");
+    }
+    for r in rows {
+        let _ = writeln!(out, "{} {} {} {}", r.url, r.kind, r.created, r.pulled);
+    }
+    out
+}
+
+/// The `list` subcommand.
+pub fn run(config: Config, args: &ListArgs) -> Result<(), String> {
+    let patterns = match &args.pattern {
+        Some(p) => Some(parse_patterns(p)?),
+        None => None,
+    };
+    let (holders, problems) = read_cache(&config)?;
+    for p in problems {
+        eprintln!("skipped {p}");
+    }
+    let rows: Vec<Row> = holders
+        .iter()
+        .filter(|h| match &patterns {
+            None => true,
+            Some(p) => {
+                let tags = Candidate::from_holder(h)
+                    .map(|c| c.tags)
+                    .unwrap_or_default();
+                p.iter()
+                    .any(|re| re.is_match(h.image_url()) || tags.iter().any(|t| re.is_match(t)))
+            }
+        })
+        .map(Row::from_holder)
+        .collect();
+    match args.format {
+        ListFormat::Text => print!("{}", render_text(&rows, args.header)),
+        ListFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?
+        ),
+    }
+    Ok(())
+}

@@ -1,0 +1,264 @@
+//! `load --image-file F` (and `serve --preload-images F`): complete a list of images in the
+//! cache through the engine, then report what was loaded, what was already cached and what
+//! failed, and why.
+
+use std::fmt::Write as _;
+use std::io::IsTerminal as _;
+use std::path::Path;
+use std::time::Duration;
+
+use actors::oci::ImageRef;
+use actors::preload::{self, Platforms};
+use actors::store::CacheLock;
+use actors::Engine;
+use futures_util::StreamExt as _;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::config::Config;
+
+/// One line of an image list that names an image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedImage {
+    pub line: usize,
+    pub image: ImageRef,
+}
+
+/// A line of an image list that could not be read, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadLine {
+    pub line: usize,
+    pub text: String,
+    pub reason: String,
+}
+
+/// Reads an image list: one reference a line; blank lines and `#` comments (whole-line or
+/// trailing) are skipped. `name:tag@sha256:...` is read as the digest.
+pub fn parse_image_list(text: &str) -> (Vec<ListedImage>, Vec<BadLine>) {
+    let mut images = Vec::new();
+    let mut bad = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        let entry = raw.split('#').next().unwrap_or("").trim();
+        if entry.is_empty() {
+            continue;
+        }
+        let parsed = if entry.split_whitespace().count() > 1 {
+            Err("one image reference per line".to_string())
+        } else {
+            parse_reference(entry)
+        };
+        match parsed {
+            Ok(image) => images.push(ListedImage { line, image }),
+            Err(reason) => bad.push(BadLine {
+                line,
+                text: entry.to_string(),
+                reason,
+            }),
+        }
+    }
+    (images, bad)
+}
+
+fn parse_reference(entry: &str) -> Result<ImageRef, String> {
+    // `repo:tag@digest`: the digest is what is pulled; the tag is only a note.
+    let entry = match entry.split_once('@') {
+        Some((name, digest)) => {
+            let last = name.rsplit('/').next().unwrap_or(name);
+            let name = match last.rsplit_once(':') {
+                Some((_, tag)) if !tag.is_empty() => &name[..name.len() - tag.len() - 1],
+                _ => name,
+            };
+            format!("{name}@{digest}")
+        }
+        None => entry.to_string(),
+    };
+    ImageRef::parse(&entry).map_err(|e| e.to_string())
+}
+
+/// What happened to each image.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub loaded: Vec<String>,
+    pub cached: Vec<String>,
+    /// `(what, why)`: a bad line names its line number.
+    pub failed: Vec<(String, String)>,
+}
+
+impl Summary {
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for i in &self.loaded {
+            let _ = writeln!(out, "loaded          {i}");
+        }
+        for i in &self.cached {
+            let _ = writeln!(out, "already cached  {i}");
+        }
+        for (what, why) in &self.failed {
+            let _ = writeln!(out, "failed          {what}: {why}");
+        }
+        let _ = writeln!(
+            out,
+            "{} loaded, {} already cached, {} failed",
+            self.loaded.len(),
+            self.cached.len(),
+            self.failed.len()
+        );
+        out
+    }
+}
+
+/// Loads every image of the list file at `path` through `engine`, `jobs` at a time, with a
+/// progress bar on a terminal and a log line per image otherwise.
+pub async fn load_file(
+    engine: &Engine,
+    path: &Path,
+    platforms: &Platforms,
+    jobs: usize,
+) -> Result<Summary, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("image list {}: {e}", path.display()))?;
+    let (images, bad) = parse_image_list(&text);
+    let mut summary = Summary::default();
+    for b in bad {
+        summary.failed.push((
+            format!("{}:{} \"{}\"", path.display(), b.line, b.text),
+            format!("line {} is not an image reference: {}", b.line, b.reason),
+        ));
+    }
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(images.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    log::info!(
+        "loading {} image(s) from {} for {platforms}",
+        images.len(),
+        path.display()
+    );
+    let mut results = futures_util::stream::iter(images)
+        .map(|li| {
+            let engine = engine.clone();
+            let platforms = platforms.clone();
+            let bar = bar.clone();
+            async move {
+                bar.set_message(li.image.to_string());
+                let r = preload::load_image(&engine, &li.image, &platforms).await;
+                (li, r)
+            }
+        })
+        .buffer_unordered(jobs.max(1));
+    while let Some((li, result)) = results.next().await {
+        let name = li.image.to_string();
+        let line = match &result {
+            Ok(l) if l.was_cached() => {
+                summary.cached.push(name.clone());
+                format!("already cached {name}")
+            }
+            Ok(l) => {
+                summary.loaded.push(name.clone());
+                format!(
+                    "loaded {name}: {} manifest(s), {} blob(s), {} fetched",
+                    l.manifests,
+                    l.blobs,
+                    l.fetched_manifests + l.fetched_blobs
+                )
+            }
+            Err(e) => {
+                summary.failed.push((name.clone(), e.to_string()));
+                format!("failed {name} (line {}): {e}", li.line)
+            }
+        };
+        if bar.is_hidden() {
+            log::info!("{line}");
+            if result.is_err() {
+                eprintln!("{line}");
+            }
+        } else {
+            bar.println(line);
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    summary.loaded.sort();
+    summary.cached.sort();
+    Ok(summary)
+}
+
+/// The `load` subcommand.
+pub fn run(config: Config) -> Result<(), String> {
+    let path = config.ops.image_file.clone().ok_or_else(|| {
+        "load needs an image list: --image-file FILE (or imageFile in the config file)".to_string()
+    })?;
+    if !path.is_file() {
+        return Err(format!("image list {}: no such file", path.display()));
+    }
+    let _lock = CacheLock::acquire(&config.image_path).map_err(|e| e.to_string())?;
+    let mut engine_config = config.engine_config();
+    // A one-off load never prunes.
+    engine_config.prune = None;
+    let system = actix_web::rt::System::new();
+    let summary = system.block_on(async move {
+        let engine = Engine::start(engine_config).map_err(|e| e.to_string())?;
+        load_file(&engine, &path, &config.ops.platforms, config.ops.load_jobs).await
+    })?;
+    print!("{}", summary.render());
+    if summary.failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} image(s) could not be loaded",
+            summary.failed.len()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_skip_comments_and_name_bad_lines() {
+        let d = format!("sha256:{}", "a".repeat(64));
+        let text = format!(
+            "# images\n\nregistry.k8s.io/pause:3.8\n  quay.io/a/b@{d}  # pinned\n\
+             nginx\nnot a ref\nquay.io/UPPER/x:1\nquay.io/a/b:v1@{d}\n"
+        );
+        let (ok, bad) = parse_image_list(&text);
+        let ok: Vec<(usize, String)> = ok.iter().map(|i| (i.line, i.image.to_string())).collect();
+        assert_eq!(
+            ok,
+            vec![
+                (3, "registry.k8s.io/pause:3.8".to_string()),
+                (4, format!("quay.io/a/b@{d}")),
+                (5, "docker.io/library/nginx:latest".to_string()),
+                (8, format!("quay.io/a/b@{d}")),
+            ]
+        );
+        let lines: Vec<usize> = bad.iter().map(|b| b.line).collect();
+        assert_eq!(lines, vec![6, 7]);
+        assert!(bad[1].reason.contains("UPPER"), "{}", bad[1].reason);
+    }
+
+    #[test]
+    fn the_summary_counts_each_outcome() {
+        let s = Summary {
+            loaded: vec!["a".into()],
+            cached: vec!["b".into(), "c".into()],
+            failed: vec![("d".into(), "gone".into())],
+        };
+        let text = s.render();
+        assert!(text.contains("failed          d: gone"));
+        assert!(
+            text.ends_with("1 loaded, 2 already cached, 1 failed\n"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,514 @@
+//! The administrative API under `/cmd/`: prune the running cache, list images, manifests and
+//! blobs, stop the server. Handlers only check access, parse the query and send engine
+//! messages.
+//!
+//! Access: a client is answered when its address is in `adminApi.allow` (default 127.0.0.1 and
+//! ::1) or it sends `Authorization: Bearer <adminApi token>`. Anyone else gets 403, and the
+//! refusal is logged. Answers are whitespace-separated columns with a header line (pipe them
+//! through `column -t`), or JSON when the request's `Accept` names `application/json`.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use actors::manifest_index::IndexEntry;
+use actors::prune::{parse_age, parse_patterns, PruneRule};
+use actors::store::{format_time, now_local};
+use actors::Engine;
+use regex::Regex;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::Notify;
+
+use crate::config::AdminConfig;
+
+/// `count` of `/cmd/prune` when the query has none.
+pub const DEFAULT_PRUNE_COUNT: usize = 5;
+
+/// What the admin handlers need besides the engine.
+#[derive(Clone)]
+pub struct Admin {
+    pub access: AdminConfig,
+    /// Notified by `/cmd/stop`; whoever runs the server stops it gracefully.
+    pub stop: Arc<Notify>,
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/cmd")
+            .route("/prune", web::delete().to(prune))
+            .route("/image/list", web::get().to(image_list))
+            .route("/blob/list", web::get().to(blob_list))
+            .route("/manifest/list", web::get().to(manifest_list))
+            .route("/stop", web::get().to(stop))
+            .route("/stop", web::post().to(stop))
+            .default_service(web::to(not_found)),
+    );
+}
+
+/// Whether the client may use the API: its address is allowed, or it presents the token.
+pub fn allowed(access: &AdminConfig, peer: Option<IpAddr>, authorization: Option<&str>) -> bool {
+    if let Some(ip) = peer.map(|ip| ip.to_canonical()) {
+        if access.allow.iter().any(|a| a.to_canonical() == ip) {
+            return true;
+        }
+    }
+    match (
+        &access.token,
+        authorization.and_then(|a| a.strip_prefix("Bearer ")),
+    ) {
+        (Some(token), Some(given)) => constant_time_eq(token.0.as_bytes(), given.trim().as_bytes()),
+        _ => false,
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// 403 for a client that may not use the API, logged.
+fn check(req: &HttpRequest, admin: &Admin) -> Result<(), HttpResponse> {
+    let peer = req.peer_addr().map(|a| a.ip());
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if allowed(&admin.access, peer, auth) {
+        return Ok(());
+    }
+    log::warn!(
+        "admin: refused {} {} from {}: address not allowed and no valid token",
+        req.method(),
+        req.uri(),
+        peer.map(|p| p.to_string())
+            .unwrap_or_else(|| "unknown".into())
+    );
+    Err(HttpResponse::Forbidden()
+        .content_type("text/plain; charset=utf-8")
+        .body("forbidden: the admin API is not open to this address (see adminApi)\n"))
+}
+
+fn wants_json(req: &HttpRequest) -> bool {
+    req.headers()
+        .get_all(header::ACCEPT)
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/json"))
+}
+
+fn text(body: String) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(body)
+}
+
+fn bad_request(msg: String) -> HttpResponse {
+    HttpResponse::BadRequest()
+        .content_type("text/plain; charset=utf-8")
+        .body(format!("{msg}\n"))
+}
+
+fn engine_error(e: actors::EngineError) -> HttpResponse {
+    HttpResponse::InternalServerError()
+        .content_type("text/plain; charset=utf-8")
+        .body(format!("{e}\n"))
+}
+
+/// `count`: a positive number, or `-1` / absent for no limit.
+fn count(v: Option<i64>, default: Option<usize>) -> Result<Option<usize>, HttpResponse> {
+    match v {
+        None => Ok(default),
+        Some(-1) => Ok(None),
+        Some(n) if n > 0 => Ok(Some(n as usize)),
+        Some(n) => Err(bad_request(format!(
+            "count={n}: use a positive number, or -1 for no limit"
+        ))),
+    }
+}
+
+fn patterns(p: Option<&str>) -> Result<Option<Vec<Regex>>, HttpResponse> {
+    match p.filter(|p| !p.trim().is_empty()) {
+        None => Ok(None),
+        Some(p) => parse_patterns(p).map(Some).map_err(bad_request),
+    }
+}
+
+fn matches(p: &Option<Vec<Regex>>, e: &IndexEntry) -> bool {
+    match p {
+        None => true,
+        Some(p) => p
+            .iter()
+            .any(|re| re.is_match(&e.manifest.image_url) || e.tags.iter().any(|t| re.is_match(t))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PruneQuery {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    dur: Option<String>,
+    expr: Option<String>,
+    count: Option<i64>,
+    dry_run: Option<bool>,
+}
+
+/// `DELETE /cmd/prune?type=accessed|created|pattern&dur=30d&expr=a,b&count=5&dryRun=false`
+async fn prune(
+    req: HttpRequest,
+    q: web::Query<PruneQuery>,
+    engine: web::Data<Engine>,
+    admin: web::Data<Admin>,
+) -> HttpResponse {
+    if let Err(r) = check(&req, &admin) {
+        return r;
+    }
+    let dur = || {
+        let d = q.dur.as_deref().unwrap_or("");
+        parse_age(d).map_err(|m| bad_request(format!("dur: {m}")))
+    };
+    let rule = match q.kind.as_deref() {
+        Some("accessed") => dur().map(PruneRule::Accessed),
+        Some("created") => dur().map(PruneRule::Created),
+        Some("pattern") => match patterns(q.expr.as_deref()) {
+            Ok(Some(p)) => Ok(PruneRule::Pattern(p)),
+            Ok(None) => Err(bad_request(
+                "type=pattern needs expr=<regex>[,<regex>...]".into(),
+            )),
+            Err(r) => Err(r),
+        },
+        other => Err(bad_request(format!(
+            "type={}: use accessed, created or pattern",
+            other.unwrap_or("")
+        ))),
+    };
+    let rule = match rule {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let count = match count(q.count, Some(DEFAULT_PRUNE_COUNT)) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let dry_run = q.dry_run.unwrap_or(false);
+    let who = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    let why = format!("admin prune from {who} ({rule})");
+    let report = match engine
+        .prune(rule.selector(now_local()), count, dry_run, why)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return engine_error(e),
+    };
+    if wants_json(&req) {
+        return HttpResponse::Ok().json(json!({
+            "dryRun": report.dry_run,
+            "manifests": report.manifests.iter().map(|m| json!({
+                "url": m.url,
+                "digest": m.digest.to_string(),
+                "type": if m.is_list { "list" } else { "image" },
+                "reason": m.reason,
+            })).collect::<Vec<_>>(),
+            "blobs": report.blobs.iter().map(|(d, s)| json!({
+                "digest": d.to_string(), "size": s,
+            })).collect::<Vec<_>>(),
+            "keptBlobs": report.kept_blobs.iter().map(|(d, why)| json!({
+                "digest": d.to_string(), "reason": why,
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    let verb = if report.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    let mut out = String::new();
+    for m in &report.manifests {
+        out.push_str(&format!("{verb} {m}\n"));
+    }
+    for (d, s) in &report.blobs {
+        let size = s.map(|s| s.to_string()).unwrap_or_else(|| "?".into());
+        out.push_str(&format!("{verb} blob {d} ({size} bytes)\n"));
+    }
+    for (d, why) in &report.kept_blobs {
+        out.push_str(&format!("kept blob {d}: {why}\n"));
+    }
+    out.push_str(&format!(
+        "{}: {} manifest(s), {} blob(s)\n",
+        if report.dry_run { "dry run" } else { "pruned" },
+        report.manifests.len(),
+        report.blobs.len()
+    ));
+    text(out)
+}
+
+#[derive(Deserialize)]
+struct ImageQuery {
+    pattern: Option<String>,
+    digest: Option<String>,
+    count: Option<i64>,
+}
+
+/// `GET /cmd/image/list?pattern=a,b&digest=<blob digest or part>&count=10`: image manifests
+/// and the blobs each names.
+async fn image_list(
+    req: HttpRequest,
+    q: web::Query<ImageQuery>,
+    engine: web::Data<Engine>,
+    admin: web::Data<Admin>,
+) -> HttpResponse {
+    if let Err(r) = check(&req, &admin) {
+        return r;
+    }
+    let (p, n) = match (patterns(q.pattern.as_deref()), count(q.count, None)) {
+        (Ok(p), Ok(n)) => (p, n),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let (entries, blobs) = match (engine.manifests().await, engine.blobs().await) {
+        (Ok(e), Ok(b)) => (e, b),
+        (Err(e), _) | (_, Err(e)) => return engine_error(e),
+    };
+    let sizes: std::collections::HashMap<_, _> =
+        blobs.into_iter().map(|b| (b.digest, b.size)).collect();
+    let needle = q.digest.as_deref().unwrap_or("").trim();
+    let mut images: Vec<&IndexEntry> = entries
+        .iter()
+        .filter(|e| !e.manifest.kind().is_list() && matches(&p, e))
+        .filter(|e| {
+            needle.is_empty()
+                || e.manifest
+                    .manifest
+                    .children
+                    .iter()
+                    .any(|c| c.digest.to_string().contains(needle))
+        })
+        .collect();
+    images.sort_by(|a, b| a.manifest.image_url.cmp(&b.manifest.image_url));
+    if let Some(n) = n {
+        images.truncate(n);
+    }
+    let blob_size = |d: &actors::oci::Digest| sizes.get(d).copied().flatten();
+    if wants_json(&req) {
+        return HttpResponse::Ok().json(
+            images
+                .iter()
+                .map(|e| {
+                    json!({
+                        "url": e.manifest.image_url,
+                        "digest": e.manifest.digest.to_string(),
+                        "created": format_time(e.created),
+                        "pulled": format_time(e.pulled),
+                        "blobs": e.manifest.manifest.children.iter().map(|c| json!({
+                            "digest": c.digest.to_string(),
+                            "size": blob_size(&c.digest),
+                            "cached": sizes.contains_key(&c.digest),
+                        })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect::<Vec<_>>(),
+        );
+    }
+    let mut out = String::from("URL DIGEST CREATED PULLED\n");
+    for e in images {
+        out.push_str(&format!(
+            "{} {} {} {}\n",
+            e.manifest.image_url,
+            e.manifest.digest,
+            format_time(e.created),
+            format_time(e.pulled)
+        ));
+        for c in &e.manifest.manifest.children {
+            let size = match blob_size(&c.digest) {
+                Some(s) => s.to_string(),
+                None if sizes.contains_key(&c.digest) => "fetching".into(),
+                None => "missing".into(),
+            };
+            out.push_str(&format!("  blob {} {size}\n", c.digest));
+        }
+    }
+    text(out)
+}
+
+#[derive(Deserialize)]
+struct BlobQuery {
+    substr: Option<String>,
+    count: Option<i64>,
+}
+
+/// `GET /cmd/blob/list?substr=56aebe9b&count=10`: blobs with size and reference count.
+async fn blob_list(
+    req: HttpRequest,
+    q: web::Query<BlobQuery>,
+    engine: web::Data<Engine>,
+    admin: web::Data<Admin>,
+) -> HttpResponse {
+    if let Err(r) = check(&req, &admin) {
+        return r;
+    }
+    let n = match count(q.count, None) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let mut blobs = match engine.blobs().await {
+        Ok(b) => b,
+        Err(e) => return engine_error(e),
+    };
+    let needle = q.substr.as_deref().unwrap_or("").trim();
+    blobs.retain(|b| b.digest.to_string().contains(needle));
+    if let Some(n) = n {
+        blobs.truncate(n);
+    }
+    if wants_json(&req) {
+        return HttpResponse::Ok().json(
+            blobs
+                .iter()
+                .map(|b| json!({"digest": b.digest.to_string(), "size": b.size, "refs": b.refs}))
+                .collect::<Vec<_>>(),
+        );
+    }
+    let mut out = String::from("DIGEST SIZE REFS\n");
+    for b in blobs {
+        let size = b
+            .size
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "fetching".into());
+        out.push_str(&format!("{} {size} {}\n", b.digest, b.refs));
+    }
+    text(out)
+}
+
+#[derive(Deserialize)]
+struct ManifestQuery {
+    pattern: Option<String>,
+    count: Option<i64>,
+}
+
+/// `GET /cmd/manifest/list?pattern=calico,cilium&count=10`: every manifest, as `list` shows.
+async fn manifest_list(
+    req: HttpRequest,
+    q: web::Query<ManifestQuery>,
+    engine: web::Data<Engine>,
+    admin: web::Data<Admin>,
+) -> HttpResponse {
+    if let Err(r) = check(&req, &admin) {
+        return r;
+    }
+    let (p, n) = match (patterns(q.pattern.as_deref()), count(q.count, None)) {
+        (Ok(p), Ok(n)) => (p, n),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let mut entries = match engine.manifests().await {
+        Ok(e) => e,
+        Err(e) => return engine_error(e),
+    };
+    entries.retain(|e| matches(&p, e));
+    entries.sort_by(|a, b| {
+        (a.created, &a.manifest.image_url).cmp(&(b.created, &b.manifest.image_url))
+    });
+    if let Some(n) = n {
+        entries.truncate(n);
+    }
+    let kind = |e: &IndexEntry| {
+        if e.manifest.kind().is_list() {
+            "list"
+        } else {
+            "image"
+        }
+    };
+    if wants_json(&req) {
+        return HttpResponse::Ok().json(
+            entries
+                .iter()
+                .map(|e| {
+                    json!({
+                        "url": e.manifest.image_url,
+                        "type": kind(e),
+                        "digest": e.manifest.digest.to_string(),
+                        "mediaType": e.manifest.media_type(),
+                        "created": format_time(e.created),
+                        "pulled": format_time(e.pulled),
+                        "tags": e.tags,
+                    })
+                })
+                .collect::<Vec<_>>(),
+        );
+    }
+    let mut out = String::from("URL TYPE CREATED PULLED\n");
+    for e in &entries {
+        out.push_str(&format!(
+            "{} {} {} {}\n",
+            e.manifest.image_url,
+            kind(e),
+            format_time(e.created),
+            format_time(e.pulled)
+        ));
+    }
+    text(out)
+}
+
+/// `GET|POST /cmd/stop`: stops the server gracefully (requests under way are finished).
+async fn stop(req: HttpRequest, admin: web::Data<Admin>) -> HttpResponse {
+    if let Err(r) = check(&req, &admin) {
+        return r;
+    }
+    log::warn!(
+        "admin: stop requested by {}",
+        req.peer_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default()
+    );
+    admin.stop.notify_one();
+    text("stopping\n".into())
+}
+
+async fn not_found(req: HttpRequest, admin: web::Data<Admin>) -> HttpResponse {
+    if let Err(r) = check(&req, &admin) {
+        return r;
+    }
+    HttpResponse::NotFound()
+        .content_type("text/plain; charset=utf-8")
+        .body(
+            "unknown admin command; see DELETE /cmd/prune, GET /cmd/image/list, \
+             /cmd/blob/list, /cmd/manifest/list, /cmd/stop\n",
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    #[test]
+    fn loopback_is_allowed_by_default_and_others_need_the_token() {
+        let mut access = AdminConfig::default();
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert!(allowed(&access, ip("127.0.0.1"), None));
+        assert!(allowed(&access, ip("::1"), None));
+        assert!(allowed(&access, ip("::ffff:127.0.0.1"), None));
+        assert!(!allowed(&access, ip("127.0.0.2"), None));
+        assert!(!allowed(&access, ip("10.1.2.3"), Some("Bearer anything")));
+        access.token = Some(Secret("0123456789abcdef".into()));
+        assert!(allowed(
+            &access,
+            ip("10.1.2.3"),
+            Some("Bearer 0123456789abcdef")
+        ));
+        assert!(!allowed(
+            &access,
+            ip("10.1.2.3"),
+            Some("Bearer 0123456789abcdeX")
+        ));
+        assert!(!allowed(
+            &access,
+            ip("10.1.2.3"),
+            Some("Basic 0123456789abcdef")
+        ));
+        assert!(!allowed(&access, None, None));
+    }
+}
