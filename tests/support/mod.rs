@@ -10,6 +10,7 @@
 pub mod clients;
 pub mod http;
 pub mod image;
+pub mod ops;
 pub mod proc;
 pub mod relay;
 pub mod server;

@@ -17,6 +17,12 @@ pub struct ServerOptions {
     pub upstream_endpoint: String,
     pub air_gapped: bool,
     pub default_ns: Option<String>,
+    /// Serve this cache directory instead of a fresh one (e.g. one prepared by the test).
+    pub cache_dir: Option<PathBuf>,
+    /// More `serve` options, e.g. `["--health", "8081"]`.
+    pub extra_args: Vec<String>,
+    /// More YAML appended to the server's config file (top-level keys).
+    pub extra_config: String,
 }
 
 impl ServerOptions {
@@ -49,7 +55,10 @@ impl Server {
             .prefix("e2e-server-")
             .tempdir()
             .expect("server temp dir");
-        let cache = dir.path().join("cache");
+        let cache = options
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| dir.path().join("cache"));
         std::fs::create_dir_all(&cache).expect("cache dir");
         let mut server = Server {
             port: free_port(),
@@ -95,6 +104,24 @@ impl Server {
         self.process.is_some()
     }
 
+    /// Waits up to `timeout` for the server to exit on its own (e.g. after `/cmd/stop`);
+    /// `true` if it did.
+    pub fn wait_exited(&mut self, timeout: std::time::Duration) -> bool {
+        let start = std::time::Instant::now();
+        while start.elapsed() < timeout {
+            if let Some(p) = self.process.as_mut() {
+                if p.exited().is_some() {
+                    self.process = None;
+                    return true;
+                }
+            } else {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        false
+    }
+
     /// SIGKILL: no chance to clean up, as in a crash or an OOM kill.
     pub fn kill(&mut self) {
         if let Some(mut process) = self.process.take() {
@@ -119,8 +146,8 @@ impl Server {
         std::fs::write(
             &self.config,
             format!(
-                "registries:\n  - name: {UPSTREAM_NAME}\n    scheme: http\n    endpoint: {}\n",
-                self.options.upstream_endpoint
+                "registries:\n  - name: {UPSTREAM_NAME}\n    scheme: http\n    endpoint: {}\n{}",
+                self.options.upstream_endpoint, self.options.extra_config
             ),
         )
         .expect("write server config");
@@ -137,6 +164,7 @@ impl Server {
         if let Some(ns) = &self.options.default_ns {
             cmd.args(["--default-ns", ns]);
         }
+        cmd.args(&self.options.extra_args);
         let mut process =
             ChildGuard::spawn("ociregistry server", &mut cmd, &self.log).without_log_dump();
         let port = self.port;

@@ -236,7 +236,8 @@ impl Upstream {
     }
 
     /// `(digest, media type, bytes)` of a manifest, verified against its digest.
-    fn fetch_manifest(&self, repo: &str, reference: &str) -> (String, String, Vec<u8>) {
+    /// `(digest, media type, bytes)` of a manifest as the upstream serves it.
+    pub fn fetch_manifest(&self, repo: &str, reference: &str) -> (String, String, Vec<u8>) {
         let r = http::get_manifest(self.port, &format!("/v2/{repo}/manifests/{reference}"));
         assert_eq!(
             r.status,
