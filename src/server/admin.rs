@@ -10,8 +10,8 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use actors::manifest_index::IndexEntry;
 use actors::prune::{parse_age, parse_patterns, PruneRule};
 use actors::store::{format_time, now_local};
@@ -70,8 +70,37 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Why an admin request is not answered.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    #[error("forbidden: the admin API is not open to this address (see adminApi)")]
+    Forbidden,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Engine(#[from] actors::EngineError),
+}
+
+impl ResponseError for Refusal {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Refusal::Forbidden => StatusCode::FORBIDDEN,
+            Refusal::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Refusal::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code())
+            .content_type("text/plain; charset=utf-8")
+            .body(format!("{self}\n"))
+    }
+}
+
+type Answer = Result<HttpResponse, Refusal>;
+
 /// 403 for a client that may not use the API, logged.
-fn check(req: &HttpRequest, admin: &Admin) -> Result<(), HttpResponse> {
+fn check(req: &HttpRequest, admin: &Admin) -> Result<(), Refusal> {
     let peer = req.peer_addr().map(|a| a.ip());
     let auth = req
         .headers()
@@ -87,9 +116,7 @@ fn check(req: &HttpRequest, admin: &Admin) -> Result<(), HttpResponse> {
         peer.map(|p| p.to_string())
             .unwrap_or_else(|| "unknown".into())
     );
-    Err(HttpResponse::Forbidden()
-        .content_type("text/plain; charset=utf-8")
-        .body("forbidden: the admin API is not open to this address (see adminApi)\n"))
+    Err(Refusal::Forbidden)
 }
 
 fn wants_json(req: &HttpRequest) -> bool {
@@ -99,26 +126,22 @@ fn wants_json(req: &HttpRequest) -> bool {
         .any(|v| v.contains("application/json"))
 }
 
-fn text(body: String) -> HttpResponse {
-    HttpResponse::Ok()
+fn text(body: String) -> Answer {
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
-        .body(body)
+        .body(body))
 }
 
-fn bad_request(msg: String) -> HttpResponse {
-    HttpResponse::BadRequest()
-        .content_type("text/plain; charset=utf-8")
-        .body(format!("{msg}\n"))
+fn json_answer<T: serde::Serialize>(value: T) -> Answer {
+    Ok(HttpResponse::Ok().json(value))
 }
 
-fn engine_error(e: actors::EngineError) -> HttpResponse {
-    HttpResponse::InternalServerError()
-        .content_type("text/plain; charset=utf-8")
-        .body(format!("{e}\n"))
+fn bad_request(msg: String) -> Refusal {
+    Refusal::BadRequest(msg)
 }
 
 /// `count`: a positive number, or `-1` / absent for no limit.
-fn count(v: Option<i64>, default: Option<usize>) -> Result<Option<usize>, HttpResponse> {
+fn count(v: Option<i64>, default: Option<usize>) -> Result<Option<usize>, Refusal> {
     match v {
         None => Ok(default),
         Some(-1) => Ok(None),
@@ -129,7 +152,7 @@ fn count(v: Option<i64>, default: Option<usize>) -> Result<Option<usize>, HttpRe
     }
 }
 
-fn patterns(p: Option<&str>) -> Result<Option<Vec<Regex>>, HttpResponse> {
+fn patterns(p: Option<&str>) -> Result<Option<Vec<Regex>>, Refusal> {
     match p.filter(|p| !p.trim().is_empty()) {
         None => Ok(None),
         Some(p) => parse_patterns(p).map(Some).map_err(bad_request),
@@ -162,10 +185,8 @@ async fn prune(
     q: web::Query<PruneQuery>,
     engine: web::Data<Engine>,
     admin: web::Data<Admin>,
-) -> HttpResponse {
-    if let Err(r) = check(&req, &admin) {
-        return r;
-    }
+) -> Answer {
+    check(&req, &admin)?;
     let dur = || {
         let d = q.dur.as_deref().unwrap_or("");
         parse_age(d).map_err(|m| bad_request(format!("dur: {m}")))
@@ -185,29 +206,19 @@ async fn prune(
             other.unwrap_or("")
         ))),
     };
-    let rule = match rule {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let count = match count(q.count, Some(DEFAULT_PRUNE_COUNT)) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let rule = rule?;
+    let count = count(q.count, Some(DEFAULT_PRUNE_COUNT))?;
     let dry_run = q.dry_run.unwrap_or(false);
     let who = req
         .peer_addr()
         .map(|a| a.ip().to_string())
         .unwrap_or_default();
     let why = format!("admin prune from {who} ({rule})");
-    let report = match engine
+    let report = engine
         .prune(rule.selector(now_local()), count, dry_run, why)
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => return engine_error(e),
-    };
+        .await?;
     if wants_json(&req) {
-        return HttpResponse::Ok().json(json!({
+        return json_answer(json!({
             "dryRun": report.dry_run,
             "manifests": report.manifests.iter().map(|m| json!({
                 "url": m.url,
@@ -262,18 +273,10 @@ async fn image_list(
     q: web::Query<ImageQuery>,
     engine: web::Data<Engine>,
     admin: web::Data<Admin>,
-) -> HttpResponse {
-    if let Err(r) = check(&req, &admin) {
-        return r;
-    }
-    let (p, n) = match (patterns(q.pattern.as_deref()), count(q.count, None)) {
-        (Ok(p), Ok(n)) => (p, n),
-        (Err(r), _) | (_, Err(r)) => return r,
-    };
-    let (entries, blobs) = match (engine.manifests().await, engine.blobs().await) {
-        (Ok(e), Ok(b)) => (e, b),
-        (Err(e), _) | (_, Err(e)) => return engine_error(e),
-    };
+) -> Answer {
+    check(&req, &admin)?;
+    let (p, n) = (patterns(q.pattern.as_deref())?, count(q.count, None)?);
+    let (entries, blobs) = (engine.manifests().await?, engine.blobs().await?);
     let sizes: std::collections::HashMap<_, _> =
         blobs.into_iter().map(|b| (b.digest, b.size)).collect();
     let needle = q.digest.as_deref().unwrap_or("").trim();
@@ -295,7 +298,7 @@ async fn image_list(
     }
     let blob_size = |d: &actors::oci::Digest| sizes.get(d).copied().flatten();
     if wants_json(&req) {
-        return HttpResponse::Ok().json(
+        return json_answer(
             images
                 .iter()
                 .map(|e| {
@@ -347,25 +350,17 @@ async fn blob_list(
     q: web::Query<BlobQuery>,
     engine: web::Data<Engine>,
     admin: web::Data<Admin>,
-) -> HttpResponse {
-    if let Err(r) = check(&req, &admin) {
-        return r;
-    }
-    let n = match count(q.count, None) {
-        Ok(n) => n,
-        Err(r) => return r,
-    };
-    let mut blobs = match engine.blobs().await {
-        Ok(b) => b,
-        Err(e) => return engine_error(e),
-    };
+) -> Answer {
+    check(&req, &admin)?;
+    let n = count(q.count, None)?;
+    let mut blobs = engine.blobs().await?;
     let needle = q.substr.as_deref().unwrap_or("").trim();
     blobs.retain(|b| b.digest.to_string().contains(needle));
     if let Some(n) = n {
         blobs.truncate(n);
     }
     if wants_json(&req) {
-        return HttpResponse::Ok().json(
+        return json_answer(
             blobs
                 .iter()
                 .map(|b| json!({"digest": b.digest.to_string(), "size": b.size, "refs": b.refs}))
@@ -395,18 +390,10 @@ async fn manifest_list(
     q: web::Query<ManifestQuery>,
     engine: web::Data<Engine>,
     admin: web::Data<Admin>,
-) -> HttpResponse {
-    if let Err(r) = check(&req, &admin) {
-        return r;
-    }
-    let (p, n) = match (patterns(q.pattern.as_deref()), count(q.count, None)) {
-        (Ok(p), Ok(n)) => (p, n),
-        (Err(r), _) | (_, Err(r)) => return r,
-    };
-    let mut entries = match engine.manifests().await {
-        Ok(e) => e,
-        Err(e) => return engine_error(e),
-    };
+) -> Answer {
+    check(&req, &admin)?;
+    let (p, n) = (patterns(q.pattern.as_deref())?, count(q.count, None)?);
+    let mut entries = engine.manifests().await?;
     entries.retain(|e| matches(&p, e));
     entries.sort_by(|a, b| {
         (a.created, &a.manifest.image_url).cmp(&(b.created, &b.manifest.image_url))
@@ -422,7 +409,7 @@ async fn manifest_list(
         }
     };
     if wants_json(&req) {
-        return HttpResponse::Ok().json(
+        return json_answer(
             entries
                 .iter()
                 .map(|e| {
@@ -453,10 +440,8 @@ async fn manifest_list(
 }
 
 /// `GET|POST /cmd/stop`: stops the server gracefully (requests under way are finished).
-async fn stop(req: HttpRequest, admin: web::Data<Admin>) -> HttpResponse {
-    if let Err(r) = check(&req, &admin) {
-        return r;
-    }
+async fn stop(req: HttpRequest, admin: web::Data<Admin>) -> Answer {
+    check(&req, &admin)?;
     log::warn!(
         "admin: stop requested by {}",
         req.peer_addr()
@@ -467,16 +452,14 @@ async fn stop(req: HttpRequest, admin: web::Data<Admin>) -> HttpResponse {
     text("stopping\n".into())
 }
 
-async fn not_found(req: HttpRequest, admin: web::Data<Admin>) -> HttpResponse {
-    if let Err(r) = check(&req, &admin) {
-        return r;
-    }
-    HttpResponse::NotFound()
+async fn not_found(req: HttpRequest, admin: web::Data<Admin>) -> Answer {
+    check(&req, &admin)?;
+    Ok(HttpResponse::NotFound()
         .content_type("text/plain; charset=utf-8")
         .body(
             "unknown admin command; see DELETE /cmd/prune, GET /cmd/image/list, \
              /cmd/blob/list, /cmd/manifest/list, /cmd/stop\n",
-        )
+        ))
 }
 
 #[cfg(test)]
