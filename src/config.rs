@@ -977,16 +977,16 @@ serverTlsConfig:
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config.yaml");
         let text = std::fs::read_to_string(path).unwrap();
         let tail = text
-            .split_once("# preloadImages:")
-            .map(|(_, rest)| format!("# preloadImages:{rest}"))
-            .expect("example documents preloadImages");
+            .split_once("# serverTlsConfig:")
+            .map(|(_, rest)| format!("# serverTlsConfig:{rest}"))
+            .expect("example documents serverTlsConfig");
         // Every line of that block is "# key: value   # note".
         let uncommented: String = tail
             .lines()
             .filter_map(|l| l.strip_prefix("# "))
             .map(|l| format!("{}\n", l.split(" #").next().unwrap_or(l).trim_end()))
             .collect();
-        assert!(uncommented.contains("\n  dryRun: false\n"), "{uncommented}");
+        assert!(uncommented.contains("\n  clientAuth:\n"), "{uncommented}");
         load_yaml(&uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
     }
 
