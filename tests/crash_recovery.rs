@@ -152,7 +152,11 @@ fn partial_files(root: &Path) -> Vec<PathBuf> {
             let name = entry.file_name().to_string_lossy().into_owned();
             if path.is_dir() {
                 dirs.push(path);
-            } else if !support::is_sha256_hex(&name) && !name.ends_with(".json") {
+            } else if !support::is_sha256_hex(&name)
+                && !name.ends_with(".json")
+                // The cache lock a running server holds is no download.
+                && name != "ociregistry.lock"
+            {
                 found.push(path);
             }
         }
