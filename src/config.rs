@@ -1127,7 +1127,7 @@ serverTlsConfig:
         );
         let c = load_yaml("os:\narch: \"\"\n").unwrap();
         assert_eq!(c.ops.platforms, Platforms::Only(vec![PlatformSpec::host()]));
-        load_err("arch: \"x y\"\n", &["key \"os\""]);
+        load_err("arch: \"x y\"\n", &["key \"arch\""]);
         let c = load(&cli(&["load", "--arch", "s390x"])).unwrap();
         let Platforms::Only(p) = &c.ops.platforms else {
             panic!()

@@ -6,7 +6,7 @@
 //! ([`Select`] chooses, [`Remove`] removes).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -95,6 +95,10 @@ pub struct ManifestIndex {
     by_tag: HashMap<String, Digest>,
     /// Manifests whose `pulled` time changed since the last flush.
     dirty: HashSet<Digest>,
+    /// Manifests removed by pruning and not cached again since. A write queued on the
+    /// blocking pool before the removal checks this (under the lock) and skips the file, so a
+    /// pruned manifest is never written back.
+    removed: Arc<Mutex<HashSet<Digest>>>,
 }
 
 impl ManifestIndex {
@@ -105,6 +109,7 @@ impl ManifestIndex {
             by_digest: HashMap::new(),
             by_tag: HashMap::new(),
             dirty: HashSet::new(),
+            removed: Arc::new(Mutex::new(HashSet::new())),
         };
         for h in holders {
             match entry_from_holder(&h) {
@@ -157,14 +162,28 @@ impl ManifestIndex {
             .filter_map(|d| self.by_digest.get(&d).map(IndexEntry::to_holder))
             .collect();
         let store = self.store.clone();
+        let removed = self.removed.clone();
         actix_rt::task::spawn_blocking(move || {
             for h in holders {
-                if let Err(e) = store.write_manifest(&h) {
+                if let Err(e) = write_unless_removed(&store, &removed, &h) {
                     log::warn!("cache: recording pull time of {}: {e}", h.image_url());
                 }
             }
         });
     }
+}
+
+/// Writes a manifest file unless pruning removed the manifest after the write was queued.
+fn write_unless_removed(
+    store: &Store,
+    removed: &Mutex<HashSet<Digest>>,
+    h: &ManifestHolder,
+) -> Result<(), crate::store::StoreError> {
+    let removed = removed.lock().unwrap_or_else(|e| e.into_inner());
+    if removed.contains(h.digest()) {
+        return Ok(());
+    }
+    store.write_manifest(h)
 }
 
 /// Rebuilds an index entry from a manifest file.
@@ -280,13 +299,18 @@ impl Handler<Insert> for ManifestIndex {
         }
         let shared = entry.manifest.clone();
         let store = self.store.clone();
+        let removed = self.removed.clone();
+        removed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&digest);
         Box::pin(async move {
             if to_write.is_empty() {
                 return Ok(shared);
             }
             actix_rt::task::spawn_blocking(move || {
                 for h in &to_write {
-                    store.write_manifest(h)?;
+                    write_unless_removed(&store, &removed, h)?;
                 }
                 Ok::<_, crate::store::StoreError>(())
             })
@@ -401,9 +425,13 @@ impl Handler<Remove> for ManifestIndex {
                     entry.child_digests()
                 },
             };
-            self.store
-                .remove_manifest(&digest)
-                .map_err(|e| EngineError::Store(e.to_string()))?;
+            {
+                let mut gone = self.removed.lock().unwrap_or_else(|e| e.into_inner());
+                gone.insert(digest.clone());
+                self.store
+                    .remove_manifest(&digest)
+                    .map_err(|e| EngineError::Store(e.to_string()))?;
+            }
             if let Some(entry) = self.by_digest.remove(&digest) {
                 for t in &entry.tags {
                     if self.by_tag.get(t) == Some(&digest) {

@@ -180,6 +180,14 @@ impl FileOps {
         let host = PlatformSpec::host();
         let os = non_empty(self.os).unwrap_or(host.os);
         let arch = non_empty(self.arch).unwrap_or(host.arch);
+        for (key, value) in [("os", &os), ("arch", &arch)] {
+            if !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(file.invalid(
+                    key,
+                    format!("\"{value}\" is not a platform name, e.g. linux, amd64 or arm64"),
+                ));
+            }
+        }
         let spec: PlatformSpec = format!("{os}/{arch}")
             .parse()
             .map_err(|m: String| file.invalid("os", m))?;
