@@ -82,13 +82,21 @@ fn engine(dir: &std::path::Path, endpoint: String) -> Engine {
     Engine::start(cfg).unwrap()
 }
 
+/// Waits until the blob is complete, following its download when there is one.
 async fn wait_present(e: &Engine, repo: &RepoName, d: &Digest) -> u64 {
     for _ in 0..100 {
         match e.blob("fake.test", repo, d).await.unwrap() {
             BlobStatus::Present { size } => return size,
             BlobStatus::Fetching(mut rx) => {
-                let _ =
-                    actix_web::rt::time::timeout(Duration::from_millis(100), rx.changed()).await;
+                let state = rx.borrow_and_update().clone();
+                match state {
+                    Progress::Done { size } => return size,
+                    Progress::Failed(err) => panic!("download failed: {err}"),
+                    _ => {
+                        let wait = Duration::from_millis(100);
+                        let _ = actix_web::rt::time::timeout(wait, rx.changed()).await;
+                    }
+                }
             }
             BlobStatus::Absent => panic!("absent"),
         }
