@@ -29,10 +29,13 @@ fn manifest_body() -> String {
 struct Counts {
     manifest: AtomicUsize,
     blob: AtomicUsize,
+    /// When set, every request fails with a 500.
+    broken: std::sync::atomic::AtomicBool,
 }
 
 /// A registry that answers slowly (so requests overlap) and counts what it is asked.
 fn fake_upstream(counts: Arc<Counts>, broken: bool) -> String {
+    counts.broken.store(broken, Ordering::SeqCst);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let server = HttpServer::new(move || {
@@ -43,7 +46,7 @@ fn fake_upstream(counts: Arc<Counts>, broken: bool) -> String {
                 move |req: HttpRequest, counts: web::Data<Arc<Counts>>| async move {
                     actix_web::rt::time::sleep(Duration::from_millis(300)).await;
                     let path = req.path().to_string();
-                    if broken {
+                    if counts.broken.load(Ordering::SeqCst) {
                         return HttpResponse::InternalServerError().body("boom");
                     }
                     if path.contains("/manifests/") {
@@ -197,4 +200,41 @@ async fn air_gapped_misses_never_reach_the_upstream() {
         .is_not_found());
     assert_eq!(counts.manifest.load(Ordering::SeqCst), 0);
     assert_eq!(counts.blob.load(Ordering::SeqCst), 0);
+}
+
+#[actix_web::test]
+async fn always_pull_latest_refetches_latest_and_serves_the_cache_when_the_upstream_fails() {
+    let counts = Arc::new(Counts::default());
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = EngineConfig::new(dir.path().to_path_buf());
+    cfg.always_pull_latest = true;
+    cfg.upstreams.push(UpstreamConfig {
+        name: "fake.test".into(),
+        scheme: Scheme::Http,
+        endpoint: Some(fake_upstream(counts.clone(), false)),
+        auth: None,
+    });
+    let e = Engine::start(cfg).unwrap();
+    let latest = ImageRef::parse("fake.test/a/b:latest").unwrap();
+    let pinned = ImageRef::parse("fake.test/a/b:1").unwrap();
+    e.manifest(&latest).await.unwrap();
+    e.manifest(&latest).await.unwrap();
+    assert_eq!(
+        counts.manifest.load(Ordering::SeqCst),
+        2,
+        "latest is fetched every time"
+    );
+    e.manifest(&pinned).await.unwrap();
+    e.manifest(&pinned).await.unwrap();
+    assert_eq!(
+        counts.manifest.load(Ordering::SeqCst),
+        3,
+        "other tags come from the cache"
+    );
+    counts.broken.store(true, Ordering::SeqCst);
+    let stale = e
+        .manifest(&latest)
+        .await
+        .expect("cached latest served when upstream fails");
+    assert_eq!(stale.bytes, manifest_body().as_bytes());
 }
