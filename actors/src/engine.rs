@@ -42,6 +42,13 @@ impl Engine {
             .map_err(|e| EngineError::Store(e.to_string()))?;
         let index = ManifestIndex::new(store.clone(), loaded.holders);
         let refs: Vec<Digest> = index.blob_refs();
+        let on_disk: std::collections::HashSet<Digest> =
+            present.iter().map(|(d, _)| d.clone()).collect();
+        let missing = if config.air_gapped {
+            Vec::new()
+        } else {
+            index.missing_blobs(&on_disk)
+        };
         log::info!(
             "cache {}: {} manifests, {} blobs",
             config.image_path.display(),
@@ -58,6 +65,18 @@ impl Engine {
         let blobs = BlobTable::start_in_arbiter(&bookkeeping, move |_| BlobTable::new(p, present));
         puller.do_send(AttachBlobTable(blobs.clone()));
         blobs.do_send(AddRefs { digests: refs });
+        if !missing.is_empty() {
+            log::info!(
+                "cache: fetching {} blobs that cached images lack",
+                missing.len()
+            );
+        }
+        for (digest, source) in missing {
+            blobs.do_send(Open {
+                digest,
+                source: Some(source),
+            });
+        }
         Ok(Engine {
             config,
             store,

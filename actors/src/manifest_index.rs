@@ -120,6 +120,35 @@ impl ManifestIndex {
             .collect()
     }
 
+    /// The blobs that indexed image manifests name but `present` lacks, each with where to
+    /// fetch it: after a crash mid-prefetch, the cache completes itself at start.
+    pub fn missing_blobs(
+        &self,
+        present: &HashSet<Digest>,
+    ) -> Vec<(Digest, crate::blob_table::BlobSource)> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for e in self
+            .by_digest
+            .values()
+            .filter(|e| !e.manifest.kind().is_list())
+        {
+            let Ok(home) = ImageRef::parse(&e.manifest.image_url) else {
+                continue;
+            };
+            for c in &e.manifest.manifest.children {
+                if !present.contains(&c.digest) && seen.insert(c.digest.clone()) {
+                    let source = crate::blob_table::BlobSource {
+                        registry: home.registry.clone(),
+                        repo: home.repo.clone(),
+                    };
+                    out.push((c.digest.clone(), source));
+                }
+            }
+        }
+        out
+    }
+
     pub fn len(&self) -> usize {
         self.by_digest.len()
     }

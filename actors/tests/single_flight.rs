@@ -238,3 +238,30 @@ async fn always_pull_latest_refetches_latest_and_serves_the_cache_when_the_upstr
         .expect("cached latest served when upstream fails");
     assert_eq!(stale.bytes, manifest_body().as_bytes());
 }
+
+#[actix_web::test]
+async fn blobs_missing_at_start_are_fetched_for_cached_images() {
+    let counts = Arc::new(Counts::default());
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = fake_upstream(counts.clone(), false);
+    let image = ImageRef::parse("fake.test/a/b:1").unwrap();
+    let d = Digest::of(BLOB);
+    {
+        let e = engine(dir.path(), endpoint.clone());
+        e.manifest(&image).await.unwrap();
+        wait_present(&e, &image.repo, &d).await;
+    }
+    // As after a crash that lost a layer: the manifest is cached, the blob is not.
+    std::fs::remove_file(dir.path().join("blobs").join(d.hex())).unwrap();
+    let e = engine(dir.path(), endpoint);
+    let blob = dir.path().join("blobs").join(d.hex());
+    for _ in 0..100 {
+        if blob.exists() {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(std::fs::read(&blob).expect("blob fetched at start"), BLOB);
+    assert_eq!(counts.blob.load(Ordering::SeqCst), 2);
+    drop(e);
+}
