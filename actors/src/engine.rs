@@ -10,7 +10,7 @@ use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::manifest_index::{self, CachedManifest, ManifestIndex, Resolve};
 use crate::oci::{Digest, ImageRef, RepoName};
-use crate::puller_pool::{AttachBlobTable, FetchManifest, PullerPool};
+use crate::puller_pool::{ActiveDownloads, AttachBlobTable, FetchManifest, PullerPool};
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -167,6 +167,30 @@ impl Engine {
             ))),
             other => Ok(other),
         }
+    }
+
+    /// Lets running blob downloads finish (up to `grace`), then writes pending bookkeeping,
+    /// so a stop loses neither a nearly complete layer nor the recent pull times.
+    pub async fn shutdown(&self, grace: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let active = match self.puller.send(ActiveDownloads).await {
+                Ok(n) => n,
+                Err(e) => {
+                    log::warn!("shutdown: the puller pool is gone ({e})");
+                    0
+                }
+            };
+            if active == 0 {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                log::warn!("shutdown: abandoning {active} unfinished blob downloads");
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let _ = self.index.send(manifest_index::Flush).await;
     }
 
     /// Every manifest in the index.

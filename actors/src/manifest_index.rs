@@ -157,10 +157,9 @@ impl ManifestIndex {
         self.by_digest.is_empty()
     }
 
-    fn flush_pulled(&mut self) {
-        if self.dirty.is_empty() {
-            return;
-        }
+    /// Writes the changed `pulled` times in the background; the returned handle ends when
+    /// they are on disk.
+    fn flush_pulled(&mut self) -> actix_rt::task::JoinHandle<()> {
         let holders: Vec<ManifestHolder> = self
             .dirty
             .drain()
@@ -173,7 +172,7 @@ impl ManifestIndex {
                     log::warn!("cache: recording pull time of {}: {e}", h.image_url());
                 }
             }
-        });
+        })
     }
 }
 
@@ -214,12 +213,25 @@ impl Actor for ManifestIndex {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(PULLED_FLUSH_INTERVAL, |act, _| act.flush_pulled());
+        ctx.run_interval(PULLED_FLUSH_INTERVAL, |act, _| {
+            act.flush_pulled();
+        });
     }
+}
 
-    fn stopping(&mut self, _: &mut Context<Self>) -> Running {
-        self.flush_pulled();
-        Running::Stop
+/// Writes pending `pulled` times now; answered once they are on disk (used at shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Flush;
+
+impl Handler<Flush> for ManifestIndex {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Flush, _: &mut Context<Self>) -> Self::Result {
+        let done = self.flush_pulled();
+        Box::pin(async move {
+            let _ = done.await;
+        })
     }
 }
 

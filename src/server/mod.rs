@@ -13,7 +13,9 @@ use actix_web::{web, App, HttpServer};
 use actors::Engine;
 
 /// Starts serving on `listener` (bind port 0 in tests to get a free port). The returned
-/// server runs until its handle is told to stop, or the process gets SIGINT/SIGTERM.
+/// server runs until its handle is told to stop. It does not handle signals itself: actix would
+/// stop the whole actor system on one, and the engine's actors must outlive the HTTP server to
+/// finish downloads and write their bookkeeping (see `main.rs`).
 pub fn run(listener: TcpListener, engine: Engine) -> std::io::Result<Server> {
     let engine = web::Data::new(engine);
     let server = HttpServer::new(move || {
@@ -24,6 +26,7 @@ pub fn run(listener: TcpListener, engine: Engine) -> std::io::Result<Server> {
             .default_service(web::to(distribution::unsupported))
     })
     .listen(listener)?
+    .disable_signals()
     .shutdown_timeout(10)
     .run();
     Ok(server)

@@ -285,7 +285,7 @@ impl Drop for Containerd {
         // On a failing test the guard kills it and prints its log.
         if !std::thread::panicking() {
             if let Some(mut p) = self.process.take() {
-                p.terminate(Duration::from_secs(5));
+                let _ = p.terminate(Duration::from_secs(5));
             }
         }
     }

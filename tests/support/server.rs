@@ -102,6 +102,11 @@ impl Server {
         }
     }
 
+    /// SIGTERM, as a service manager stops it; the exit status if it stopped within `grace`.
+    pub fn terminate(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        self.process.take().and_then(|mut p| p.terminate(grace))
+    }
+
     /// Kills the server if it runs and starts it again on the same cache and port.
     pub fn restart(&mut self) {
         self.kill();

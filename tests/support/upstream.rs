@@ -87,7 +87,7 @@ impl Upstream {
     /// Stops the registry (the port then refuses connections).
     pub fn stop(&mut self) {
         if let Some(mut process) = self.process.take() {
-            process.terminate(Duration::from_secs(5));
+            let _ = process.terminate(Duration::from_secs(5));
         }
         wait_for(
             "the stopped upstream to release its port",
