@@ -73,9 +73,7 @@ impl ChildGuard {
     /// SIGTERM, wait up to `grace`, then SIGKILL. Idempotent. The exit status when the process
     /// ended by itself within `grace`.
     pub fn terminate(&mut self, grace: Duration) -> Option<ExitStatus> {
-        let Some(mut child) = self.child.take() else {
-            return None;
-        };
+        let mut child = self.child.take()?;
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .stdout(Stdio::null())
