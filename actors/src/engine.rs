@@ -9,6 +9,7 @@ use crate::blob_table::{self, AddRefs, BlobSource, BlobStatus, BlobTable, Open};
 use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::manifest_index::{self, CachedManifest, ManifestIndex, Resolve};
+use crate::metrics::{metrics, UpstreamKind};
 use crate::oci::{Digest, ImageRef, RepoName};
 use crate::puller_pool::{ActiveDownloads, AttachBlobTable, FetchManifest, PullerPool};
 use crate::store::Store;
@@ -98,41 +99,48 @@ impl Engine {
     /// is served without asking the upstream, except `latest` under always-pull-latest, which
     /// falls back to the cached copy when the upstream fails.
     pub async fn manifest(&self, image: &ImageRef) -> Result<Arc<CachedManifest>, EngineError> {
+        let label = UpstreamKind {
+            upstream: image.registry.clone(),
+            kind: "manifest",
+        };
         let refresh = self.config.always_pull_latest
             && !self.config.air_gapped
             && image.reference.tag() == Some("latest");
         if refresh {
-            match self.fetch(image).await {
-                Ok(m) => return Ok(m),
-                Err(e) if !e.is_not_found() => {
-                    if let Some(m) = self
-                        .index
-                        .send(Resolve {
-                            image: image.clone(),
-                        })
-                        .await?
-                    {
+            metrics().cache_misses.get_or_create(&label).inc();
+            return match self.fetch(image).await {
+                Err(e) if !e.is_not_found() => match self.resolve(image).await? {
+                    Some(m) => {
                         log::warn!("{image}: upstream failed ({e}); serving the cached copy");
-                        return Ok(m);
+                        let upstream = crate::metrics::Upstream {
+                            upstream: image.registry.clone(),
+                        };
+                        metrics().stale_served.get_or_create(&upstream).inc();
+                        Ok(m)
                     }
-                    return Err(e);
-                }
-                Err(e) => return Err(e),
-            }
+                    None => Err(e),
+                },
+                other => other,
+            };
         }
-        if let Some(m) = self
-            .index
-            .send(Resolve {
-                image: image.clone(),
-            })
-            .await?
-        {
+        if let Some(m) = self.resolve(image).await? {
+            metrics().cache_hits.get_or_create(&label).inc();
             return Ok(m);
         }
+        metrics().cache_misses.get_or_create(&label).inc();
         if self.config.air_gapped {
             return Err(EngineError::NotCached(image.to_string()));
         }
         self.fetch(image).await
+    }
+
+    async fn resolve(&self, image: &ImageRef) -> Result<Option<Arc<CachedManifest>>, EngineError> {
+        Ok(self
+            .index
+            .send(Resolve {
+                image: image.clone(),
+            })
+            .await?)
     }
 
     async fn fetch(&self, image: &ImageRef) -> Result<Arc<CachedManifest>, EngineError> {
@@ -154,14 +162,22 @@ impl Engine {
             registry: registry.to_string(),
             repo: repo.clone(),
         });
-        match self
+        let status = self
             .blobs
             .send(Open {
                 digest: digest.clone(),
                 source,
             })
-            .await?
-        {
+            .await?;
+        let label = UpstreamKind {
+            upstream: registry.to_string(),
+            kind: "blob",
+        };
+        match &status {
+            BlobStatus::Present { .. } => metrics().cache_hits.get_or_create(&label).inc(),
+            _ => metrics().cache_misses.get_or_create(&label).inc(),
+        };
+        match status {
             BlobStatus::Absent => Err(EngineError::NotCached(format!(
                 "{registry}/{repo}@{digest}"
             ))),

@@ -9,12 +9,14 @@
 //! - [`store`]: the on-disk cache, compatible with the Go server's layout.
 //! - [`upstream`]: the registry client (auth, TLS, timeouts).
 //! - [`oci`]: digests, names, references, media types, manifests.
+//! - [`metrics`]: the process's Prometheus metrics.
 //! - [`config`], [`error`]: what the engine is started with, and how it fails.
 pub mod blob_table;
 pub mod config;
 pub mod engine;
 pub mod error;
 pub mod manifest_index;
+pub mod metrics;
 pub mod oci;
 pub mod puller_pool;
 pub mod store;

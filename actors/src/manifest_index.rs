@@ -87,6 +87,9 @@ impl ManifestIndex {
                 Err(e) => log::warn!("cache: skipping manifest {}: {e}", h.image_url()),
             }
         }
+        crate::metrics::metrics()
+            .cached_manifests
+            .set(index.by_digest.len() as i64);
         index
     }
 
@@ -293,6 +296,9 @@ impl Handler<Insert> for ManifestIndex {
                 pulled: t,
             });
         entry.pulled = t;
+        if is_new {
+            crate::metrics::metrics().cached_manifests.inc();
+        }
         let tag_added = match &tag {
             Some(tag) => entry.tags.insert(tag.clone()),
             None => false,

@@ -18,6 +18,7 @@ use crate::blob_table::{AddRefs, BlobSource, BlobTable, Finished, Open, Progress
 use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::manifest_index::{CachedManifest, Insert, ManifestIndex};
+use crate::metrics::{self, metrics, Kind};
 use crate::oci::{Digest, ImageRef, Manifest, Reference};
 use crate::store::{Store, StoreError};
 use crate::upstream::{UpstreamClient, UpstreamError};
@@ -109,6 +110,10 @@ impl Handler<FetchManifest> for PullerPool {
         });
         if let Some(waiters) = self.in_flight.get_mut(&msg.image) {
             waiters.push(tx);
+            metrics()
+                .waiters_joined
+                .get_or_create(&Kind { kind: "manifest" })
+                .inc();
             return wait;
         }
         self.in_flight.insert(msg.image.clone(), vec![tx]);
@@ -119,6 +124,9 @@ impl Handler<FetchManifest> for PullerPool {
         let index = self.index.clone();
         let blobs = self.blobs.clone();
         let timeout = self.config.pull_timeout;
+        let kind = Kind { kind: "manifest" };
+        metrics().fetches_in_flight.get_or_create(&kind).inc();
+        let started = std::time::Instant::now();
         actix_rt::spawn(async move {
             let result = match client {
                 Err(e) => Err(e),
@@ -137,8 +145,14 @@ impl Handler<FetchManifest> for PullerPool {
                 Ok(m) => persist_and_prefetch(&image, m, &index, blobs.as_ref()).await,
                 Err(e) => Err(e),
             };
+            let m = metrics();
+            m.fetches_in_flight.get_or_create(&kind).dec();
+            m.fetch_seconds
+                .get_or_create(&kind)
+                .observe(started.elapsed().as_secs_f64());
             if let Err(e) = &result {
                 log::warn!("pull {image}: {e}");
+                count_error(&image.registry, e);
             }
             me.do_send(ManifestFetched { image, result });
         });
@@ -255,6 +269,9 @@ impl Handler<Download> for PullerPool {
         let downloads = self.downloads.clone();
         downloads.set(downloads.get() + 1);
         actix_rt::spawn(async move {
+            let kind = Kind { kind: "blob" };
+            metrics().fetches_in_flight.get_or_create(&kind).inc();
+            let started = std::time::Instant::now();
             let result = match client {
                 Err(e) => Err(e),
                 Ok(client) => match limit.acquire().await {
@@ -264,8 +281,13 @@ impl Handler<Download> for PullerPool {
                     Err(_) => Err(EngineError::Unavailable("download limiter closed".into())),
                 },
             };
+            metrics().fetches_in_flight.get_or_create(&kind).dec();
             match &result {
                 Ok(size) => {
+                    metrics()
+                        .fetch_seconds
+                        .get_or_create(&kind)
+                        .observe(started.elapsed().as_secs_f64());
                     log::info!(
                         "cached blob {} ({size} bytes) from {}",
                         msg.digest,
@@ -280,6 +302,7 @@ impl Handler<Download> for PullerPool {
                         msg.source.registry,
                         msg.source.repo
                     );
+                    count_error(&msg.source.registry, e);
                     msg.progress.send_replace(Progress::Failed(e.clone()));
                 }
             }
@@ -324,7 +347,13 @@ async fn download(
         written: 0,
         total,
     });
+    let received = metrics()
+        .upstream_bytes
+        .get_or_create_owned(&metrics::Upstream {
+            upstream: client.name().to_string(),
+        });
     while let Some(chunk) = body.next_chunk().await.map_err(up)? {
+        received.inc_by(chunk.len() as u64);
         writer.write(&chunk).await.map_err(st)?;
         let written = writer.written();
         if matches!(total, Some(t) if written > t) {
@@ -356,4 +385,12 @@ async fn download(
         }),
         Err(e) => Err(st(e)),
     }
+}
+
+fn count_error(upstream: &str, e: &EngineError) {
+    let label = metrics::UpstreamError {
+        upstream: upstream.to_string(),
+        error: metrics::error_label(e),
+    };
+    metrics().upstream_errors.get_or_create(&label).inc();
 }

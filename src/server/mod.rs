@@ -4,11 +4,12 @@
 mod blob_body;
 mod distribution;
 pub mod error;
+mod metrics;
 
 use std::net::TcpListener;
 
 use actix_web::dev::Server;
-use actix_web::middleware::Logger;
+use actix_web::middleware::{from_fn, Logger};
 use actix_web::{web, App, HttpServer};
 use actors::Engine;
 
@@ -21,7 +22,9 @@ pub fn run(listener: TcpListener, engine: Engine) -> std::io::Result<Server> {
     let server = HttpServer::new(move || {
         App::new()
             .app_data(engine.clone())
+            .wrap(from_fn(metrics::count))
             .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
+            .route("/metrics", web::get().to(metrics::scrape))
             .configure(distribution::routes)
             .default_service(web::to(distribution::unsupported))
     })
