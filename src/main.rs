@@ -73,9 +73,15 @@ fn serve(config: Config) -> Result<(), String> {
         let mut err = std::io::stderr().lock();
         let _ = writeln!(
             err,
-            "ociregistry {} serving on {local} (cache {}, pid {}{})",
+            "ociregistry {} serving on {local} over plain HTTP (cache {}, config {}, pid {}{})",
             env!("CARGO_PKG_VERSION"),
             config.image_path.display(),
+            config
+                .config_file
+                .as_ref()
+                .map_or("defaults and command line".to_string(), |f| f
+                    .display()
+                    .to_string()),
             std::process::id(),
             if config.air_gapped {
                 ", air-gapped"
