@@ -74,6 +74,15 @@ fn fake_upstream(counts: Arc<Counts>, broken: bool) -> String {
 }
 
 fn engine(dir: &std::path::Path, endpoint: String) -> Engine {
+    engine_with(dir, endpoint, |_| {})
+}
+
+/// An engine whose `fake.test` upstream is `endpoint`, with settings adjusted by `tweak`.
+fn engine_with(
+    dir: &std::path::Path,
+    endpoint: String,
+    tweak: impl FnOnce(&mut EngineConfig),
+) -> Engine {
     let mut cfg = EngineConfig::new(dir.to_path_buf());
     cfg.upstreams.push(UpstreamConfig {
         name: "fake.test".into(),
@@ -82,6 +91,7 @@ fn engine(dir: &std::path::Path, endpoint: String) -> Engine {
         auth: None,
     });
     cfg.pull_timeout = Duration::from_secs(10);
+    tweak(&mut cfg);
     Engine::start(cfg).unwrap()
 }
 
@@ -182,15 +192,8 @@ async fn every_waiter_gets_the_failure_and_nobody_hangs() {
 async fn air_gapped_misses_never_reach_the_upstream() {
     let counts = Arc::new(Counts::default());
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = EngineConfig::new(dir.path().to_path_buf());
-    cfg.air_gapped = true;
-    cfg.upstreams.push(UpstreamConfig {
-        name: "fake.test".into(),
-        scheme: Scheme::Http,
-        endpoint: Some(fake_upstream(counts.clone(), false)),
-        auth: None,
-    });
-    let e = Engine::start(cfg).unwrap();
+    let endpoint = fake_upstream(counts.clone(), false);
+    let e = engine_with(dir.path(), endpoint, |c| c.air_gapped = true);
     let image = ImageRef::parse("fake.test/a/b:1").unwrap();
     assert!(e.manifest(&image).await.unwrap_err().is_not_found());
     assert!(e
@@ -206,15 +209,8 @@ async fn air_gapped_misses_never_reach_the_upstream() {
 async fn always_pull_latest_refetches_latest_and_serves_the_cache_when_the_upstream_fails() {
     let counts = Arc::new(Counts::default());
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = EngineConfig::new(dir.path().to_path_buf());
-    cfg.always_pull_latest = true;
-    cfg.upstreams.push(UpstreamConfig {
-        name: "fake.test".into(),
-        scheme: Scheme::Http,
-        endpoint: Some(fake_upstream(counts.clone(), false)),
-        auth: None,
-    });
-    let e = Engine::start(cfg).unwrap();
+    let endpoint = fake_upstream(counts.clone(), false);
+    let e = engine_with(dir.path(), endpoint, |c| c.always_pull_latest = true);
     let latest = ImageRef::parse("fake.test/a/b:latest").unwrap();
     let pinned = ImageRef::parse("fake.test/a/b:1").unwrap();
     e.manifest(&latest).await.unwrap();

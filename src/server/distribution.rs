@@ -12,6 +12,8 @@ use actors::blob_table::{BlobStatus, Progress};
 use actors::manifest_index::CachedManifest;
 use actors::oci::{merge_accept, Digest, ImageRef, Reference, RepoName, MANIFEST_MEDIA_TYPES};
 use actors::Engine;
+use bytes::Bytes;
+use futures_util::Stream;
 use tokio::sync::watch;
 
 use super::blob_body::{file_stream, follow_stream, parse_range, ByteRange, RangeRequest};
@@ -145,24 +147,12 @@ async fn blob(req: HttpRequest, engine: web::Data<Engine>) -> Result<HttpRespons
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok());
     match status {
-        BlobStatus::Present { size } => {
-            let mut ok = blob_headers(&registry, &digest);
-            let range = match parse_range(range_header, size) {
-                RangeRequest::Unsatisfiable => return Ok(unsatisfiable(size)),
-                RangeRequest::Full => ByteRange {
-                    start: 0,
-                    end: size,
-                },
-                RangeRequest::Partial(r) => {
-                    partial(&mut ok, r, size);
-                    r
-                }
-            };
-            Ok(ok.body(SizedStream::new(
-                range.end - range.start,
-                file_stream(path, range),
-            )))
-        }
+        BlobStatus::Present { size } => Ok(ranged(
+            blob_headers(&registry, &digest),
+            range_header,
+            size,
+            |range| file_stream(path, range),
+        )),
         BlobStatus::Fetching(rx) => {
             serve_download(rx, path, &registry, &digest, range_header).await
         }
@@ -205,8 +195,23 @@ async fn serve_download(
         // No Content-Length from upstream: stream to the end, chunked, ranges ignored.
         return Ok(ok.streaming(follow_stream(rx, path, 0, None)));
     };
+    Ok(ranged(ok, range_header, size, |range| {
+        follow_stream(rx, path, range.start, Some(range.end))
+    }))
+}
+
+/// Answers with a blob of `size` bytes, or with the part of it that `Range` asks for.
+fn ranged<S>(
+    mut ok: HttpResponseBuilder,
+    range_header: Option<&str>,
+    size: u64,
+    body: impl FnOnce(ByteRange) -> S,
+) -> HttpResponse
+where
+    S: Stream<Item = Result<Bytes, actix_web::Error>> + 'static,
+{
     let range = match parse_range(range_header, size) {
-        RangeRequest::Unsatisfiable => return Ok(unsatisfiable(size)),
+        RangeRequest::Unsatisfiable => return unsatisfiable(size),
         RangeRequest::Full => ByteRange {
             start: 0,
             end: size,
@@ -216,10 +221,7 @@ async fn serve_download(
             r
         }
     };
-    Ok(ok.body(SizedStream::new(
-        range.end - range.start,
-        follow_stream(rx, path, range.start, Some(range.end)),
-    )))
+    ok.body(SizedStream::new(range.end - range.start, body(range)))
 }
 
 fn blob_headers(registry: &str, digest: &Digest) -> HttpResponseBuilder {
