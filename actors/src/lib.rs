@@ -10,6 +10,8 @@
 //! - [`upstream`]: the registry client (auth, TLS, timeouts).
 //! - [`oci`]: digests, names, references, media types, manifests.
 //! - [`config`], [`error`]: what the engine is started with, and how it fails.
+//! - [`allowlist`]: which upstreams clients may make us contact.
+pub mod allowlist;
 pub mod blob_table;
 pub mod config;
 pub mod engine;

@@ -52,6 +52,10 @@ impl PullerPool {
         if let Some(c) = self.clients.get(registry) {
             return Ok(c.clone());
         }
+        // The engine refuses these first; this keeps every other path (prefetch) honest too.
+        if !self.config.upstream_allowed(registry) {
+            return Err(EngineError::UpstreamNotAllowed(registry.to_string()));
+        }
         let client = UpstreamClient::new(self.config.upstream(registry))
             .map_err(|e| EngineError::upstream(registry, e))?;
         let client = Rc::new(client);
@@ -133,8 +137,10 @@ impl Handler<FetchManifest> for PullerPool {
                 Ok(m) => persist_and_prefetch(&image, m, &index, blobs.as_ref()).await,
                 Err(e) => Err(e),
             };
-            if let Err(e) = &result {
-                log::warn!("pull {image}: {e}");
+            match &result {
+                Err(e) if e.is_upstream_denied() => log::debug!("pull {image}: {e}"),
+                Err(e) => log::warn!("pull {image}: {e}"),
+                Ok(_) => {}
             }
             me.do_send(ManifestFetched { image, result });
         });
@@ -268,7 +274,13 @@ impl Handler<Download> for PullerPool {
                     msg.progress.send_replace(Progress::Done { size: *size });
                 }
                 Err(e) => {
-                    log::warn!(
+                    let level = if e.is_upstream_denied() {
+                        log::Level::Debug
+                    } else {
+                        log::Level::Warn
+                    };
+                    log::log!(
+                        level,
                         "blob {} from {}/{}: {e}",
                         msg.digest,
                         msg.source.registry,

@@ -77,6 +77,7 @@ fn engine(dir: &std::path::Path, endpoint: String) -> Engine {
         scheme: Scheme::Http,
         endpoint: Some(endpoint),
         auth: None,
+        tls: Default::default(),
     });
     cfg.pull_timeout = Duration::from_secs(10);
     Engine::start(cfg).unwrap()
@@ -178,6 +179,7 @@ async fn air_gapped_misses_never_reach_the_upstream() {
         scheme: Scheme::Http,
         endpoint: Some(fake_upstream(counts.clone(), false)),
         auth: None,
+        tls: Default::default(),
     });
     let e = Engine::start(cfg).unwrap();
     let image = ImageRef::parse("fake.test/a/b:1").unwrap();
