@@ -4,6 +4,7 @@
 mod blob_body;
 mod distribution;
 pub mod error;
+pub mod tls;
 
 use std::net::TcpListener;
 
@@ -15,6 +16,15 @@ use actors::Engine;
 /// Starts serving on `listener` (bind port 0 in tests to get a free port). The returned
 /// server runs until its handle is told to stop, or the process gets SIGINT/SIGTERM.
 pub fn run(listener: TcpListener, engine: Engine) -> std::io::Result<Server> {
+    run_with_tls(listener, engine, None)
+}
+
+/// [`run`], over HTTPS (HTTP/2 and HTTP/1.1) when `tls` is given.
+pub fn run_with_tls(
+    listener: TcpListener,
+    engine: Engine,
+    tls: Option<rustls::ServerConfig>,
+) -> std::io::Result<Server> {
     let engine = web::Data::new(engine);
     let server = HttpServer::new(move || {
         App::new()
@@ -22,9 +32,11 @@ pub fn run(listener: TcpListener, engine: Engine) -> std::io::Result<Server> {
             .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
             .configure(distribution::routes)
             .default_service(web::to(distribution::unsupported))
-    })
-    .listen(listener)?
-    .shutdown_timeout(10)
-    .run();
+    });
+    let server = match tls {
+        Some(cfg) => server.listen_rustls_0_23(listener, cfg)?,
+        None => server.listen(listener)?,
+    };
+    let server = server.shutdown_timeout(10).run();
     Ok(server)
 }
