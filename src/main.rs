@@ -110,9 +110,48 @@ fn serve(config: Config) -> Result<(), String> {
             }
         );
         drop(err);
-        server::run_with_tls(listener, engine, tls)
-            .map_err(|e| e.to_string())?
-            .await
-            .map_err(|e| e.to_string())
+        // SIGTERM stops accepting and lets requests finish (bounded by the server's shutdown
+        // timeout); SIGINT stops at once. Either way the engine then gets a bounded grace period
+        // for background downloads and writes its bookkeeping; a further signal cuts that short.
+        let http =
+            server::run_with_tls(listener, engine.clone(), tls).map_err(|e| e.to_string())?;
+        let handle = http.handle();
+        actix_web::rt::spawn(async move {
+            let graceful = next_signal().await;
+            log::info!(
+                "{} received: stopping",
+                if graceful { "SIGTERM" } else { "SIGINT" }
+            );
+            handle.stop(graceful).await;
+        });
+        http.await.map_err(|e| e.to_string())?;
+        log::info!("stopping: letting downloads finish (up to {DOWNLOAD_GRACE:?})");
+        tokio::select! {
+            _ = engine.shutdown(DOWNLOAD_GRACE) => {}
+            _ = next_signal() => log::warn!("second signal: stopping now"),
+        }
+        log::info!("stopped");
+        Ok(())
     })
+}
+
+/// How long a stopping server lets blob downloads run on: with the HTTP server's own 10 s this
+/// stays inside Kubernetes' default 30 s termination grace period.
+const DOWNLOAD_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Waits for SIGTERM (true: stop gracefully) or SIGINT (false).
+async fn next_signal() -> bool {
+    use actix_web::rt::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => true,
+                _ = int.recv() => false,
+            }
+        }
+        _ => std::future::pending().await,
+    }
 }

@@ -10,7 +10,7 @@ use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::manifest_index::{self, CachedManifest, ManifestIndex, Resolve};
 use crate::oci::{Digest, ImageRef, RepoName};
-use crate::puller_pool::{AttachBlobTable, FetchManifest, PullerPool};
+use crate::puller_pool::{ActiveDownloads, AttachBlobTable, FetchManifest, PullerPool};
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -42,6 +42,13 @@ impl Engine {
             .map_err(|e| EngineError::Store(e.to_string()))?;
         let index = ManifestIndex::new(store.clone(), loaded.holders);
         let refs: Vec<Digest> = index.blob_refs();
+        let on_disk: std::collections::HashSet<Digest> =
+            present.iter().map(|(d, _)| d.clone()).collect();
+        let missing = if config.air_gapped {
+            Vec::new()
+        } else {
+            index.missing_blobs(&on_disk)
+        };
         log::info!(
             "cache {}: {} manifests, {} blobs",
             config.image_path.display(),
@@ -58,6 +65,18 @@ impl Engine {
         let blobs = BlobTable::start_in_arbiter(&bookkeeping, move |_| BlobTable::new(p, present));
         puller.do_send(AttachBlobTable(blobs.clone()));
         blobs.do_send(AddRefs { digests: refs });
+        if !missing.is_empty() {
+            log::info!(
+                "cache: fetching {} blobs that cached images lack",
+                missing.len()
+            );
+        }
+        for (digest, source) in missing {
+            blobs.do_send(Open {
+                digest,
+                source: Some(source),
+            });
+        }
         Ok(Engine {
             config,
             store,
@@ -160,6 +179,30 @@ impl Engine {
         }
         log::warn!("refused a request for upstream {registry}: not an allowed upstream");
         Err(EngineError::UpstreamNotAllowed(registry.to_string()))
+    }
+
+    /// Lets running blob downloads finish (up to `grace`), then writes pending bookkeeping,
+    /// so a stop loses neither a nearly complete layer nor the recent pull times.
+    pub async fn shutdown(&self, grace: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let active = match self.puller.send(ActiveDownloads).await {
+                Ok(n) => n,
+                Err(e) => {
+                    log::warn!("shutdown: the puller pool is gone ({e})");
+                    0
+                }
+            };
+            if active == 0 {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                log::warn!("shutdown: abandoning {active} unfinished blob downloads");
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let _ = self.index.send(manifest_index::Flush).await;
     }
 
     /// Every manifest in the index.

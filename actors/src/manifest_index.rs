@@ -120,6 +120,35 @@ impl ManifestIndex {
             .collect()
     }
 
+    /// The blobs that indexed image manifests name but `present` lacks, each with where to
+    /// fetch it: after a crash mid-prefetch, the cache completes itself at start.
+    pub fn missing_blobs(
+        &self,
+        present: &HashSet<Digest>,
+    ) -> Vec<(Digest, crate::blob_table::BlobSource)> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for e in self
+            .by_digest
+            .values()
+            .filter(|e| !e.manifest.kind().is_list())
+        {
+            let Ok(home) = ImageRef::parse(&e.manifest.image_url) else {
+                continue;
+            };
+            for c in &e.manifest.manifest.children {
+                if !present.contains(&c.digest) && seen.insert(c.digest.clone()) {
+                    let source = crate::blob_table::BlobSource {
+                        registry: home.registry.clone(),
+                        repo: home.repo.clone(),
+                    };
+                    out.push((c.digest.clone(), source));
+                }
+            }
+        }
+        out
+    }
+
     pub fn len(&self) -> usize {
         self.by_digest.len()
     }
@@ -128,10 +157,9 @@ impl ManifestIndex {
         self.by_digest.is_empty()
     }
 
-    fn flush_pulled(&mut self) {
-        if self.dirty.is_empty() {
-            return;
-        }
+    /// Writes the changed `pulled` times in the background; the returned handle ends when
+    /// they are on disk.
+    fn flush_pulled(&mut self) -> actix_rt::task::JoinHandle<()> {
         let holders: Vec<ManifestHolder> = self
             .dirty
             .drain()
@@ -144,7 +172,7 @@ impl ManifestIndex {
                     log::warn!("cache: recording pull time of {}: {e}", h.image_url());
                 }
             }
-        });
+        })
     }
 }
 
@@ -185,12 +213,25 @@ impl Actor for ManifestIndex {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(PULLED_FLUSH_INTERVAL, |act, _| act.flush_pulled());
+        ctx.run_interval(PULLED_FLUSH_INTERVAL, |act, _| {
+            act.flush_pulled();
+        });
     }
+}
 
-    fn stopping(&mut self, _: &mut Context<Self>) -> Running {
-        self.flush_pulled();
-        Running::Stop
+/// Writes pending `pulled` times now; answered once they are on disk (used at shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Flush;
+
+impl Handler<Flush> for ManifestIndex {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Flush, _: &mut Context<Self>) -> Self::Result {
+        let done = self.flush_pulled();
+        Box::pin(async move {
+            let _ = done.await;
+        })
     }
 }
 

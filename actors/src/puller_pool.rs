@@ -6,6 +6,7 @@
 //! registers, a bounded number at a time per upstream. Outcomes come back to the actor as
 //! messages; nothing here blocks the arbiter.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -33,6 +34,8 @@ pub struct PullerPool {
     limits: HashMap<String, Rc<Semaphore>>,
     /// Manifest fetches under way, with everyone waiting for each.
     in_flight: HashMap<ImageRef, Vec<oneshot::Sender<ManifestResult>>>,
+    /// Blob downloads queued or running; shared with their tasks on this arbiter.
+    downloads: Rc<Cell<usize>>,
 }
 
 impl PullerPool {
@@ -45,6 +48,7 @@ impl PullerPool {
             clients: HashMap::new(),
             limits: HashMap::new(),
             in_flight: HashMap::new(),
+            downloads: Rc::new(Cell::new(0)),
         }
     }
 
@@ -254,6 +258,8 @@ impl Handler<Download> for PullerPool {
         let limit = self.limit(&msg.source.registry);
         let store = self.store.clone();
         let blobs = self.blobs.clone();
+        let downloads = self.downloads.clone();
+        downloads.set(downloads.get() + 1);
         actix_rt::spawn(async move {
             let result = match client {
                 Err(e) => Err(e),
@@ -295,7 +301,21 @@ impl Handler<Download> for PullerPool {
                     result,
                 });
             }
+            downloads.set(downloads.get().saturating_sub(1));
         });
+    }
+}
+
+/// How many blob downloads are queued or running: shutdown waits for them to drain.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct ActiveDownloads;
+
+impl Handler<ActiveDownloads> for PullerPool {
+    type Result = usize;
+
+    fn handle(&mut self, _: ActiveDownloads, _: &mut Context<Self>) -> usize {
+        self.downloads.get()
     }
 }
 

@@ -29,10 +29,13 @@ fn manifest_body() -> String {
 struct Counts {
     manifest: AtomicUsize,
     blob: AtomicUsize,
+    /// When set, every request fails with a 500.
+    broken: std::sync::atomic::AtomicBool,
 }
 
 /// A registry that answers slowly (so requests overlap) and counts what it is asked.
 fn fake_upstream(counts: Arc<Counts>, broken: bool) -> String {
+    counts.broken.store(broken, Ordering::SeqCst);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let server = HttpServer::new(move || {
@@ -43,7 +46,7 @@ fn fake_upstream(counts: Arc<Counts>, broken: bool) -> String {
                 move |req: HttpRequest, counts: web::Data<Arc<Counts>>| async move {
                     actix_web::rt::time::sleep(Duration::from_millis(300)).await;
                     let path = req.path().to_string();
-                    if broken {
+                    if counts.broken.load(Ordering::SeqCst) {
                         return HttpResponse::InternalServerError().body("boom");
                     }
                     if path.contains("/manifests/") {
@@ -83,13 +86,21 @@ fn engine(dir: &std::path::Path, endpoint: String) -> Engine {
     Engine::start(cfg).unwrap()
 }
 
+/// Waits until the blob is complete, following its download when there is one.
 async fn wait_present(e: &Engine, repo: &RepoName, d: &Digest) -> u64 {
     for _ in 0..100 {
         match e.blob("fake.test", repo, d).await.unwrap() {
             BlobStatus::Present { size } => return size,
             BlobStatus::Fetching(mut rx) => {
-                let _ =
-                    actix_web::rt::time::timeout(Duration::from_millis(100), rx.changed()).await;
+                let state = rx.borrow_and_update().clone();
+                match state {
+                    Progress::Done { size } => return size,
+                    Progress::Failed(err) => panic!("download failed: {err}"),
+                    _ => {
+                        let wait = Duration::from_millis(100);
+                        let _ = actix_web::rt::time::timeout(wait, rx.changed()).await;
+                    }
+                }
             }
             BlobStatus::Absent => panic!("absent"),
         }
@@ -191,4 +202,69 @@ async fn air_gapped_misses_never_reach_the_upstream() {
         .is_not_found());
     assert_eq!(counts.manifest.load(Ordering::SeqCst), 0);
     assert_eq!(counts.blob.load(Ordering::SeqCst), 0);
+}
+
+#[actix_web::test]
+async fn always_pull_latest_refetches_latest_and_serves_the_cache_when_the_upstream_fails() {
+    let counts = Arc::new(Counts::default());
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = EngineConfig::new(dir.path().to_path_buf());
+    cfg.always_pull_latest = true;
+    cfg.upstreams.push(UpstreamConfig {
+        name: "fake.test".into(),
+        scheme: Scheme::Http,
+        endpoint: Some(fake_upstream(counts.clone(), false)),
+        auth: None,
+        tls: Default::default(),
+    });
+    let e = Engine::start(cfg).unwrap();
+    let latest = ImageRef::parse("fake.test/a/b:latest").unwrap();
+    let pinned = ImageRef::parse("fake.test/a/b:1").unwrap();
+    e.manifest(&latest).await.unwrap();
+    e.manifest(&latest).await.unwrap();
+    assert_eq!(
+        counts.manifest.load(Ordering::SeqCst),
+        2,
+        "latest is fetched every time"
+    );
+    e.manifest(&pinned).await.unwrap();
+    e.manifest(&pinned).await.unwrap();
+    assert_eq!(
+        counts.manifest.load(Ordering::SeqCst),
+        3,
+        "other tags come from the cache"
+    );
+    counts.broken.store(true, Ordering::SeqCst);
+    let stale = e
+        .manifest(&latest)
+        .await
+        .expect("cached latest served when upstream fails");
+    assert_eq!(stale.bytes, manifest_body().as_bytes());
+}
+
+#[actix_web::test]
+async fn blobs_missing_at_start_are_fetched_for_cached_images() {
+    let counts = Arc::new(Counts::default());
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = fake_upstream(counts.clone(), false);
+    let image = ImageRef::parse("fake.test/a/b:1").unwrap();
+    let d = Digest::of(BLOB);
+    {
+        let e = engine(dir.path(), endpoint.clone());
+        e.manifest(&image).await.unwrap();
+        wait_present(&e, &image.repo, &d).await;
+    }
+    // As after a crash that lost a layer: the manifest is cached, the blob is not.
+    std::fs::remove_file(dir.path().join("blobs").join(d.hex())).unwrap();
+    let e = engine(dir.path(), endpoint);
+    let blob = dir.path().join("blobs").join(d.hex());
+    for _ in 0..100 {
+        if blob.exists() {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(std::fs::read(&blob).expect("blob fetched at start"), BLOB);
+    assert_eq!(counts.blob.load(Ordering::SeqCst), 2);
+    drop(e);
 }

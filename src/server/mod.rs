@@ -14,7 +14,9 @@ use actix_web::{web, App, HttpServer};
 use actors::Engine;
 
 /// Starts serving on `listener` (bind port 0 in tests to get a free port). The returned
-/// server runs until its handle is told to stop, or the process gets SIGINT/SIGTERM.
+/// server runs until its handle is told to stop. It does not handle signals itself: actix would
+/// stop the whole actor system on one, and the engine's actors must outlive the HTTP server to
+/// finish downloads and write their bookkeeping (see `main.rs`).
 pub fn run(listener: TcpListener, engine: Engine) -> std::io::Result<Server> {
     run_with_tls(listener, engine, None)
 }
@@ -37,6 +39,6 @@ pub fn run_with_tls(
         Some(cfg) => server.listen_rustls_0_23(listener, cfg)?,
         None => server.listen(listener)?,
     };
-    let server = server.shutdown_timeout(10).run();
+    let server = server.disable_signals().shutdown_timeout(10).run();
     Ok(server)
 }

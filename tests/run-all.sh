@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The project's one test command: installs what the end-to-end tests drive (when missing),
+# then runs formatting, lints and every test. Extra arguments go to `cargo test`,
+# e.g. `tests/run-all.sh --test malformed_requests`.
+#
+# The end-to-end tests start a real upstream registry (docker-registry), containerd and
+# podman, and use the machine's Docker Engine; they need root.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+# command -> Debian package
+declare -A NEEDED=(
+    [/usr/bin/docker-registry]=docker-registry
+    [skopeo]=skopeo
+    [containerd]=containerd
+    [ctr]=containerd
+    [podman]=podman
+    [curl]=curl
+    [openssl]=openssl
+    [htpasswd]=apache2-utils
+    [jq]=jq
+    [python3]=python3
+    [systemd-analyze]=systemd
+)
+
+missing=()
+for cmd in "${!NEEDED[@]}"; do
+    command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEEDED[$cmd]}")
+done
+if [ ! -e /etc/ssl/certs/ca-certificates.crt ]; then
+    missing+=(ca-certificates)
+fi
+
+if [ "${#missing[@]}" -gt 0 ]; then
+    mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+    echo "run-all: installing missing test dependencies: ${missing[*]}"
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "run-all: installing packages needs root; run this script as root" \
+            "or install: ${missing[*]}" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "run-all: warning: the end-to-end tests (containerd, podman, Docker) need root" >&2
+fi
+if ! docker info >/dev/null 2>&1; then
+    echo "run-all: warning: no reachable Docker Engine; the docker pull tests will fail" >&2
+fi
+
+echo "run-all: cargo fmt --check"
+cargo fmt --all -- --check
+echo "run-all: cargo clippy"
+cargo clippy --all-targets -- -D warnings
+echo "run-all: cargo test"
+cargo test --workspace "$@"
