@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use ociregistry::cli::{Cli, Command};
-use ociregistry::config::{self, Config};
+use ociregistry::config::{self, ClientAuth, Config};
 use ociregistry::server;
 
 fn main() -> ExitCode {
@@ -64,6 +64,32 @@ fn init_logging(config: &Config) -> Result<(), String> {
 
 fn serve(config: Config) -> Result<(), String> {
     let system = actix_web::rt::System::new();
+    let tls = match &config.server_tls {
+        Some(t) => Some(
+            server::tls::server_config(t)
+                .map_err(|(key, m)| format!("serverTlsConfig.{key}: {m}"))?,
+        ),
+        None => None,
+    };
+    let security = match &config.server_tls {
+        None => "plain HTTP".to_string(),
+        Some(t) => match t.client_auth {
+            ClientAuth::None => "TLS".to_string(),
+            ClientAuth::Verify => format!(
+                "mTLS: client certificates required, verified against {}",
+                t.ca.as_ref().map_or("the OS trust store".to_string(), |p| p
+                    .display()
+                    .to_string())
+            ),
+        },
+    };
+    let allowed = match &config.allowed_upstreams {
+        None => "any upstream".to_string(),
+        Some(a) => {
+            let names: Vec<String> = a.patterns().iter().map(|p| p.to_string()).collect();
+            format!("upstreams {}", names.join(", "))
+        }
+    };
     system.block_on(async move {
         let engine = actors::Engine::start(config.engine_config()).map_err(|e| e.to_string())?;
         let addr = (config.host.as_str(), config.port);
@@ -73,7 +99,7 @@ fn serve(config: Config) -> Result<(), String> {
         let mut err = std::io::stderr().lock();
         let _ = writeln!(
             err,
-            "ociregistry {} serving on {local} over plain HTTP (cache {}, config {}, pid {}{})",
+            "ociregistry {} serving on {local} ({security}; {allowed}; cache {}, config {}, pid {}{})",
             env!("CARGO_PKG_VERSION"),
             config.image_path.display(),
             config
@@ -93,7 +119,8 @@ fn serve(config: Config) -> Result<(), String> {
         // SIGTERM stops accepting and lets requests finish (bounded by the server's shutdown
         // timeout); SIGINT stops at once. Either way the engine then gets a bounded grace period
         // for background downloads and writes its bookkeeping; a further signal cuts that short.
-        let http = server::run(listener, engine.clone()).map_err(|e| e.to_string())?;
+        let http =
+            server::run_with_tls(listener, engine.clone(), tls).map_err(|e| e.to_string())?;
         let handle = http.handle();
         actix_web::rt::spawn(async move {
             let graceful = next_signal().await;

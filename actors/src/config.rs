@@ -14,6 +14,23 @@ pub struct UpstreamConfig {
     /// mirror of docker.io, or a test registry whose port cannot appear in an image reference.
     pub endpoint: Option<String>,
     pub auth: Option<Credentials>,
+    /// How to secure the connection (ignored for `http`).
+    pub tls: UpstreamTls,
+}
+
+/// Client-side TLS for one upstream: which server certificates to trust, and the certificate
+/// we present when the upstream asks for one (mTLS). The default verifies the upstream against
+/// the OS trust store and presents no certificate.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// PEM CA bundle to verify the upstream against, instead of the OS trust store.
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate chain and its private key, presented for mTLS. Both or neither.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// Accept any server certificate (handshake signatures are still checked). For test and
+    /// lab registries only: it gives up protection against an impostor.
+    pub insecure_skip_verify: bool,
 }
 
 impl UpstreamConfig {
@@ -24,6 +41,7 @@ impl UpstreamConfig {
             scheme: Scheme::Https,
             endpoint: None,
             auth: None,
+            tls: UpstreamTls::default(),
         }
     }
 
@@ -89,6 +107,8 @@ pub struct EngineConfig {
     pub upstreams: Vec<UpstreamConfig>,
     /// How many blob downloads may run at once against one upstream.
     pub max_concurrent_per_upstream: usize,
+    /// The upstreams clients may make us contact; `None` allows every upstream.
+    pub allowed_upstreams: Option<crate::allowlist::Allowlist>,
 }
 
 impl EngineConfig {
@@ -101,7 +121,15 @@ impl EngineConfig {
             default_ns: None,
             upstreams: Vec::new(),
             max_concurrent_per_upstream: 6,
+            allowed_upstreams: None,
         }
+    }
+
+    /// Whether clients may make us contact `registry` (as clients name it).
+    pub fn upstream_allowed(&self, registry: &str) -> bool {
+        self.allowed_upstreams
+            .as_ref()
+            .map_or(true, |a| a.allows(registry))
     }
 
     /// The settings for `registry`, or anonymous HTTPS when it has no entry.

@@ -99,6 +99,7 @@ impl Engine {
     /// is served without asking the upstream, except `latest` under always-pull-latest, which
     /// falls back to the cached copy when the upstream fails.
     pub async fn manifest(&self, image: &ImageRef) -> Result<Arc<CachedManifest>, EngineError> {
+        self.check_allowed(&image.registry)?;
         let label = UpstreamKind {
             upstream: image.registry.clone(),
             kind: "manifest",
@@ -158,6 +159,7 @@ impl Engine {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<BlobStatus, EngineError> {
+        self.check_allowed(registry)?;
         let source = (!self.config.air_gapped).then(|| BlobSource {
             registry: registry.to_string(),
             repo: repo.clone(),
@@ -183,6 +185,16 @@ impl Engine {
             ))),
             other => Ok(other),
         }
+    }
+
+    /// Refuses an upstream that `allowedUpstreams` does not list, before the cache or the
+    /// network is consulted, so the answer does not depend on what happens to be cached.
+    fn check_allowed(&self, registry: &str) -> Result<(), EngineError> {
+        if self.config.upstream_allowed(registry) {
+            return Ok(());
+        }
+        log::warn!("refused a request for upstream {registry}: not an allowed upstream");
+        Err(EngineError::UpstreamNotAllowed(registry.to_string()))
     }
 
     /// Lets running blob downloads finish (up to `grace`), then writes pending bookkeeping,

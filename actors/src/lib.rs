@@ -11,6 +11,8 @@
 //! - [`oci`]: digests, names, references, media types, manifests.
 //! - [`metrics`]: the process's Prometheus metrics.
 //! - [`config`], [`error`]: what the engine is started with, and how it fails.
+//! - [`allowlist`]: which upstreams clients may make us contact.
+pub mod allowlist;
 pub mod blob_table;
 pub mod config;
 pub mod engine;

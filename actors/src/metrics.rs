@@ -186,6 +186,7 @@ pub fn error_label(e: &crate::EngineError) -> String {
             U::TooManyRequests(_) => "429".into(),
             U::Status(s) => s.split_whitespace().next().unwrap_or("status").to_string(),
             U::Connect(_) => "connect".into(),
+            U::Tls(_) => "tls".into(),
             U::Timeout(_) => "timeout".into(),
             U::Protocol(_) => "protocol".into(),
             U::Config(_) => "config".into(),

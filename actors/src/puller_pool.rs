@@ -57,6 +57,10 @@ impl PullerPool {
         if let Some(c) = self.clients.get(registry) {
             return Ok(c.clone());
         }
+        // The engine refuses these first; this keeps every other path (prefetch) honest too.
+        if !self.config.upstream_allowed(registry) {
+            return Err(EngineError::UpstreamNotAllowed(registry.to_string()));
+        }
         let client = UpstreamClient::new(self.config.upstream(registry))
             .map_err(|e| EngineError::upstream(registry, e))?;
         let client = Rc::new(client);
@@ -151,7 +155,11 @@ impl Handler<FetchManifest> for PullerPool {
                 .get_or_create(&kind)
                 .observe(started.elapsed().as_secs_f64());
             if let Err(e) = &result {
-                log::warn!("pull {image}: {e}");
+                if e.is_upstream_denied() {
+                    log::debug!("pull {image}: {e}");
+                } else {
+                    log::warn!("pull {image}: {e}");
+                }
                 count_error(&image.registry, e);
             }
             me.do_send(ManifestFetched { image, result });
@@ -296,7 +304,13 @@ impl Handler<Download> for PullerPool {
                     msg.progress.send_replace(Progress::Done { size: *size });
                 }
                 Err(e) => {
-                    log::warn!(
+                    let level = if e.is_upstream_denied() {
+                        log::Level::Debug
+                    } else {
+                        log::Level::Warn
+                    };
+                    log::log!(
+                        level,
                         "blob {} from {}/{}: {e}",
                         msg.digest,
                         msg.source.registry,

@@ -89,6 +89,7 @@ fn engine_with(
         scheme: Scheme::Http,
         endpoint: Some(endpoint),
         auth: None,
+        tls: Default::default(),
     });
     cfg.pull_timeout = Duration::from_secs(10);
     tweak(&mut cfg);

@@ -5,6 +5,7 @@ mod blob_body;
 mod distribution;
 pub mod error;
 mod metrics;
+pub mod tls;
 
 use std::net::TcpListener;
 
@@ -18,6 +19,15 @@ use actors::Engine;
 /// stop the whole actor system on one, and the engine's actors must outlive the HTTP server to
 /// finish downloads and write their bookkeeping (see `main.rs`).
 pub fn run(listener: TcpListener, engine: Engine) -> std::io::Result<Server> {
+    run_with_tls(listener, engine, None)
+}
+
+/// [`run`], over HTTPS (HTTP/2 and HTTP/1.1) when `tls` is given.
+pub fn run_with_tls(
+    listener: TcpListener,
+    engine: Engine,
+    tls: Option<rustls::ServerConfig>,
+) -> std::io::Result<Server> {
     let engine = web::Data::new(engine);
     let server = HttpServer::new(move || {
         App::new()
@@ -27,10 +37,11 @@ pub fn run(listener: TcpListener, engine: Engine) -> std::io::Result<Server> {
             .route("/metrics", web::get().to(metrics::scrape))
             .configure(distribution::routes)
             .default_service(web::to(distribution::unsupported))
-    })
-    .listen(listener)?
-    .disable_signals()
-    .shutdown_timeout(10)
-    .run();
+    });
+    let server = match tls {
+        Some(cfg) => server.listen_rustls_0_23(listener, cfg)?,
+        None => server.listen(listener)?,
+    };
+    let server = server.disable_signals().shutdown_timeout(10).run();
     Ok(server)
 }

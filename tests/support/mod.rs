@@ -12,6 +12,7 @@ pub mod http;
 pub mod image;
 pub mod proc;
 pub mod relay;
+pub mod secure;
 pub mod server;
 pub mod upstream;
 

@@ -17,6 +17,13 @@ pub struct ServerOptions {
     pub upstream_endpoint: String,
     pub air_gapped: bool,
     pub default_ns: Option<String>,
+    /// YAML lines added under the `upstream.test` registry entry (indented by 4 spaces), e.g.
+    /// `tls:` or `auth:` settings.
+    pub registry_yaml: String,
+    /// YAML added at the top level of the config file, e.g. `serverTlsConfig:`.
+    pub extra_yaml: String,
+    /// The server speaks HTTPS: readiness is a TCP connection, not `GET /v2/` over HTTP.
+    pub https: bool,
 }
 
 impl ServerOptions {
@@ -121,11 +128,23 @@ impl Server {
     }
 
     fn launch(&mut self) {
+        let registry_yaml: String = self
+            .options
+            .registry_yaml
+            .lines()
+            .map(|l| format!("    {l}\n"))
+            .collect();
+        let scheme = if self.options.upstream_endpoint.starts_with("https:") {
+            "https"
+        } else {
+            "http"
+        };
         std::fs::write(
             &self.config,
             format!(
-                "registries:\n  - name: {UPSTREAM_NAME}\n    scheme: http\n    endpoint: {}\n",
-                self.options.upstream_endpoint
+                "registries:\n  - name: {UPSTREAM_NAME}\n    scheme: {scheme}\n    endpoint: {}\n\
+                 {registry_yaml}{}\n",
+                self.options.upstream_endpoint, self.options.extra_yaml
             ),
         )
         .expect("write server config");
@@ -146,6 +165,7 @@ impl Server {
             ChildGuard::spawn("ociregistry server", &mut cmd, &self.log).without_log_dump();
         let port = self.port;
         let log = self.log.clone();
+        let https = self.options.https;
         wait_for(
             "the server to answer GET /v2/ with 200",
             Duration::from_secs(30),
@@ -156,6 +176,11 @@ impl Server {
                         "ociregistry exited with {status} during start-up:\n{}",
                         tail_of(&log, 6000)
                     );
+                }
+                if https {
+                    return std::net::TcpStream::connect(("127.0.0.1", port))
+                        .is_ok()
+                        .then_some(());
                 }
                 match http::request(port, "GET", "/v2/", &[]) {
                     Ok(r) if r.status == 200 => Some(()),

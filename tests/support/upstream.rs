@@ -80,6 +80,11 @@ impl Upstream {
         &self.log
     }
 
+    /// The registry's storage, which another registry process may serve as well.
+    pub fn storage_dir(&self) -> PathBuf {
+        self.dir.path().join("storage")
+    }
+
     pub fn is_running(&self) -> bool {
         self.process.is_some()
     }
@@ -259,7 +264,7 @@ impl Upstream {
 }
 
 /// Parses a combined-log-format line: `IP - - [date] "METHOD PATH PROTO" STATUS SIZE ...`.
-fn parse_access_line(line: &str) -> Option<AccessEntry> {
+pub fn parse_access_line(line: &str) -> Option<AccessEntry> {
     let rest = line.split_once("] \"")?.1;
     let (request, after) = rest.split_once('"')?;
     let mut parts = request.split(' ');
