@@ -22,7 +22,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use actors::allowlist::Allowlist;
-use actors::config::{Credentials, EngineConfig, Scheme, UpstreamConfig, UpstreamTls};
+use actors::config::{
+    Credentials, EngineConfig, FreshnessRule, Scheme, Ttl, UpstreamConfig, UpstreamTls,
+};
 use config::{Map, Source, Value, ValueKind};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
@@ -65,6 +67,8 @@ pub struct Config {
     pub allowed_upstreams: Option<Allowlist>,
     /// HTTPS for clients (`serverTlsConfig`); `None` serves plain HTTP.
     pub server_tls: Option<ServerTls>,
+    /// When cached tags are revalidated upstream (`tagFreshness`); empty: never.
+    pub freshness: Vec<FreshnessRule>,
     /// The config file the settings were read from, if any.
     pub config_file: Option<PathBuf>,
 }
@@ -84,6 +88,7 @@ impl Default for Config {
             registries: Vec::new(),
             allowed_upstreams: None,
             server_tls: None,
+            freshness: Vec::new(),
             config_file: None,
         }
     }
@@ -273,6 +278,7 @@ impl Config {
         engine.default_ns = self.default_ns.clone();
         engine.upstreams = self.registries.clone();
         engine.allowed_upstreams = self.allowed_upstreams.clone();
+        engine.freshness = self.freshness.clone();
         engine
     }
 }
@@ -300,6 +306,7 @@ struct FileConfig {
     default_ns: Option<String>,
     registries: Option<Vec<FileRegistry>>,
     allowed_upstreams: Option<Vec<String>>,
+    tag_freshness: Option<Vec<FileFreshness>>,
     prune_config: Option<FilePruneConfig>,
     server_tls_config: Option<FileServerTls>,
 }
@@ -315,6 +322,55 @@ struct FileRegistry {
     endpoint: Option<String>,
     auth: Option<FileAuth>,
     tls: Option<FileRegistryTls>,
+}
+
+/// One `tagFreshness` rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FileFreshness {
+    /// A regular expression over `registry/repository`.
+    #[serde(rename = "match")]
+    pattern: Option<String>,
+    ttl: Option<String>,
+    latest_ttl: Option<String>,
+}
+
+impl FileFreshness {
+    fn resolve(self, file: &FileCtx<'_>, key: &str) -> Result<FreshnessRule, ConfigError> {
+        let source = self
+            .pattern
+            .ok_or_else(|| file.invalid(format!("{key}.match"), "is required"))?;
+        // Anchored: `quay.io/` must not also match `notquay.io/`.
+        let pattern = regex::Regex::new(&format!("^(?:{source})$")).map_err(|e| {
+            file.invalid(
+                format!("{key}.match"),
+                format!("not a regular expression: {e}"),
+            )
+        })?;
+        let ttl = match &self.ttl {
+            Some(t) => parse_ttl(t).map_err(|m| file.invalid(format!("{key}.ttl"), m))?,
+            None => return Err(file.invalid(format!("{key}.ttl"), "is required")),
+        };
+        let latest_ttl = match &self.latest_ttl {
+            Some(t) => Some(parse_ttl(t).map_err(|m| file.invalid(format!("{key}.latestTtl"), m))?),
+            None => None,
+        };
+        Ok(FreshnessRule {
+            pattern,
+            ttl,
+            latest_ttl,
+        })
+    }
+}
+
+/// `never`, or a duration such as `30s`, `10m`, `12h`, `1d`.
+fn parse_ttl(value: &str) -> Result<Ttl, String> {
+    if value.trim() == "never" {
+        return Ok(Ttl::Never);
+    }
+    humantime::parse_duration(value.trim())
+        .map(Ttl::After)
+        .map_err(|e| format!("{value:?} is neither `never` nor a duration like 10m, 12h, 1d: {e}"))
 }
 
 #[derive(Debug, Deserialize)]
@@ -460,6 +516,10 @@ impl FileConfig {
         }
         if let Some(tls) = self.server_tls_config {
             config.server_tls = tls.resolve(file)?;
+        }
+        for (i, rule) in self.tag_freshness.into_iter().flatten().enumerate() {
+            let rule = rule.resolve(file, &format!("tagFreshness[{i}]"))?;
+            config.freshness.push(rule);
         }
         if let Some(items) = self.allowed_upstreams {
             if items.is_empty() {
@@ -925,6 +985,14 @@ fn check_keys(file: &FileCtx<'_>, root: &Map<String, Value>) -> Result<(), Confi
             ))
         }
     };
+    if let Some(ValueKind::Array(rules)) = root.get("tagFreshness").map(|v| &v.kind) {
+        for (i, item) in rules.iter().enumerate() {
+            let prefix = format!("tagFreshness[{i}]");
+            if let Some(t) = mapping(file, &prefix, Some(item))? {
+                check_table(file, &prefix, t, field_names::<FileFreshness>())?;
+            }
+        }
+    }
     for (i, item) in registries.iter().enumerate() {
         let prefix = format!("registries[{i}]");
         let Some(entry) = mapping(file, &prefix, Some(item))? else {
@@ -1993,5 +2061,42 @@ imagePath: /data
             load_yaml("registries:\n- name: a.io\n  auth:\n    user: u\n    password: s3cret\n")
                 .unwrap();
         assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn tag_freshness_rules_reach_the_engine_anchored_and_in_order() {
+        let c = load_yaml(
+            "tagFreshness:\n- match: \"quay.io/.*\"\n  ttl: 1h\n  latestTtl: 5m\n\
+             - match: \".*\"\n  ttl: never\n",
+        )
+        .unwrap();
+        let e = c.engine_config();
+        let at = |s: &str| e.tag_ttl(&actors::oci::ImageRef::parse(s).unwrap());
+        assert_eq!(at("quay.io/a/b:1"), Ttl::After(Duration::from_secs(3600)));
+        assert_eq!(
+            at("quay.io/a/b:latest"),
+            Ttl::After(Duration::from_secs(300))
+        );
+        assert_eq!(at("notquay.io/a/b:1"), Ttl::Never);
+        assert_eq!(at("docker.io/library/x:1"), Ttl::Never);
+        let digest = format!("quay.io/a/b@sha256:{}", "a".repeat(64));
+        assert_eq!(at(&digest), Ttl::Never, "digests are immutable");
+    }
+
+    #[test]
+    fn bad_tag_freshness_rules_are_rejected_naming_the_key() {
+        load_err(
+            "tagFreshness:\n- match: \"(\"\n  ttl: 1h\n",
+            &["tagFreshness[0].match"],
+        );
+        load_err(
+            "tagFreshness:\n- match: x\n  ttl: soon\n",
+            &["tagFreshness[0].ttl"],
+        );
+        load_err("tagFreshness:\n- match: x\n", &["tagFreshness[0].ttl"]);
+        load_err(
+            "tagFreshness:\n- match: x\n  ttl: 1h\n  tll: 2h\n",
+            &["tagFreshness[0].tll"],
+        );
     }
 }

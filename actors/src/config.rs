@@ -109,7 +109,37 @@ pub struct EngineConfig {
     pub max_concurrent_per_upstream: usize,
     /// The upstreams clients may make us contact; `None` allows every upstream.
     pub allowed_upstreams: Option<crate::allowlist::Allowlist>,
+    /// When cached tags are checked against their upstream again; first match wins, no match
+    /// means never (offline first).
+    pub freshness: Vec<FreshnessRule>,
 }
+
+/// How long a cached tag is trusted before an upstream `HEAD` checks it again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ttl {
+    /// Serve the cached tag for as long as it is cached.
+    Never,
+    After(Duration),
+}
+
+/// A tag freshness policy for the repositories whose `registry/repository` matches `pattern`.
+#[derive(Clone, Debug)]
+pub struct FreshnessRule {
+    pub pattern: regex::Regex,
+    pub ttl: Ttl,
+    /// For the `latest` tag, which moves more often; `None` uses `ttl`.
+    pub latest_ttl: Option<Ttl>,
+}
+
+impl PartialEq for FreshnessRule {
+    fn eq(&self, other: &Self) -> bool {
+        self.pattern.as_str() == other.pattern.as_str()
+            && self.ttl == other.ttl
+            && self.latest_ttl == other.latest_ttl
+    }
+}
+
+impl Eq for FreshnessRule {}
 
 impl EngineConfig {
     pub fn new(image_path: PathBuf) -> Self {
@@ -122,6 +152,21 @@ impl EngineConfig {
             upstreams: Vec::new(),
             max_concurrent_per_upstream: 6,
             allowed_upstreams: None,
+            freshness: Vec::new(),
+        }
+    }
+
+    /// How long a cached `image` tag may be served before it is revalidated.
+    pub fn tag_ttl(&self, image: &crate::oci::ImageRef) -> Ttl {
+        let Some(tag) = image.reference.tag() else {
+            // A digest names immutable content.
+            return Ttl::Never;
+        };
+        let name = format!("{}/{}", image.registry, image.repo);
+        match self.freshness.iter().find(|r| r.pattern.is_match(&name)) {
+            None => Ttl::Never,
+            Some(r) if tag == "latest" => r.latest_ttl.unwrap_or(r.ttl),
+            Some(r) => r.ttl,
         }
     }
 
@@ -129,7 +174,7 @@ impl EngineConfig {
     pub fn upstream_allowed(&self, registry: &str) -> bool {
         self.allowed_upstreams
             .as_ref()
-            .map_or(true, |a| a.allows(registry))
+            .is_none_or(|a| a.allows(registry))
     }
 
     /// The settings for `registry`, or anonymous HTTPS when it has no entry.

@@ -7,11 +7,12 @@ use actix::prelude::*;
 
 use crate::blob_table::{self, AddRefs, BlobSource, BlobStatus, BlobTable, Open};
 use crate::config::EngineConfig;
+use crate::config::Ttl;
 use crate::error::EngineError;
-use crate::manifest_index::{self, CachedManifest, ManifestIndex, Resolve};
+use crate::manifest_index::{self, CachedManifest, ManifestIndex, Resolve, TagAge, Validated};
 use crate::metrics::{metrics, UpstreamKind};
 use crate::oci::{Digest, ImageRef, RepoName};
-use crate::puller_pool::{ActiveDownloads, AttachBlobTable, FetchManifest, PullerPool};
+use crate::puller_pool::{ActiveDownloads, AttachBlobTable, FetchManifest, PullerPool, Revalidate};
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -125,6 +126,17 @@ impl Engine {
             };
         }
         if let Some(m) = self.resolve(image).await? {
+            if let (Ttl::After(ttl), false) = (self.config.tag_ttl(image), self.config.air_gapped) {
+                let age = self
+                    .index
+                    .send(TagAge {
+                        image: image.clone(),
+                    })
+                    .await?;
+                if age.is_none_or(|a| a >= ttl) {
+                    return self.revalidate(image, m).await;
+                }
+            }
             metrics().cache_hits.get_or_create(&label).inc();
             return Ok(m);
         }
@@ -133,6 +145,49 @@ impl Engine {
             return Err(EngineError::NotCached(image.to_string()));
         }
         self.fetch(image).await
+    }
+
+    /// Serves a cached tag after checking it upstream: the cached manifest when the tag has
+    /// not moved (no GET), the new one when it has, and the cached one, stale, when the upstream
+    /// cannot say.
+    async fn revalidate(
+        &self,
+        image: &ImageRef,
+        cached: Arc<CachedManifest>,
+    ) -> Result<Arc<CachedManifest>, EngineError> {
+        let label = UpstreamKind {
+            upstream: image.registry.clone(),
+            kind: "manifest",
+        };
+        let checked = self
+            .puller
+            .send(Revalidate {
+                image: image.clone(),
+                known: cached.digest.clone(),
+            })
+            .await?;
+        match checked {
+            Ok(None) => {
+                self.index.do_send(Validated {
+                    image: image.clone(),
+                });
+                metrics().cache_hits.get_or_create(&label).inc();
+                Ok(cached)
+            }
+            Ok(Some(fresh)) => {
+                log::info!("{image}: the tag moved upstream to {}", fresh.digest);
+                metrics().cache_misses.get_or_create(&label).inc();
+                Ok(fresh)
+            }
+            Err(e) => {
+                log::warn!("{image}: cannot revalidate ({e}); serving the cached copy");
+                let upstream = crate::metrics::Upstream {
+                    upstream: image.registry.clone(),
+                };
+                metrics().stale_served.get_or_create(&upstream).inc();
+                Ok(cached)
+            }
+        }
     }
 
     async fn resolve(&self, image: &ImageRef) -> Result<Option<Arc<CachedManifest>>, EngineError> {

@@ -70,6 +70,9 @@ pub struct ManifestIndex {
     by_tag: HashMap<String, Digest>,
     /// Manifests whose `pulled` time changed since the last flush.
     dirty: HashSet<Digest>,
+    /// When each tag was last fetched or confirmed upstream; absent (never, as far as this
+    /// process knows) for tags loaded from disk.
+    validated: HashMap<String, std::time::Instant>,
 }
 
 impl ManifestIndex {
@@ -80,6 +83,7 @@ impl ManifestIndex {
             by_digest: HashMap::new(),
             by_tag: HashMap::new(),
             dirty: HashSet::new(),
+            validated: HashMap::new(),
         };
         for h in holders {
             match entry_from_holder(&h) {
@@ -275,6 +279,8 @@ impl Handler<Insert> for ManifestIndex {
         let mut to_write: Vec<ManifestHolder> = Vec::new();
 
         if let Some(tag) = &tag {
+            self.validated
+                .insert(tag.clone(), std::time::Instant::now());
             if let Some(old) = self.by_tag.insert(tag.clone(), digest.clone()) {
                 if old != digest {
                     if let Some(e) = self.by_digest.get_mut(&old) {
@@ -323,6 +329,39 @@ impl Handler<Insert> for ManifestIndex {
             .map_err(|e| EngineError::Store(e.to_string()))?;
             Ok(shared)
         })
+    }
+}
+
+/// How long ago a tag was last fetched or confirmed upstream (`None`: not since start).
+#[derive(Message)]
+#[rtype(result = "Option<std::time::Duration>")]
+pub struct TagAge {
+    pub image: ImageRef,
+}
+
+impl Handler<TagAge> for ManifestIndex {
+    type Result = Option<std::time::Duration>;
+
+    fn handle(&mut self, msg: TagAge, _: &mut Context<Self>) -> Self::Result {
+        self.validated
+            .get(&msg.image.to_string())
+            .map(|t| t.elapsed())
+    }
+}
+
+/// The upstream confirmed that a tag still points at the cached manifest.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Validated {
+    pub image: ImageRef,
+}
+
+impl Handler<Validated> for ManifestIndex {
+    type Result = ();
+
+    fn handle(&mut self, msg: Validated, _: &mut Context<Self>) {
+        self.validated
+            .insert(msg.image.to_string(), std::time::Instant::now());
     }
 }
 

@@ -24,6 +24,45 @@ use crate::store::{Store, StoreError};
 use crate::upstream::{UpstreamClient, UpstreamError};
 
 type ManifestResult = Result<Arc<CachedManifest>, EngineError>;
+/// `Ok(None)`: the tag still points at the cached manifest.
+type RevalidateResult = Result<Option<Arc<CachedManifest>>, EngineError>;
+
+/// Requests waiting for one piece of work, by key: the first one starts it, the others wait,
+/// and all of them get its outcome.
+struct Waiters<K, V> {
+    by_key: HashMap<K, Vec<oneshot::Sender<V>>>,
+}
+
+impl<K: std::hash::Hash + Eq, V: Clone> Waiters<K, V> {
+    fn new() -> Self {
+        Waiters {
+            by_key: HashMap::new(),
+        }
+    }
+
+    /// Registers a waiter; `true` when it is the first, which must start the work.
+    fn join(&mut self, key: K, tx: oneshot::Sender<V>) -> bool {
+        let waiters = self.by_key.entry(key).or_default();
+        waiters.push(tx);
+        waiters.len() == 1
+    }
+
+    fn finish(&mut self, key: &K, outcome: V) {
+        for tx in self.by_key.remove(key).unwrap_or_default() {
+            let _ = tx.send(outcome.clone());
+        }
+    }
+}
+
+/// A future for the outcome a waiter was promised; an error if the worker vanished.
+fn outcome<V: 'static>(
+    rx: oneshot::Receiver<Result<V, EngineError>>,
+) -> ResponseFuture<Result<V, EngineError>> {
+    Box::pin(async move {
+        rx.await
+            .unwrap_or_else(|_| Err(EngineError::Unavailable("upstream fetch abandoned".into())))
+    })
+}
 
 pub struct PullerPool {
     config: Arc<EngineConfig>,
@@ -34,7 +73,9 @@ pub struct PullerPool {
     clients: HashMap<String, Rc<UpstreamClient>>,
     limits: HashMap<String, Rc<Semaphore>>,
     /// Manifest fetches under way, with everyone waiting for each.
-    in_flight: HashMap<ImageRef, Vec<oneshot::Sender<ManifestResult>>>,
+    in_flight: Waiters<ImageRef, ManifestResult>,
+    /// Tag revalidations under way.
+    revalidating: Waiters<ImageRef, RevalidateResult>,
     /// Blob downloads queued or running; shared with their tasks on this arbiter.
     downloads: Rc<Cell<usize>>,
 }
@@ -48,7 +89,8 @@ impl PullerPool {
             blobs: None,
             clients: HashMap::new(),
             limits: HashMap::new(),
-            in_flight: HashMap::new(),
+            in_flight: Waiters::new(),
+            revalidating: Waiters::new(),
             downloads: Rc::new(Cell::new(0)),
         }
     }
@@ -107,20 +149,14 @@ impl Handler<FetchManifest> for PullerPool {
 
     fn handle(&mut self, msg: FetchManifest, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        let wait = Box::pin(async move {
-            rx.await.unwrap_or_else(|_| {
-                Err(EngineError::Unavailable("manifest fetch abandoned".into()))
-            })
-        });
-        if let Some(waiters) = self.in_flight.get_mut(&msg.image) {
-            waiters.push(tx);
+        let wait = outcome(rx);
+        if !self.in_flight.join(msg.image.clone(), tx) {
             metrics()
                 .waiters_joined
                 .get_or_create(&Kind { kind: "manifest" })
                 .inc();
             return wait;
         }
-        self.in_flight.insert(msg.image.clone(), vec![tx]);
 
         let image = msg.image;
         let me = ctx.address();
@@ -250,9 +286,79 @@ impl Handler<ManifestFetched> for PullerPool {
     type Result = ();
 
     fn handle(&mut self, msg: ManifestFetched, _: &mut Context<Self>) {
-        for tx in self.in_flight.remove(&msg.image).unwrap_or_default() {
-            let _ = tx.send(msg.result.clone());
+        self.in_flight.finish(&msg.image, msg.result);
+    }
+}
+
+/// Checks with an upstream `HEAD` whether a cached tag still points at `known`; fetches the
+/// manifest when it moved (or the upstream does not say). Concurrent checks of one tag share
+/// one `HEAD`.
+#[derive(Message)]
+#[rtype(result = "Result<Option<Arc<CachedManifest>>, EngineError>")]
+pub struct Revalidate {
+    pub image: ImageRef,
+    pub known: Digest,
+}
+
+impl Handler<Revalidate> for PullerPool {
+    type Result = ResponseFuture<RevalidateResult>;
+
+    fn handle(&mut self, msg: Revalidate, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        let wait = outcome(rx);
+        if !self.revalidating.join(msg.image.clone(), tx) {
+            return wait;
         }
+        let me = ctx.address();
+        let client = self.client(&msg.image.registry);
+        let timeout = self.config.pull_timeout;
+        actix_rt::spawn(async move {
+            let image = msg.image;
+            let head = async {
+                let client = client?;
+                let current = client
+                    .manifest_digest(&image.repo, &image.reference)
+                    .await
+                    .map_err(|e| EngineError::upstream(client.name(), e))?;
+                Ok::<_, EngineError>(current)
+            };
+            let result = match tokio::time::timeout(timeout, head).await {
+                Err(_) => Err(EngineError::PullTimeout {
+                    upstream: image.registry.clone(),
+                    what: format!("HEAD {image}"),
+                    millis: timeout.as_millis(),
+                }),
+                Ok(Err(e)) => Err(e),
+                Ok(Ok(Some(current))) if current == msg.known => Ok(None),
+                Ok(Ok(_)) => match me
+                    .send(FetchManifest {
+                        image: image.clone(),
+                    })
+                    .await
+                {
+                    Ok(fetched) => fetched.map(Some),
+                    Err(e) => Err(e.into()),
+                },
+            };
+            me.do_send(Revalidated { image, result });
+        });
+        wait
+    }
+}
+
+/// A revalidation ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Revalidated {
+    image: ImageRef,
+    result: RevalidateResult,
+}
+
+impl Handler<Revalidated> for PullerPool {
+    type Result = ();
+
+    fn handle(&mut self, msg: Revalidated, _: &mut Context<Self>) {
+        self.revalidating.finish(&msg.image, msg.result);
     }
 }
 

@@ -192,6 +192,20 @@ impl UpstreamClient {
     }
 
     /// Starts a blob download; the caller reads the body chunk by chunk.
+    /// The digest a tag points at now, from a `HEAD` (registries do not count HEADs against
+    /// pull rate limits). `None` when the upstream does not say (no `Docker-Content-Digest`).
+    pub async fn manifest_digest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<Option<Digest>, UpstreamError> {
+        let url = format!("{}/v2/{}/manifests/{}", self.base, repo, reference);
+        let resp = self.send(Method::HEAD, &url, repo, true).await?;
+        Ok(resp
+            .header("docker-content-digest")
+            .and_then(|h| Digest::parse(&h).ok()))
+    }
+
     pub async fn blob(&self, repo: &RepoName, digest: &Digest) -> Result<BlobBody, UpstreamError> {
         let url = format!("{}/v2/{}/blobs/{}", self.base, repo, digest);
         let resp = self.send(Method::GET, &url, repo, false).await?;
