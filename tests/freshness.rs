@@ -37,8 +37,16 @@ fn a_repushed_tag_is_picked_up_after_the_ttl_and_not_before() {
     let second = upstream.push_oci(&LocalImage::generate(&["64K"]), REPO, "v1");
     assert_ne!(first.top, second.top);
     let (g, h) = (gets(&upstream), heads(&upstream));
-    assert_eq!(digest_of(&server), first.top, "served the new tag before the TTL ran out");
-    assert_eq!((gets(&upstream), heads(&upstream)), (g, h), "asked the upstream within the TTL");
+    assert_eq!(
+        digest_of(&server),
+        first.top,
+        "served the new tag before the TTL ran out"
+    );
+    assert_eq!(
+        (gets(&upstream), heads(&upstream)),
+        (g, h),
+        "asked the upstream within the TTL"
+    );
 
     // After the TTL: a HEAD sees the move, a GET fetches the new manifest.
     std::thread::sleep(TTL + Duration::from_millis(300));
@@ -48,7 +56,11 @@ fn a_repushed_tag_is_picked_up_after_the_ttl_and_not_before() {
     // After another TTL with no move: a HEAD only.
     std::thread::sleep(TTL + Duration::from_millis(300));
     assert_eq!(digest_of(&server), second.top);
-    assert_eq!((gets(&upstream), heads(&upstream)), (g + 1, h + 2), "a GET for an unmoved tag");
+    assert_eq!(
+        (gets(&upstream), heads(&upstream)),
+        (g + 1, h + 2),
+        "a GET for an unmoved tag"
+    );
 
     // Upstream gone: the cached tag is served, stale, and the log says so.
     upstream.stop();

@@ -12,8 +12,20 @@ use crate::error::EngineError;
 use crate::manifest_index::{self, CachedManifest, ManifestIndex, Resolve, TagAge, Validated};
 use crate::metrics::{metrics, UpstreamKind};
 use crate::oci::{Digest, ImageRef, RepoName};
-use crate::puller_pool::{ActiveDownloads, AttachBlobTable, FetchManifest, PullerPool, Revalidate};
+use crate::puller_pool::{
+    ActiveDownloads, AttachBlobTable, FetchManifest, FetchTags, PullerPool, Revalidate,
+};
 use crate::store::Store;
+
+/// One page of a tag list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagPage {
+    pub tags: Vec<String>,
+    /// More tags follow this page.
+    pub more: bool,
+    /// Answered from the tags this cache holds (the upstream did not answer).
+    pub from_cache: bool,
+}
 
 #[derive(Clone)]
 pub struct Engine {
@@ -276,6 +288,70 @@ impl Engine {
         let _ = self.index.send(manifest_index::Flush).await;
     }
 
+    /// One page of a repository's tags: the upstream's while it answers, else the tags this
+    /// cache holds, paginated the same way (`n` at most, after `last`, lexically).
+    pub async fn tags(
+        &self,
+        registry: &str,
+        repo: &RepoName,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> Result<TagPage, EngineError> {
+        self.check_allowed(registry)?;
+        let mut upstream_error = None;
+        if !self.config.air_gapped {
+            let fetched = self
+                .puller
+                .send(FetchTags {
+                    registry: registry.to_string(),
+                    repo: repo.clone(),
+                    n,
+                    last: last.map(str::to_string),
+                })
+                .await?;
+            match fetched {
+                // An upstream that paginated said so with a Link; one that ignored `n` and
+                // `last` (distribution 2.x does) sent everything: paginate that here.
+                Ok((tags, true)) => {
+                    return Ok(TagPage {
+                        tags,
+                        more: true,
+                        from_cache: false,
+                    })
+                }
+                Ok((tags, false)) => {
+                    let (tags, more) = paginate(tags, n, last);
+                    return Ok(TagPage {
+                        tags,
+                        more,
+                        from_cache: false,
+                    });
+                }
+                Err(e) => {
+                    log::warn!("tags of {registry}/{repo}: {e}; answering from the cache");
+                    upstream_error = Some(e);
+                }
+            }
+        }
+        let held = self
+            .index
+            .send(manifest_index::Tags {
+                registry: registry.to_string(),
+                repo: repo.clone(),
+            })
+            .await?;
+        if held.is_empty() {
+            return Err(upstream_error
+                .unwrap_or_else(|| EngineError::NotCached(format!("{registry}/{repo}"))));
+        }
+        let (tags, more) = paginate(held, n, last);
+        Ok(TagPage {
+            tags,
+            more,
+            from_cache: true,
+        })
+    }
+
     /// Every manifest in the index.
     pub async fn manifests(&self) -> Result<Vec<manifest_index::IndexEntry>, EngineError> {
         Ok(self.index.send(manifest_index::List).await?)
@@ -284,5 +360,45 @@ impl Engine {
     /// Every blob known.
     pub async fn blobs(&self) -> Result<Vec<blob_table::BlobInfo>, EngineError> {
         Ok(self.blobs.send(blob_table::List).await?)
+    }
+}
+
+/// The distribution spec's tag pagination: the tags after `last` in lexical order, at most `n`,
+/// and whether more follow.
+fn paginate(mut tags: Vec<String>, n: Option<usize>, last: Option<&str>) -> (Vec<String>, bool) {
+    tags.sort();
+    tags.retain(|t| last.is_none_or(|l| t.as_str() > l));
+    let more = n.is_some_and(|n| tags.len() > n);
+    if let Some(n) = n {
+        tags.truncate(n);
+    }
+    (tags, more)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::paginate;
+
+    fn tags(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn pagination_is_lexical_after_last_and_at_most_n() {
+        let all = tags(&["b", "a", "c"]);
+        assert_eq!(
+            paginate(all.clone(), None, None),
+            (tags(&["a", "b", "c"]), false)
+        );
+        assert_eq!(
+            paginate(all.clone(), Some(2), None),
+            (tags(&["a", "b"]), true)
+        );
+        assert_eq!(
+            paginate(all.clone(), Some(2), Some("b")),
+            (tags(&["c"]), false)
+        );
+        assert_eq!(paginate(all.clone(), Some(0), None), (tags(&[]), true));
+        assert_eq!(paginate(all, None, Some("c")), (tags(&[]), false));
     }
 }

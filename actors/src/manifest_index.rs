@@ -13,7 +13,7 @@ use bytes::Bytes;
 use time::PrimitiveDateTime;
 
 use crate::error::EngineError;
-use crate::oci::{Digest, ImageRef, Manifest, ManifestKind, Reference};
+use crate::oci::{Digest, ImageRef, Manifest, ManifestKind, Reference, RepoName};
 use crate::store::{now_local as now, ManifestHolder, Store};
 
 /// How often changed `pulled` times are written back to the manifest files.
@@ -362,6 +362,30 @@ impl Handler<Validated> for ManifestIndex {
     fn handle(&mut self, msg: Validated, _: &mut Context<Self>) {
         self.validated
             .insert(msg.image.to_string(), std::time::Instant::now());
+    }
+}
+
+/// The tags held for one repository, sorted.
+#[derive(Message)]
+#[rtype(result = "Vec<String>")]
+pub struct Tags {
+    pub registry: String,
+    pub repo: RepoName,
+}
+
+impl Handler<Tags> for ManifestIndex {
+    type Result = MessageResult<Tags>;
+
+    fn handle(&mut self, msg: Tags, _: &mut Context<Self>) -> Self::Result {
+        let prefix = format!("{}/{}:", msg.registry, msg.repo);
+        let mut tags: Vec<String> = self
+            .by_tag
+            .keys()
+            .filter_map(|k| k.strip_prefix(&prefix))
+            .map(str::to_string)
+            .collect();
+        tags.sort();
+        MessageResult(tags)
     }
 }
 

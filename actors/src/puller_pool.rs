@@ -362,6 +362,47 @@ impl Handler<Revalidated> for PullerPool {
     }
 }
 
+/// One page of a repository's tags from its upstream (not cached: tag lists change).
+#[derive(Message)]
+#[rtype(result = "Result<(Vec<String>, bool), EngineError>")]
+pub struct FetchTags {
+    pub registry: String,
+    pub repo: crate::oci::RepoName,
+    pub n: Option<usize>,
+    pub last: Option<String>,
+}
+
+impl Handler<FetchTags> for PullerPool {
+    type Result = ResponseFuture<Result<(Vec<String>, bool), EngineError>>;
+
+    fn handle(&mut self, msg: FetchTags, _: &mut Context<Self>) -> Self::Result {
+        let client = self.client(&msg.registry);
+        let timeout = self.config.pull_timeout;
+        let (tx, rx) = oneshot::channel();
+        // awc futures are not `Send`: run on this arbiter, answer through a channel.
+        actix_rt::spawn(async move {
+            let fetch = async {
+                let client = client?;
+                client
+                    .tags(&msg.repo, msg.n, msg.last.as_deref())
+                    .await
+                    .map_err(|e| EngineError::upstream(client.name(), e))
+            };
+            let result = tokio::time::timeout(timeout, fetch)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(EngineError::PullTimeout {
+                        upstream: msg.registry.clone(),
+                        what: format!("the tags of {}", msg.repo),
+                        millis: timeout.as_millis(),
+                    })
+                });
+            let _ = tx.send(result);
+        });
+        outcome(rx)
+    }
+}
+
 /// Downloads one blob into the store, publishing progress; sent by the blob table, which has
 /// already made sure no other download of this digest runs.
 #[derive(Message)]

@@ -35,6 +35,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(unsupported)),
     )
     .service(
+        web::resource("/v2/{name:.+}/tags/list")
+            .route(web::get().to(tags))
+            .route(web::head().to(tags))
+            .default_service(web::to(unsupported)),
+    )
+    .service(
         web::resource("/v2/{name:.+}/blobs/{digest}")
             .route(web::get().to(blob))
             .route(web::head().to(blob))
@@ -106,6 +112,68 @@ async fn manifest(req: HttpRequest, engine: web::Data<Engine>) -> Result<HttpRes
         .insert_header((header::ETAG, format!("\"{}\"", m.digest)))
         .insert_header((header::CONTENT_TYPE, m.media_type()))
         .body(m.bytes.clone()))
+}
+
+/// `GET /v2/<name>/tags/list[?n=&last=]`: the upstream's list while it answers, the tags
+/// this cache holds otherwise.
+async fn tags(req: HttpRequest, engine: web::Data<Engine>) -> Result<HttpResponse, ApiError> {
+    let (registry, repo) = route(&req, &engine)?;
+    let query =
+        web::Query::<HashMap<String, String>>::from_query(req.query_string()).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "UNSUPPORTED",
+                format!("query: {e}"),
+            )
+        })?;
+    let n = match query.get("n") {
+        None => None,
+        Some(v) => Some(v.parse::<usize>().map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "UNSUPPORTED",
+                format!("n={v:?} is not a count"),
+            )
+        })?),
+    };
+    let last = match query.get("last") {
+        None => None,
+        Some(v) => match Reference::parse(v)? {
+            Reference::Tag(t) => Some(t),
+            Reference::Digest(_) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "UNSUPPORTED",
+                    "last= must be a tag",
+                ))
+            }
+        },
+    };
+    let page = engine
+        .tags(&registry, &repo, n, last.as_deref())
+        .await
+        .map_err(|e| ApiError::from_engine(e, Target::Other))?;
+    let name = req.match_info().get("name").unwrap_or_default();
+    let mut ok = HttpResponse::Ok();
+    ok.insert_header(API_VERSION)
+        .insert_header(("OCI-Namespace", registry.as_str()));
+    if page.from_cache {
+        ok.insert_header((
+            "Warning",
+            "199 - \"tags held by the cache; the upstream did not answer\"",
+        ));
+    }
+    if let (true, Some(last_tag)) = (page.more, page.tags.last()) {
+        let mut next = format!("/v2/{name}/tags/list?last={last_tag}");
+        if let Some(n) = n {
+            next.push_str(&format!("&n={n}"));
+        }
+        if let Some(ns) = query.get("ns") {
+            next.push_str(&format!("&ns={ns}"));
+        }
+        ok.insert_header((header::LINK, format!("<{next}>; rel=\"next\"")));
+    }
+    Ok(ok.json(serde_json::json!({ "name": name, "tags": page.tags })))
 }
 
 /// A client that lists manifest types in `Accept` and not the one we have gets a 404, as from

@@ -206,6 +206,38 @@ impl UpstreamClient {
             .and_then(|h| Digest::parse(&h).ok()))
     }
 
+    /// The repository's tags, one page: `n` and `last` as the distribution spec defines them.
+    /// The second value is whether the upstream says there are more (a `Link` header).
+    pub async fn tags(
+        &self,
+        repo: &RepoName,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> Result<(Vec<String>, bool), UpstreamError> {
+        let mut url = format!("{}/v2/{}/tags/list", self.base, repo);
+        let mut sep = '?';
+        if let Some(n) = n {
+            url.push_str(&format!("{sep}n={n}"));
+            sep = '&';
+        }
+        if let Some(last) = last {
+            // Tags are [A-Za-z0-9_.-]: nothing to escape (checked by the caller).
+            url.push_str(&format!("{sep}last={last}"));
+        }
+        let mut resp = self.send(Method::GET, &url, repo, false).await?;
+        let more = resp
+            .header(awc::http::header::LINK)
+            .is_some_and(|l| l.contains("rel=\"next\""));
+        let body = resp.read_limited(MAX_MANIFEST_BYTES).await?;
+        #[derive(serde::Deserialize)]
+        struct TagList {
+            tags: Option<Vec<String>>,
+        }
+        let list: TagList = serde_json::from_slice(&body)
+            .map_err(|e| UpstreamError::Protocol(format!("tag list: {e}")))?;
+        Ok((list.tags.unwrap_or_default(), more))
+    }
+
     pub async fn blob(&self, repo: &RepoName, digest: &Digest) -> Result<BlobBody, UpstreamError> {
         let url = format!("{}/v2/{}/blobs/{}", self.base, repo, digest);
         let resp = self.send(Method::GET, &url, repo, false).await?;
