@@ -13,9 +13,34 @@ use crate::manifest_index::{self, CachedManifest, ManifestIndex, Resolve, TagAge
 use crate::metrics::{metrics, UpstreamKind};
 use crate::oci::{Digest, ImageRef, RepoName};
 use crate::puller_pool::{
-    ActiveDownloads, AttachBlobTable, FetchManifest, FetchTags, PullerPool, Revalidate,
+    ActiveDownloads, AttachBlobTable, FetchManifest, FetchReferrers, FetchTags, PullerPool,
+    Revalidate,
 };
 use crate::store::Store;
+
+/// An empty referrers list: what the distribution spec answers for a subject with none.
+const EMPTY_INDEX: &[u8] =
+    br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+
+/// Checks that `bytes` is an image index (a referrers list); the number of entries.
+fn referrer_entries(bytes: &[u8]) -> Result<usize, String> {
+    let doc: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("referrers list: {e}"))?;
+    doc.get("manifests")
+        .and_then(|m| m.as_array())
+        .map(Vec::len)
+        .ok_or_else(|| "referrers list without \"manifests\"".to_string())
+}
+
+/// A referrers list to serve.
+#[derive(Debug, Clone)]
+pub struct Referrers {
+    /// An OCI image index.
+    pub index: Vec<u8>,
+    /// `artifactType` was applied (the `OCI-Filters-Applied` header says so).
+    pub filtered: bool,
+    pub from_cache: bool,
+}
 
 /// One page of a tag list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -349,6 +374,75 @@ impl Engine {
             tags,
             more,
             from_cache: true,
+        })
+    }
+
+    /// The referrers (signatures, SBOMs, attestations) of `subject` as an OCI image index: the
+    /// upstream's, kept for the air gap, or the kept one when the upstream does not answer; an
+    /// empty index when nothing is known. `artifact_type` filters the list here.
+    pub async fn referrers(
+        &self,
+        registry: &str,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Referrers, EngineError> {
+        self.check_allowed(registry)?;
+        let store = self.store.clone();
+        let store_err = |e: crate::store::StoreError| EngineError::Store(e.to_string());
+        let mut index = None;
+        if !self.config.air_gapped {
+            let fetched = self
+                .puller
+                .send(FetchReferrers {
+                    registry: registry.to_string(),
+                    repo: repo.clone(),
+                    subject: subject.clone(),
+                })
+                .await?;
+            match fetched {
+                Ok(found) => {
+                    let bytes = found.map_or_else(|| EMPTY_INDEX.to_vec(), |b| b.to_vec());
+                    referrer_entries(&bytes).map_err(|m| {
+                        EngineError::upstream(registry, crate::upstream::UpstreamError::Protocol(m))
+                    })?;
+                    let (s, subj, b) = (store.clone(), subject.clone(), bytes.clone());
+                    actix_rt::task::spawn_blocking(move || s.write_referrers(&subj, &b))
+                        .await
+                        .map_err(|e| EngineError::Store(e.to_string()))?
+                        .map_err(store_err)?;
+                    index = Some((bytes, false));
+                }
+                Err(e) => log::warn!("referrers of {subject} at {registry}: {e}; using the cache"),
+            }
+        }
+        let (bytes, from_cache) = match index {
+            Some(found) => found,
+            None => {
+                let subj = subject.clone();
+                let kept = actix_rt::task::spawn_blocking(move || store.read_referrers(&subj))
+                    .await
+                    .map_err(|e| EngineError::Store(e.to_string()))?
+                    .map_err(store_err)?;
+                (kept.unwrap_or_else(|| EMPTY_INDEX.to_vec()), true)
+            }
+        };
+        let Some(wanted) = artifact_type else {
+            return Ok(Referrers {
+                index: bytes,
+                filtered: false,
+                from_cache,
+            });
+        };
+        let mut doc: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| EngineError::Store(e.to_string()))?;
+        if let Some(list) = doc.get_mut("manifests").and_then(|m| m.as_array_mut()) {
+            list.retain(|d| d.get("artifactType").and_then(|t| t.as_str()) == Some(wanted));
+        }
+        Ok(Referrers {
+            index: serde_json::to_vec(&doc).map_err(|e| EngineError::Store(e.to_string()))?,
+            filtered: true,
+            from_cache,
         })
     }
 

@@ -403,6 +403,45 @@ impl Handler<FetchTags> for PullerPool {
     }
 }
 
+/// The referrers index of a subject from its upstream (`None`: the upstream knows none).
+#[derive(Message)]
+#[rtype(result = "Result<Option<bytes::Bytes>, EngineError>")]
+pub struct FetchReferrers {
+    pub registry: String,
+    pub repo: crate::oci::RepoName,
+    pub subject: Digest,
+}
+
+impl Handler<FetchReferrers> for PullerPool {
+    type Result = ResponseFuture<Result<Option<bytes::Bytes>, EngineError>>;
+
+    fn handle(&mut self, msg: FetchReferrers, _: &mut Context<Self>) -> Self::Result {
+        let client = self.client(&msg.registry);
+        let timeout = self.config.pull_timeout;
+        let (tx, rx) = oneshot::channel();
+        actix_rt::spawn(async move {
+            let fetch = async {
+                let client = client?;
+                client
+                    .referrers(&msg.repo, &msg.subject)
+                    .await
+                    .map_err(|e| EngineError::upstream(client.name(), e))
+            };
+            let result = tokio::time::timeout(timeout, fetch)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(EngineError::PullTimeout {
+                        upstream: msg.registry.clone(),
+                        what: format!("the referrers of {}", msg.subject),
+                        millis: timeout.as_millis(),
+                    })
+                });
+            let _ = tx.send(result);
+        });
+        outcome(rx)
+    }
+}
+
 /// Downloads one blob into the store, publishing progress; sent by the blob table, which has
 /// already made sure no other download of this digest runs.
 #[derive(Message)]

@@ -35,6 +35,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(unsupported)),
     )
     .service(
+        web::resource("/v2/{name:.+}/referrers/{digest}")
+            .route(web::get().to(referrers))
+            .route(web::head().to(referrers))
+            .default_service(web::to(unsupported)),
+    )
+    .service(
         web::resource("/v2/{name:.+}/tags/list")
             .route(web::get().to(tags))
             .route(web::head().to(tags))
@@ -174,6 +180,44 @@ async fn tags(req: HttpRequest, engine: web::Data<Engine>) -> Result<HttpRespons
         ok.insert_header((header::LINK, format!("<{next}>; rel=\"next\"")));
     }
     Ok(ok.json(serde_json::json!({ "name": name, "tags": page.tags })))
+}
+
+/// `GET /v2/<name>/referrers/<digest>[?artifactType=]`: the subject's referrers as an OCI
+/// image index, kept so that signatures and SBOMs can be found in the air gap too.
+async fn referrers(req: HttpRequest, engine: web::Data<Engine>) -> Result<HttpResponse, ApiError> {
+    let (registry, repo) = route(&req, &engine)?;
+    let subject = Digest::parse(req.match_info().get("digest").unwrap_or_default())?;
+    let query =
+        web::Query::<HashMap<String, String>>::from_query(req.query_string()).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "UNSUPPORTED",
+                format!("query: {e}"),
+            )
+        })?;
+    let found = engine
+        .referrers(
+            &registry,
+            &repo,
+            &subject,
+            query.get("artifactType").map(String::as_str),
+        )
+        .await
+        .map_err(|e| ApiError::from_engine(e, Target::Manifest))?;
+    let mut ok = HttpResponse::Ok();
+    ok.insert_header(API_VERSION)
+        .insert_header(("OCI-Namespace", registry.as_str()))
+        .insert_header((header::CONTENT_TYPE, actors::oci::OCI_INDEX));
+    if found.filtered {
+        ok.insert_header(("OCI-Filters-Applied", "artifactType"));
+    }
+    if found.from_cache {
+        ok.insert_header((
+            "Warning",
+            "199 - \"referrers kept by the cache; the upstream did not answer\"",
+        ));
+    }
+    Ok(ok.body(found.index))
 }
 
 /// A client that lists manifest types in `Accept` and not the one we have gets a 404, as from

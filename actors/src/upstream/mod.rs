@@ -238,6 +238,28 @@ impl UpstreamClient {
         Ok((list.tags.unwrap_or_default(), more))
     }
 
+    /// The referrers of `subject` as an OCI image index: from the referrers API, or, where the
+    /// upstream has none (404), from the referrers tag schema (`sha256-<hex>`); `None` when
+    /// neither knows any.
+    pub async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+    ) -> Result<Option<Bytes>, UpstreamError> {
+        let url = format!("{}/v2/{}/referrers/{}", self.base, repo, subject);
+        match self.send(Method::GET, &url, repo, true).await {
+            Ok(mut resp) => return Ok(Some(resp.read_limited(MAX_MANIFEST_BYTES).await?)),
+            Err(UpstreamError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        let tag = Reference::Tag(format!("sha256-{}", subject.hex()));
+        match self.manifest(repo, &tag).await {
+            Ok(m) => Ok(Some(m.bytes)),
+            Err(UpstreamError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     pub async fn blob(&self, repo: &RepoName, digest: &Digest) -> Result<BlobBody, UpstreamError> {
         let url = format!("{}/v2/{}/blobs/{}", self.base, repo, digest);
         let resp = self.send(Method::GET, &url, repo, false).await?;
