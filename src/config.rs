@@ -3,10 +3,8 @@
 //! Settings are resolved in three layers, each overriding the one before:
 //! built-in defaults, the YAML config file (`--config-file`), the command line.
 //!
-//! The file uses the Go server's key names (camelCase). Keys that the Go server has but this
-//! server does not implement yet are accepted while they hold the Go server's default (empty)
-//! value, so a config file written for the Go server with defaults loads unchanged; any other
-//! value is rejected so a setting is never silently ignored.
+//! The file uses the Go server's key names (camelCase), so a config file written for the Go
+//! server loads unchanged; an unknown key is rejected so a setting is never silently ignored.
 //!
 //! The file is read with the `config` crate (YAML). In 0.15 that crate keeps key case for file
 //! sources, but when it reports an unknown field during deserialization it gives only the path
@@ -16,12 +14,14 @@
 //! `deny_unknown_fields` kept as a second line of defence.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use actors::config::{Credentials, EngineConfig, Scheme, UpstreamConfig};
+use actors::allowlist::Allowlist;
+use actors::config::{
+    Credentials, EngineConfig, FreshnessRule, Scheme, Ttl, UpstreamConfig, UpstreamTls,
+};
 use config::{Map, Source, Value, ValueKind};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
@@ -63,6 +63,12 @@ pub struct Config {
     pub default_ns: Option<String>,
     /// Per-upstream settings from the `registries` list, in file order.
     pub registries: Vec<UpstreamConfig>,
+    /// The upstreams clients may make us contact (`allowedUpstreams`); `None` allows all.
+    pub allowed_upstreams: Option<Allowlist>,
+    /// HTTPS for clients (`serverTlsConfig`); `None` serves plain HTTP.
+    pub server_tls: Option<ServerTls>,
+    /// When cached tags are revalidated upstream (`tagFreshness`); empty: never.
+    pub freshness: Vec<FreshnessRule>,
     /// The config file the settings were read from, if any.
     pub config_file: Option<PathBuf>,
     /// Preloading, platforms, hello-world, health, pruning, admin API access.
@@ -82,10 +88,36 @@ impl Default for Config {
             air_gapped: false,
             default_ns: None,
             registries: Vec::new(),
+            allowed_upstreams: None,
+            server_tls: None,
+            freshness: Vec::new(),
             config_file: None,
             ops: OpsConfig::default(),
         }
     }
+}
+
+/// How the server speaks TLS to its clients (`serverTlsConfig`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTls {
+    /// PEM certificate chain presented to clients.
+    pub cert: PathBuf,
+    /// PEM private key of `cert`.
+    pub key: PathBuf,
+    /// PEM CA bundle that client certificates must chain to (`clientAuth: verify`); the OS
+    /// trust store when absent.
+    pub ca: Option<PathBuf>,
+    pub client_auth: ClientAuth,
+}
+
+/// Whether clients must present a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientAuth {
+    /// No client certificate is asked for (one-way TLS).
+    #[default]
+    None,
+    /// mTLS: a client certificate is required and verified.
+    Verify,
 }
 
 /// Why the configuration could not be loaded. Every message names the file and key, or the
@@ -108,17 +140,6 @@ pub enum ConfigError {
         path: PathBuf,
         key: String,
         hint: String,
-    },
-    /// A key of the Go server that is not implemented yet, set to a non-default value.
-    #[error(
-        "config file {}: key \"{key}\" is not implemented yet; remove it or leave it empty \
-         (found {found})",
-        path.display()
-    )]
-    NotImplemented {
-        path: PathBuf,
-        key: String,
-        found: String,
     },
     /// A key with a value of the wrong type or an unacceptable value.
     #[error("config file {}: key \"{key}\": {message}", path.display())]
@@ -249,6 +270,8 @@ impl Config {
         engine.always_pull_latest = self.always_pull_latest;
         engine.default_ns = self.default_ns.clone();
         engine.upstreams = self.registries.clone();
+        engine.allowed_upstreams = self.allowed_upstreams.clone();
+        engine.freshness = self.freshness.clone();
         engine.prune = self.ops.prune.as_ref().map(PruneSettings::schedule);
         engine
     }
@@ -276,6 +299,8 @@ struct FileConfig {
     health: Option<String>,
     default_ns: Option<String>,
     registries: Option<Vec<FileRegistry>>,
+    allowed_upstreams: Option<Vec<String>>,
+    tag_freshness: Option<Vec<FileFreshness>>,
     prune_config: Option<ops::FilePruneConfig>,
     server_tls_config: Option<FileServerTls>,
     admin_api: Option<ops::FileAdmin>,
@@ -294,11 +319,62 @@ struct FileRegistry {
     tls: Option<FileRegistryTls>,
 }
 
+/// One `tagFreshness` rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FileFreshness {
+    /// A regular expression over `registry/repository`.
+    #[serde(rename = "match")]
+    pattern: Option<String>,
+    ttl: Option<String>,
+    latest_ttl: Option<String>,
+}
+
+impl FileFreshness {
+    fn resolve(self, file: &FileCtx<'_>, key: &str) -> Result<FreshnessRule, ConfigError> {
+        let source = self
+            .pattern
+            .ok_or_else(|| file.invalid(format!("{key}.match"), "is required"))?;
+        // Anchored: `quay.io/` must not also match `notquay.io/`.
+        let pattern = regex::Regex::new(&format!("^(?:{source})$")).map_err(|e| {
+            file.invalid(
+                format!("{key}.match"),
+                format!("not a regular expression: {e}"),
+            )
+        })?;
+        let ttl = match &self.ttl {
+            Some(t) => parse_ttl(t).map_err(|m| file.invalid(format!("{key}.ttl"), m))?,
+            None => return Err(file.invalid(format!("{key}.ttl"), "is required")),
+        };
+        let latest_ttl = match &self.latest_ttl {
+            Some(t) => Some(parse_ttl(t).map_err(|m| file.invalid(format!("{key}.latestTtl"), m))?),
+            None => None,
+        };
+        Ok(FreshnessRule {
+            pattern,
+            ttl,
+            latest_ttl,
+        })
+    }
+}
+
+/// `never`, or a duration such as `30s`, `10m`, `12h`, `1d`.
+fn parse_ttl(value: &str) -> Result<Ttl, String> {
+    if value.trim() == "never" {
+        return Ok(Ttl::Never);
+    }
+    humantime::parse_duration(value.trim())
+        .map(Ttl::After)
+        .map_err(|e| format!("{value:?} is neither `never` nor a duration like 10m, 12h, 1d: {e}"))
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct FileAuth {
     user: Option<String>,
     password: Option<String>,
+    password_from_env: Option<String>,
+    password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -330,14 +406,6 @@ impl FileCtx<'_> {
             path: self.path.to_path_buf(),
             key: key.into(),
             message: message.into(),
-        }
-    }
-
-    fn not_implemented(&self, key: impl Into<String>, found: impl fmt::Display) -> ConfigError {
-        ConfigError::NotImplemented {
-            path: self.path.to_path_buf(),
-            key: key.into(),
-            found: found.to_string(),
         }
     }
 
@@ -415,15 +483,23 @@ impl FileConfig {
             admin_api: self.admin_api,
         }
         .resolve(file)?;
-        // Not implemented yet: accepted only with the Go server's default value.
-        if let Some(tls) = &self.server_tls_config {
-            reject_non_empty(file, "serverTlsConfig.cert", &tls.cert)?;
-            reject_non_empty(file, "serverTlsConfig.key", &tls.key)?;
-            reject_non_empty(file, "serverTlsConfig.ca", &tls.ca)?;
-            // `none` is what the Go server does when the key is empty: no client certificates.
-            if tls.client_auth.as_deref() != Some("none") {
-                reject_non_empty(file, "serverTlsConfig.clientAuth", &tls.client_auth)?;
+        if let Some(tls) = self.server_tls_config {
+            config.server_tls = tls.resolve(file)?;
+        }
+        for (i, rule) in self.tag_freshness.into_iter().flatten().enumerate() {
+            let rule = rule.resolve(file, &format!("tagFreshness[{i}]"))?;
+            config.freshness.push(rule);
+        }
+        if let Some(items) = self.allowed_upstreams {
+            if items.is_empty() {
+                return Err(file.invalid(
+                    "allowedUpstreams",
+                    "an empty list would refuse every upstream; list the allowed registries, \
+                     or remove the key to allow all",
+                ));
             }
+            let list = Allowlist::parse(&items).map_err(|m| file.invalid("allowedUpstreams", m))?;
+            config.allowed_upstreams = Some(list);
         }
 
         let mut seen = HashSet::new();
@@ -474,54 +550,174 @@ impl FileRegistry {
 
         let auth = match self.auth {
             None => None,
-            Some(FileAuth {
-                user: None,
-                password: None,
-            }) => None,
-            Some(FileAuth {
-                user: Some(user),
-                password: Some(password),
-            }) if !user.is_empty() => Some(Credentials { user, password }),
-            Some(FileAuth { user, .. }) => {
-                let missing = if user.as_deref().unwrap_or("").is_empty() {
-                    "user"
-                } else {
-                    "password"
-                };
-                return Err(file.invalid(
-                    format!("{key}.auth.{missing}"),
-                    "is required when auth is given (use `auth: {}` or omit auth for anonymous \
-                     access)",
-                ));
-            }
+            Some(auth) => auth.resolve(file, &format!("{key}.auth"))?,
         };
 
-        if let Some(tls) = &self.tls {
-            reject_non_empty(file, &format!("{key}.tls.ca"), &tls.ca)?;
-            reject_non_empty(file, &format!("{key}.tls.cert"), &tls.cert)?;
-            reject_non_empty(file, &format!("{key}.tls.key"), &tls.key)?;
-            if tls.insecure_skip_verify == Some(true) {
-                return Err(file.not_implemented(format!("{key}.tls.insecureSkipVerify"), "true"));
-            }
-        }
+        let tls = match self.tls {
+            None => UpstreamTls::default(),
+            Some(tls) => tls.resolve(file, &format!("{key}.tls"))?,
+        };
 
         Ok(UpstreamConfig {
             name,
             scheme,
             endpoint,
             auth,
+            tls,
         })
     }
 }
 
-fn reject_non_empty(
-    file: &FileCtx<'_>,
-    key: &str,
-    value: &Option<String>,
-) -> Result<(), ConfigError> {
-    match value.as_deref() {
-        None | Some("") => Ok(()),
-        Some(v) => Err(file.not_implemented(key, format!("\"{v}\""))),
+impl FileAuth {
+    /// Credentials from the file, the environment or a secret file; `None` for `auth: {}`.
+    fn resolve(self, file: &FileCtx<'_>, key: &str) -> Result<Option<Credentials>, ConfigError> {
+        let user = self.user.filter(|u| !u.is_empty());
+        let env = self.password_from_env.filter(|v| !v.is_empty());
+        let path = self.password_file.filter(|p| !p.as_os_str().is_empty());
+        let sources = [self.password.is_some(), env.is_some(), path.is_some()]
+            .iter()
+            .filter(|x| **x)
+            .count();
+        if user.is_none() && sources == 0 {
+            return Ok(None);
+        }
+        let Some(user) = user else {
+            return Err(file.invalid(
+                format!("{key}.user"),
+                "is required when auth is given (use `auth: {}` or omit auth for anonymous \
+                 access)",
+            ));
+        };
+        if sources != 1 {
+            return Err(file.invalid(
+                format!("{key}.password"),
+                "give exactly one of password, passwordFromEnv (an environment variable) or \
+                 passwordFile (a file holding the password)",
+            ));
+        }
+        let password = if let Some(p) = self.password {
+            p
+        } else if let Some(var) = env {
+            match std::env::var(&var) {
+                Ok(v) if !v.is_empty() => v,
+                Ok(_) => {
+                    return Err(file.invalid(
+                        format!("{key}.passwordFromEnv"),
+                        format!("environment variable {var} is empty"),
+                    ))
+                }
+                Err(e) => {
+                    return Err(file.invalid(
+                        format!("{key}.passwordFromEnv"),
+                        format!("environment variable {var}: {e}"),
+                    ))
+                }
+            }
+        } else {
+            let path = path.expect("one source is set");
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                file.invalid(
+                    format!("{key}.passwordFile"),
+                    format!("{}: cannot read it: {e}", path.display()),
+                )
+            })?;
+            // Secret files usually end with a newline that is not part of the password.
+            let password = text.strip_suffix('\n').unwrap_or(&text);
+            let password = password.strip_suffix('\r').unwrap_or(password);
+            if password.is_empty() {
+                return Err(file.invalid(
+                    format!("{key}.passwordFile"),
+                    format!("{} is empty", path.display()),
+                ));
+            }
+            password.to_string()
+        };
+        Ok(Some(Credentials { user, password }))
+    }
+}
+
+impl FileRegistryTls {
+    /// The TLS settings, with every file read and checked now rather than at the first pull.
+    fn resolve(self, file: &FileCtx<'_>, key: &str) -> Result<UpstreamTls, ConfigError> {
+        use actors::upstream::tls;
+        let path = |v: Option<String>| v.filter(|s| !s.is_empty()).map(PathBuf::from);
+        let out = UpstreamTls {
+            ca: path(self.ca),
+            client_cert: path(self.cert),
+            client_key: path(self.key),
+            insecure_skip_verify: self.insecure_skip_verify.unwrap_or(false),
+        };
+        if let Some(ca) = &out.ca {
+            tls::load_roots(ca, "CA file").map_err(|m| file.invalid(format!("{key}.ca"), m))?;
+        }
+        match (&out.client_cert, &out.client_key) {
+            (Some(cert), Some(k)) => {
+                tls::load_certs(cert, "client certificate")
+                    .map_err(|m| file.invalid(format!("{key}.cert"), m))?;
+                tls::load_key(k, "client key")
+                    .map_err(|m| file.invalid(format!("{key}.key"), m))?;
+            }
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err(file.invalid(format!("{key}.key"), "is required when cert is given"))
+            }
+            (None, Some(_)) => {
+                return Err(file.invalid(format!("{key}.cert"), "is required when key is given"))
+            }
+        }
+        tls::build_client_config(&out).map_err(|m| file.invalid(key, m))?;
+        Ok(out)
+    }
+}
+
+impl FileServerTls {
+    /// `None` when no certificate is configured (plain HTTP, the default).
+    fn resolve(self, file: &FileCtx<'_>) -> Result<Option<ServerTls>, ConfigError> {
+        let path = |v: Option<String>| v.filter(|s| !s.is_empty()).map(PathBuf::from);
+        let (cert, key, ca) = (path(self.cert), path(self.key), path(self.ca));
+        let client_auth = match self.client_auth.as_deref() {
+            None | Some("") | Some("none") => ClientAuth::None,
+            Some("verify") => ClientAuth::Verify,
+            Some(other) => {
+                return Err(file.invalid(
+                    "serverTlsConfig.clientAuth",
+                    format!("\"{other}\" is not a client authentication mode; use none or verify"),
+                ))
+            }
+        };
+        let (cert, key) = match (cert, key) {
+            (Some(c), Some(k)) => (c, k),
+            (None, None) => {
+                if client_auth == ClientAuth::Verify {
+                    return Err(file.invalid(
+                        "serverTlsConfig.clientAuth",
+                        "verify needs TLS: set serverTlsConfig.cert and serverTlsConfig.key",
+                    ));
+                }
+                if ca.is_some() {
+                    return Err(file.invalid(
+                        "serverTlsConfig.ca",
+                        "is only used with TLS: set serverTlsConfig.cert and serverTlsConfig.key",
+                    ));
+                }
+                return Ok(None);
+            }
+            (Some(_), None) => {
+                return Err(file.invalid("serverTlsConfig.key", "is required when cert is given"))
+            }
+            (None, Some(_)) => {
+                return Err(file.invalid("serverTlsConfig.cert", "is required when key is given"))
+            }
+        };
+        let tls = ServerTls {
+            cert,
+            key,
+            ca,
+            client_auth,
+        };
+        crate::server::tls::server_config(&tls)
+            .map_err(|(sub, m)| file.invalid(format!("serverTlsConfig.{sub}"), m))?;
+        Ok(Some(tls))
     }
 }
 
@@ -720,6 +916,14 @@ fn check_keys(file: &FileCtx<'_>, root: &Map<String, Value>) -> Result<(), Confi
             ))
         }
     };
+    if let Some(ValueKind::Array(rules)) = root.get("tagFreshness").map(|v| &v.kind) {
+        for (i, item) in rules.iter().enumerate() {
+            let prefix = format!("tagFreshness[{i}]");
+            if let Some(t) = mapping(file, &prefix, Some(item))? {
+                check_table(file, &prefix, t, field_names::<FileFreshness>())?;
+            }
+        }
+    }
     for (i, item) in registries.iter().enumerate() {
         let prefix = format!("registries[{i}]");
         let Some(entry) = mapping(file, &prefix, Some(item))? else {
@@ -903,11 +1107,6 @@ serverTlsConfig:
         err
     }
 
-    fn not_implemented(text: &str, key: &str) {
-        let err = load_err(text, &[&format!("key \"{key}\" is not implemented yet")]);
-        assert!(matches!(err, ConfigError::NotImplemented { .. }), "{err:?}");
-    }
-
     fn unknown_key(text: &str, key: &str) {
         let err = load_err(text, &[&format!("unknown key \"{key}\"")]);
         assert!(matches!(err, ConfigError::UnknownKey { .. }), "{err:?}");
@@ -973,21 +1172,20 @@ serverTlsConfig:
     }
 
     #[test]
-    fn example_config_file_commented_keys_also_load_when_uncommented() {
+    fn example_config_file_shows_the_operations_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config.yaml");
+        let config = Config::from_file(&path).unwrap();
+        assert_eq!(config.ops, OpsConfig::default());
         let text = std::fs::read_to_string(path).unwrap();
-        let tail = text
-            .split_once("# serverTlsConfig:")
-            .map(|(_, rest)| format!("# serverTlsConfig:{rest}"))
-            .expect("example documents serverTlsConfig");
-        // Every line of that block is "# key: value   # note".
-        let uncommented: String = tail
-            .lines()
-            .filter_map(|l| l.strip_prefix("# "))
-            .map(|l| format!("{}\n", l.split(" #").next().unwrap_or(l).trim_end()))
-            .collect();
-        assert!(uncommented.contains("\n  clientAuth:\n"), "{uncommented}");
-        load_yaml(&uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+        for key in [
+            "preloadImages:",
+            "helloWorld:",
+            "pruneConfig:",
+            "  dryRun:",
+            "adminApi:",
+        ] {
+            assert!(text.contains(&format!("\n{key}")), "example lacks {key}");
+        }
     }
 
     #[test]
@@ -1228,49 +1426,302 @@ serverTlsConfig:
         unknown_key("adminApi:\n  tokens: x\n", "adminApi.tokens");
     }
 
-    #[test]
-    fn server_tls_values_are_not_implemented() {
-        for key in ["cert", "key", "ca"] {
-            not_implemented(
-                &format!("serverTlsConfig:\n  {key}: /etc/pki/x.pem\n"),
-                &format!("serverTlsConfig.{key}"),
-            );
+    /// A CA, a certificate it signed (server and client use) and that certificate's key, made
+    /// with the openssl command line tool.
+    struct Pki {
+        dir: tempfile::TempDir,
+    }
+
+    impl Pki {
+        fn new() -> Pki {
+            let dir = tempfile::tempdir().unwrap();
+            let run = |args: &[&str]| {
+                let out = std::process::Command::new("openssl")
+                    .args(args)
+                    .current_dir(dir.path())
+                    .output()
+                    .expect("the openssl command line tool is needed by this test");
+                assert!(out.status.success(), "openssl {args:?}: {out:?}");
+            };
+            run(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-subj",
+                "/CN=test-ca",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ]);
+            run(&[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "leaf.key",
+                "-out",
+                "leaf.csr",
+                "-subj",
+                "/CN=localhost",
+            ]);
+            std::fs::write(
+                dir.path().join("leaf.ext"),
+                "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n\
+                 extendedKeyUsage=serverAuth,clientAuth\n",
+            )
+            .unwrap();
+            run(&[
+                "x509",
+                "-req",
+                "-in",
+                "leaf.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "leaf.ext",
+                "-out",
+                "leaf.crt",
+            ]);
+            std::fs::write(dir.path().join("junk.pem"), "not a pem file\n").unwrap();
+            Pki { dir }
         }
-        not_implemented(
-            "serverTlsConfig:\n  clientAuth: verify\n",
-            "serverTlsConfig.clientAuth",
-        );
-        load_yaml("serverTlsConfig:\n  clientAuth: none\n").unwrap();
+
+        fn path(&self, name: &str) -> String {
+            self.dir.path().join(name).display().to_string()
+        }
     }
 
     #[test]
-    fn not_implemented_message_has_the_documented_form() {
-        let f = write_yaml("serverTlsConfig:\n  cert: /c.pem\n");
-        let err = Config::from_file(f.path()).unwrap_err().to_string();
-        let expected = format!(
-            "config file {}: key \"serverTlsConfig.cert\" is not implemented yet",
-            f.path().display()
+    fn server_tls_one_way_and_mtls_load() {
+        let pki = Pki::new();
+        let (cert, key, ca) = (
+            pki.path("leaf.crt"),
+            pki.path("leaf.key"),
+            pki.path("ca.crt"),
         );
-        assert!(err.starts_with(&expected), "{err}");
-    }
-
-    #[test]
-    fn registry_tls_values_are_not_implemented() {
-        for key in ["ca", "cert", "key"] {
-            not_implemented(
-                &format!("registries:\n- name: quay.io\n  tls:\n    {key}: /x.pem\n"),
-                &format!("registries[0].tls.{key}"),
-            );
-        }
-        not_implemented(
-            "registries:\n- name: a.io\n- name: quay.io\n  tls:\n    insecureSkipVerify: true\n",
-            "registries[1].tls.insecureSkipVerify",
-        );
-        load_yaml(
-            "registries:\n- name: quay.io\n  tls: {}\n- name: b.io\n  tls:\n    \
-             insecureSkipVerify: false\n    ca:\n",
-        )
+        let config = load_yaml(&format!(
+            "serverTlsConfig:\n  cert: {cert}\n  key: {key}\n  ca:\n  clientAuth: none\n"
+        ))
         .unwrap();
+        let tls = config.server_tls.unwrap();
+        assert_eq!(tls.client_auth, ClientAuth::None);
+        assert_eq!(tls.cert, PathBuf::from(&cert));
+        let config = load_yaml(&format!(
+            "serverTlsConfig:\n  cert: {cert}\n  key: {key}\n  ca: {ca}\n  clientAuth: verify\n"
+        ))
+        .unwrap();
+        let tls = config.server_tls.unwrap();
+        assert_eq!(tls.client_auth, ClientAuth::Verify);
+        assert_eq!(tls.ca, Some(PathBuf::from(&ca)));
+        // Verify without a CA uses the OS trust store.
+        load_yaml(&format!(
+            "serverTlsConfig:\n  cert: {cert}\n  key: {key}\n  clientAuth: verify\n"
+        ))
+        .unwrap();
+        // All empty (the seed's defaults): plain HTTP.
+        let config = load_yaml("serverTlsConfig:\n  cert:\n  key:\n  clientAuth:\n").unwrap();
+        assert_eq!(config.server_tls, None);
+    }
+
+    #[test]
+    fn server_tls_errors_name_the_key_and_the_file() {
+        let pki = Pki::new();
+        let (cert, key, junk) = (
+            pki.path("leaf.crt"),
+            pki.path("leaf.key"),
+            pki.path("junk.pem"),
+        );
+        let missing = pki.path("missing.crt");
+        load_err(
+            &format!("serverTlsConfig:\n  cert: {missing}\n  key: {key}\n"),
+            &["serverTlsConfig.cert", &missing, "cannot read"],
+        );
+        load_err(
+            &format!("serverTlsConfig:\n  cert: {junk}\n  key: {key}\n"),
+            &["serverTlsConfig.cert", &junk, "no PEM certificate"],
+        );
+        load_err(
+            &format!("serverTlsConfig:\n  cert: {cert}\n  key: {junk}\n"),
+            &["serverTlsConfig.key", &junk, "private key"],
+        );
+        load_err(
+            &format!(
+                "serverTlsConfig:\n  cert: {cert}\n  key: {key}\n  ca: {junk}\n  \
+                 clientAuth: verify\n"
+            ),
+            &["serverTlsConfig.ca", &junk],
+        );
+        load_err(
+            &format!("serverTlsConfig:\n  cert: {cert}\n"),
+            &["serverTlsConfig.key", "required"],
+        );
+        load_err(
+            "serverTlsConfig:\n  clientAuth: verify\n",
+            &["serverTlsConfig.clientAuth", "cert"],
+        );
+        load_err(
+            &format!("serverTlsConfig:\n  cert: {cert}\n  key: {key}\n  clientAuth: yes\n"),
+            &["serverTlsConfig.clientAuth", "none or verify"],
+        );
+        load_err(
+            "serverTlsConfig:\n  ca: /etc/ca.pem\n",
+            &["serverTlsConfig.ca", "only used with TLS"],
+        );
+    }
+
+    #[test]
+    fn registry_tls_settings_load() {
+        let pki = Pki::new();
+        let (cert, key, ca) = (
+            pki.path("leaf.crt"),
+            pki.path("leaf.key"),
+            pki.path("ca.crt"),
+        );
+        let config = load_yaml(&format!(
+            "registries:\n- name: a.io\n  tls:\n    ca: {ca}\n- name: b.io\n  tls:\n    \
+             insecureSkipVerify: true\n- name: c.io\n  tls:\n    cert: {cert}\n    \
+             key: {key}\n    ca: {ca}\n- name: d.io\n  tls:\n    cert: {cert}\n    \
+             key: {key}\n    insecureSkipVerify: true\n- name: e.io\n  tls: {{}}\n"
+        ))
+        .unwrap();
+        let tls: Vec<&UpstreamTls> = config.registries.iter().map(|r| &r.tls).collect();
+        assert_eq!(tls[0].ca, Some(PathBuf::from(&ca)));
+        assert!(!tls[0].insecure_skip_verify);
+        assert!(tls[1].insecure_skip_verify);
+        assert_eq!(tls[2].client_cert, Some(PathBuf::from(&cert)));
+        assert_eq!(tls[2].client_key, Some(PathBuf::from(&key)));
+        assert!(tls[3].insecure_skip_verify && tls[3].client_cert.is_some());
+        assert_eq!(tls[4], &UpstreamTls::default());
+    }
+
+    #[test]
+    fn registry_tls_errors_name_the_key_and_the_file() {
+        let pki = Pki::new();
+        let (cert, key, junk) = (
+            pki.path("leaf.crt"),
+            pki.path("leaf.key"),
+            pki.path("junk.pem"),
+        );
+        let missing = pki.path("missing.crt");
+        load_err(
+            &format!("registries:\n- name: a.io\n  tls:\n    ca: {missing}\n"),
+            &["registries[0].tls.ca", &missing, "cannot read"],
+        );
+        load_err(
+            &format!("registries:\n- name: a.io\n  tls:\n    ca: {junk}\n"),
+            &["registries[0].tls.ca", &junk, "no PEM certificate"],
+        );
+        load_err(
+            &format!("registries:\n- name: a.io\n  tls:\n    cert: {junk}\n    key: {key}\n"),
+            &["registries[0].tls.cert", &junk],
+        );
+        load_err(
+            &format!("registries:\n- name: a.io\n  tls:\n    cert: {cert}\n    key: {junk}\n"),
+            &["registries[0].tls.key", &junk],
+        );
+        load_err(
+            &format!("registries:\n- name: a.io\n  tls:\n    cert: {cert}\n"),
+            &["registries[0].tls.key", "required"],
+        );
+        load_err(
+            &format!("registries:\n- name: a.io\n  tls:\n    key: {key}\n"),
+            &["registries[0].tls.cert", "required"],
+        );
+    }
+
+    #[test]
+    fn password_from_env_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "from-file\n").unwrap();
+        // A variable only this test sets.
+        std::env::set_var("OCIREGISTRY_TEST_PASSWORD_A", "from-env");
+        let config = load_yaml(&format!(
+            "registries:\n- name: a.io\n  auth:\n    user: u\n    \
+             passwordFromEnv: OCIREGISTRY_TEST_PASSWORD_A\n- name: b.io\n  auth:\n    \
+             user: v\n    passwordFile: {}\n",
+            secret.display()
+        ))
+        .unwrap();
+        let a = config.registries[0].auth.as_ref().unwrap();
+        assert_eq!((a.user.as_str(), a.password.as_str()), ("u", "from-env"));
+        let b = config.registries[1].auth.as_ref().unwrap();
+        assert_eq!((b.user.as_str(), b.password.as_str()), ("v", "from-file"));
+        assert!(!format!("{config:?}").contains("from-env"));
+        assert!(!format!("{config:?}").contains("from-file"));
+    }
+
+    #[test]
+    fn password_sources_are_exclusive_and_must_exist() {
+        load_err(
+            "registries:\n- name: a.io\n  auth:\n    user: u\n    password: p\n    \
+             passwordFromEnv: X\n",
+            &["registries[0].auth.password", "exactly one"],
+        );
+        load_err(
+            "registries:\n- name: a.io\n  auth:\n    user: u\n    passwordFile: /x\n    \
+             passwordFromEnv: X\n",
+            &["exactly one"],
+        );
+        load_err(
+            "registries:\n- name: a.io\n  auth:\n    user: u\n    \
+             passwordFromEnv: OCIREGISTRY_TEST_PASSWORD_UNSET\n",
+            &[
+                "registries[0].auth.passwordFromEnv",
+                "OCIREGISTRY_TEST_PASSWORD_UNSET",
+            ],
+        );
+        load_err(
+            "registries:\n- name: a.io\n  auth:\n    user: u\n    \
+             passwordFile: /nonexistent/ociregistry-secret\n",
+            &[
+                "registries[0].auth.passwordFile",
+                "/nonexistent/ociregistry-secret",
+                "cannot read",
+            ],
+        );
+        load_err(
+            "registries:\n- name: a.io\n  auth:\n    passwordFile: /x\n",
+            &["registries[0].auth.user"],
+        );
+    }
+
+    #[test]
+    fn allowed_upstreams_are_parsed_and_reach_the_engine() {
+        let config =
+            load_yaml("allowedUpstreams:\n- quay.io\n- \"*.k8s.io\"\n- myreg:5000\n").unwrap();
+        let engine = config.engine_config();
+        assert!(engine.upstream_allowed("quay.io"));
+        assert!(engine.upstream_allowed("registry.k8s.io"));
+        assert!(engine.upstream_allowed("myreg:5000"));
+        assert!(!engine.upstream_allowed("evil.example"));
+        assert!(!engine.upstream_allowed("myreg"));
+        let all = load_yaml("port: 8080\n").unwrap().engine_config();
+        assert!(all.upstream_allowed("anything.example"));
+        load_err(
+            "allowedUpstreams: []\n",
+            &["allowedUpstreams", "empty list"],
+        );
+        load_err(
+            "allowedUpstreams:\n- https://quay.io\n",
+            &["allowedUpstreams", "https://quay.io"],
+        );
+        load_err("allowedUpstreams: quay.io\n", &["allowedUpstreams"]);
     }
 
     #[test]
@@ -1456,12 +1907,14 @@ imagePath: /data
                         user: "theuser".into(),
                         password: "thepass".into(),
                     }),
+                    tls: UpstreamTls::default(),
                 },
                 UpstreamConfig {
                     name: "myreg:5000".into(),
                     scheme: Scheme::Https,
                     endpoint: Some("https://[::1]:5443".into()),
                     auth: None,
+                    tls: UpstreamTls::default(),
                 },
             ]
         );
@@ -1594,5 +2047,42 @@ imagePath: /data
             load_yaml("registries:\n- name: a.io\n  auth:\n    user: u\n    password: s3cret\n")
                 .unwrap();
         assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn tag_freshness_rules_reach_the_engine_anchored_and_in_order() {
+        let c = load_yaml(
+            "tagFreshness:\n- match: \"quay.io/.*\"\n  ttl: 1h\n  latestTtl: 5m\n\
+             - match: \".*\"\n  ttl: never\n",
+        )
+        .unwrap();
+        let e = c.engine_config();
+        let at = |s: &str| e.tag_ttl(&actors::oci::ImageRef::parse(s).unwrap());
+        assert_eq!(at("quay.io/a/b:1"), Ttl::After(Duration::from_secs(3600)));
+        assert_eq!(
+            at("quay.io/a/b:latest"),
+            Ttl::After(Duration::from_secs(300))
+        );
+        assert_eq!(at("notquay.io/a/b:1"), Ttl::Never);
+        assert_eq!(at("docker.io/library/x:1"), Ttl::Never);
+        let digest = format!("quay.io/a/b@sha256:{}", "a".repeat(64));
+        assert_eq!(at(&digest), Ttl::Never, "digests are immutable");
+    }
+
+    #[test]
+    fn bad_tag_freshness_rules_are_rejected_naming_the_key() {
+        load_err(
+            "tagFreshness:\n- match: \"(\"\n  ttl: 1h\n",
+            &["tagFreshness[0].match"],
+        );
+        load_err(
+            "tagFreshness:\n- match: x\n  ttl: soon\n",
+            &["tagFreshness[0].ttl"],
+        );
+        load_err("tagFreshness:\n- match: x\n", &["tagFreshness[0].ttl"]);
+        load_err(
+            "tagFreshness:\n- match: x\n  ttl: 1h\n  tll: 2h\n",
+            &["tagFreshness[0].tll"],
+        );
     }
 }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use ociregistry::cli::{Cli, Command};
 use ociregistry::commands;
-use ociregistry::config::{self, Config};
+use ociregistry::config::{self, ClientAuth, Config};
 use ociregistry::server;
 
 fn main() -> ExitCode {
@@ -69,6 +69,32 @@ fn init_logging(config: &Config) -> Result<(), String> {
 fn serve(mut config: Config) -> Result<(), String> {
     let held = commands::serve::prepare(&mut config)?;
     let system = actix_web::rt::System::new();
+    let tls = match &config.server_tls {
+        Some(t) => Some(
+            server::tls::server_config(t)
+                .map_err(|(key, m)| format!("serverTlsConfig.{key}: {m}"))?,
+        ),
+        None => None,
+    };
+    let security = match &config.server_tls {
+        None => "plain HTTP".to_string(),
+        Some(t) => match t.client_auth {
+            ClientAuth::None => "TLS".to_string(),
+            ClientAuth::Verify => format!(
+                "mTLS: client certificates required, verified against {}",
+                t.ca.as_ref().map_or("the OS trust store".to_string(), |p| p
+                    .display()
+                    .to_string())
+            ),
+        },
+    };
+    let allowed = match &config.allowed_upstreams {
+        None => "any upstream".to_string(),
+        Some(a) => {
+            let names: Vec<String> = a.patterns().iter().map(|p| p.to_string()).collect();
+            format!("upstreams {}", names.join(", "))
+        }
+    };
     system.block_on(async move {
         let engine = actors::Engine::start(config.engine_config()).map_err(|e| e.to_string())?;
         held.before_serving(&config, &engine).await?;
@@ -79,9 +105,15 @@ fn serve(mut config: Config) -> Result<(), String> {
         let mut err = std::io::stderr().lock();
         let _ = writeln!(
             err,
-            "ociregistry {} serving on {local} (cache {}, pid {}{})",
+            "ociregistry {} serving on {local} ({security}; {allowed}; cache {}, config {}, pid {}{})",
             env!("CARGO_PKG_VERSION"),
             config.image_path.display(),
+            config
+                .config_file
+                .as_ref()
+                .map_or("defaults and command line".to_string(), |f| f
+                    .display()
+                    .to_string()),
             std::process::id(),
             if config.air_gapped {
                 ", air-gapped"
@@ -90,9 +122,49 @@ fn serve(mut config: Config) -> Result<(), String> {
             }
         );
         drop(err);
-        let server =
-            server::run(listener, engine, held.admin(&config)).map_err(|e| e.to_string())?;
-        held.stop_on_request(server.handle());
-        server.await.map_err(|e| e.to_string())
+        // SIGTERM stops accepting and lets requests finish (bounded by the server's shutdown
+        // timeout); SIGINT stops at once. Either way the engine then gets a bounded grace period
+        // for background downloads and writes its bookkeeping; a further signal cuts that short.
+        let http = server::run_with_tls(listener, engine.clone(), tls, held.admin(&config))
+            .map_err(|e| e.to_string())?;
+        let handle = http.handle();
+        held.stop_on_request(handle.clone());
+        actix_web::rt::spawn(async move {
+            let graceful = next_signal().await;
+            log::info!(
+                "{} received: stopping",
+                if graceful { "SIGTERM" } else { "SIGINT" }
+            );
+            handle.stop(graceful).await;
+        });
+        http.await.map_err(|e| e.to_string())?;
+        log::info!("stopping: letting downloads finish (up to {DOWNLOAD_GRACE:?})");
+        tokio::select! {
+            _ = engine.shutdown(DOWNLOAD_GRACE) => {}
+            _ = next_signal() => log::warn!("second signal: stopping now"),
+        }
+        log::info!("stopped");
+        Ok(())
     })
+}
+
+/// How long a stopping server lets blob downloads run on: with the HTTP server's own 10 s this
+/// stays inside Kubernetes' default 30 s termination grace period.
+const DOWNLOAD_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Waits for SIGTERM (true: stop gracefully) or SIGINT (false).
+async fn next_signal() -> bool {
+    use actix_web::rt::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => true,
+                _ = int.recv() => false,
+            }
+        }
+        _ => std::future::pending().await,
+    }
 }

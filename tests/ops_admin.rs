@@ -18,7 +18,7 @@ fn admin_endpoints_answer_in_columns_and_json_and_only_to_allowed_clients() {
     let other = upstream.push_oci(&LocalImage::generate(&["40K"]), "e2e/admin-b", "v1");
     let health = support::free_port();
     let mut server = Server::start_with(ServerOptions {
-        extra_config: format!("adminApi:\n  token: {TOKEN}\n"),
+        extra_yaml: format!("adminApi:\n  token: {TOKEN}\n"),
         extra_args: vec!["--health".into(), health.to_string()],
         ..ServerOptions::new(&upstream.url())
     });

@@ -45,7 +45,7 @@ fn scheduled_prune_removes_stale_images_keeps_recent_ones_and_spares_a_pull_in_f
     let relay = Relay::start(upstream.port, 256 * 1024);
     let server = Server::start_with(ServerOptions {
         cache_dir: Some(ws.cache.clone()),
-        extra_config: format!(
+        extra_yaml: format!(
             "pruneConfig:\n  enabled: true\n  type: accessed\n  duration: 1d\n  \
              frequency: {FREQUENCY_SECS}s\n  count: -1\n"
         ),

@@ -21,6 +21,7 @@ declare -A NEEDED=(
     [htpasswd]=apache2-utils
     [jq]=jq
     [python3]=python3
+    [systemd-analyze]=systemd
 )
 
 missing=()

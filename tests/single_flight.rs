@@ -153,3 +153,50 @@ fn client_joining_mid_download_gets_first_bytes_before_the_download_finishes() {
         "the joining client caused another upstream GET"
     );
 }
+
+#[test]
+fn a_client_that_disconnects_mid_download_does_not_cancel_it() {
+    use std::io::{Read, Write};
+    let upstream = Upstream::start();
+    let image = LocalImage::generate_for(&["2M"], "linux/amd64");
+    let tree = upstream.push_oci(&image, REPO, "v1");
+    let (layer, size) = tree.largest_layer();
+    // About three seconds of download.
+    let relay = Relay::start(upstream.port, 768 * 1024);
+    let server = Server::start(&relay.url());
+    let path = server.blob_path(REPO, &layer);
+
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(conn, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut got = 0usize;
+    let mut buf = [0u8; 16 * 1024];
+    while got < 128 * 1024 {
+        let n = conn.read(&mut buf).expect("read from server");
+        assert!(n > 0, "server closed the connection after {got} bytes");
+        got += n;
+    }
+    drop(conn);
+
+    let cached = server
+        .cache_dir()
+        .join("blobs")
+        .join(support::hex_of(&layer));
+    wait_for(
+        "the abandoned download to complete in the cache",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || cached.exists().then_some(()),
+    );
+    assert_eq!(std::fs::metadata(&cached).unwrap().len(), size);
+    assert_eq!(format!("sha256:{}", support::sha256_file(&cached)), layer);
+    let full = http::get(server.port, &path);
+    assert_eq!(full.status, 200);
+    assert_eq!(format!("sha256:{}", support::sha256_hex(&full.body)), layer);
+    assert_eq!(
+        upstream.count_requests("GET", &format!("/blobs/{layer}")),
+        1,
+        "the download was restarted after the client went away"
+    );
+}

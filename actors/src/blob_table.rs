@@ -84,6 +84,10 @@ pub struct BlobTable {
 impl BlobTable {
     /// `present` is what the store found on disk at start.
     pub fn new(puller: Addr<PullerPool>, present: Vec<(Digest, u64)>) -> Self {
+        let m = crate::metrics::metrics();
+        m.cached_blobs.set(present.len() as i64);
+        m.cached_blob_bytes
+            .set(present.iter().map(|(_, s)| *s as i64).sum());
         BlobTable {
             puller,
             blobs: present
@@ -122,7 +126,13 @@ impl Handler<Open> for BlobTable {
     fn handle(&mut self, msg: Open, _: &mut Context<Self>) -> Self::Result {
         MessageResult(match self.blobs.get(&msg.digest) {
             Some(State::Present { size }) => BlobStatus::Present { size: *size },
-            Some(State::Fetching(rx)) => BlobStatus::Fetching(rx.clone()),
+            Some(State::Fetching(rx)) => {
+                crate::metrics::metrics()
+                    .waiters_joined
+                    .get_or_create(&crate::metrics::Kind { kind: "blob" })
+                    .inc();
+                BlobStatus::Fetching(rx.clone())
+            }
             None => match msg.source {
                 None => BlobStatus::Absent,
                 Some(source) => {
@@ -156,6 +166,9 @@ impl Handler<Finished> for BlobTable {
         match msg.result {
             Ok(size) => {
                 self.blobs.insert(msg.digest, State::Present { size });
+                let m = crate::metrics::metrics();
+                m.cached_blobs.inc();
+                m.cached_blob_bytes.inc_by(size as i64);
             }
             Err(_) => {
                 self.blobs.remove(&msg.digest);

@@ -14,6 +14,23 @@ pub struct UpstreamConfig {
     /// mirror of docker.io, or a test registry whose port cannot appear in an image reference.
     pub endpoint: Option<String>,
     pub auth: Option<Credentials>,
+    /// How to secure the connection (ignored for `http`).
+    pub tls: UpstreamTls,
+}
+
+/// Client-side TLS for one upstream: which server certificates to trust, and the certificate
+/// we present when the upstream asks for one (mTLS). The default verifies the upstream against
+/// the OS trust store and presents no certificate.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// PEM CA bundle to verify the upstream against, instead of the OS trust store.
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate chain and its private key, presented for mTLS. Both or neither.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// Accept any server certificate (handshake signatures are still checked). For test and
+    /// lab registries only: it gives up protection against an impostor.
+    pub insecure_skip_verify: bool,
 }
 
 impl UpstreamConfig {
@@ -24,6 +41,7 @@ impl UpstreamConfig {
             scheme: Scheme::Https,
             endpoint: None,
             auth: None,
+            tls: UpstreamTls::default(),
         }
     }
 
@@ -91,7 +109,39 @@ pub struct EngineConfig {
     pub max_concurrent_per_upstream: usize,
     /// The background prune (`pruneConfig`); `None` when disabled.
     pub prune: Option<crate::pruner::PruneSchedule>,
+    /// The upstreams clients may make us contact; `None` allows every upstream.
+    pub allowed_upstreams: Option<crate::allowlist::Allowlist>,
+    /// When cached tags are checked against their upstream again; first match wins, no match
+    /// means never (offline first).
+    pub freshness: Vec<FreshnessRule>,
 }
+
+/// How long a cached tag is trusted before an upstream `HEAD` checks it again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ttl {
+    /// Serve the cached tag for as long as it is cached.
+    Never,
+    After(Duration),
+}
+
+/// A tag freshness policy for the repositories whose `registry/repository` matches `pattern`.
+#[derive(Clone, Debug)]
+pub struct FreshnessRule {
+    pub pattern: regex::Regex,
+    pub ttl: Ttl,
+    /// For the `latest` tag, which moves more often; `None` uses `ttl`.
+    pub latest_ttl: Option<Ttl>,
+}
+
+impl PartialEq for FreshnessRule {
+    fn eq(&self, other: &Self) -> bool {
+        self.pattern.as_str() == other.pattern.as_str()
+            && self.ttl == other.ttl
+            && self.latest_ttl == other.latest_ttl
+    }
+}
+
+impl Eq for FreshnessRule {}
 
 impl EngineConfig {
     pub fn new(image_path: PathBuf) -> Self {
@@ -104,7 +154,30 @@ impl EngineConfig {
             upstreams: Vec::new(),
             max_concurrent_per_upstream: 6,
             prune: None,
+            allowed_upstreams: None,
+            freshness: Vec::new(),
         }
+    }
+
+    /// How long a cached `image` tag may be served before it is revalidated.
+    pub fn tag_ttl(&self, image: &crate::oci::ImageRef) -> Ttl {
+        let Some(tag) = image.reference.tag() else {
+            // A digest names immutable content.
+            return Ttl::Never;
+        };
+        let name = format!("{}/{}", image.registry, image.repo);
+        match self.freshness.iter().find(|r| r.pattern.is_match(&name)) {
+            None => Ttl::Never,
+            Some(r) if tag == "latest" => r.latest_ttl.unwrap_or(r.ttl),
+            Some(r) => r.ttl,
+        }
+    }
+
+    /// Whether clients may make us contact `registry` (as clients name it).
+    pub fn upstream_allowed(&self, registry: &str) -> bool {
+        self.allowed_upstreams
+            .as_ref()
+            .is_none_or(|a| a.allows(registry))
     }
 
     /// The settings for `registry`, or anonymous HTTPS when it has no entry.

@@ -7,13 +7,52 @@ use actix::prelude::*;
 
 use crate::blob_table::{self, AddRefs, BlobSource, BlobStatus, BlobTable, Open};
 use crate::config::EngineConfig;
+use crate::config::Ttl;
 use crate::error::EngineError;
-use crate::manifest_index::{self, CachedManifest, ManifestIndex, Resolve};
+use crate::manifest_index::{self, CachedManifest, ManifestIndex, Resolve, TagAge, Validated};
+use crate::metrics::{metrics, UpstreamKind};
 use crate::oci::{Digest, ImageRef, RepoName};
 use crate::prune::Selector;
 use crate::pruner::{Prune, PruneReport, Pruner};
-use crate::puller_pool::{AttachBlobTable, FetchManifest, PullerPool};
+use crate::puller_pool::{
+    ActiveDownloads, AttachBlobTable, FetchManifest, FetchReferrers, FetchTags, PullerPool,
+    Revalidate,
+};
 use crate::store::Store;
+
+/// An empty referrers list: what the distribution spec answers for a subject with none.
+const EMPTY_INDEX: &[u8] =
+    br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+
+/// Checks that `bytes` is an image index (a referrers list); the number of entries.
+fn referrer_entries(bytes: &[u8]) -> Result<usize, String> {
+    let doc: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("referrers list: {e}"))?;
+    doc.get("manifests")
+        .and_then(|m| m.as_array())
+        .map(Vec::len)
+        .ok_or_else(|| "referrers list without \"manifests\"".to_string())
+}
+
+/// A referrers list to serve.
+#[derive(Debug, Clone)]
+pub struct Referrers {
+    /// An OCI image index.
+    pub index: Vec<u8>,
+    /// `artifactType` was applied (the `OCI-Filters-Applied` header says so).
+    pub filtered: bool,
+    pub from_cache: bool,
+}
+
+/// One page of a tag list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagPage {
+    pub tags: Vec<String>,
+    /// More tags follow this page.
+    pub more: bool,
+    /// Answered from the tags this cache holds (the upstream did not answer).
+    pub from_cache: bool,
+}
 
 #[derive(Clone)]
 pub struct Engine {
@@ -45,6 +84,13 @@ impl Engine {
             .map_err(|e| EngineError::Store(e.to_string()))?;
         let index = ManifestIndex::new(store.clone(), loaded.holders);
         let refs = index.blob_refs();
+        let on_disk: std::collections::HashSet<Digest> =
+            present.iter().map(|(d, _)| d.clone()).collect();
+        let missing = if config.air_gapped {
+            Vec::new()
+        } else {
+            index.missing_blobs(&on_disk)
+        };
         log::info!(
             "cache {}: {} manifests, {} blobs",
             config.image_path.display(),
@@ -66,6 +112,18 @@ impl Engine {
         blobs.do_send(AddRefs { manifests: refs });
         let (ix, bl, schedule) = (index.clone(), blobs.clone(), config.prune.clone());
         let pruner = Pruner::start_in_arbiter(&bookkeeping, move |_| Pruner::new(ix, bl, schedule));
+        if !missing.is_empty() {
+            log::info!(
+                "cache: fetching {} blobs that cached images lack",
+                missing.len()
+            );
+        }
+        for (digest, source) in missing {
+            blobs.do_send(Open {
+                digest,
+                source: Some(source),
+            });
+        }
         Ok(Engine {
             config,
             store,
@@ -88,41 +146,103 @@ impl Engine {
     /// is served without asking the upstream, except `latest` under always-pull-latest, which
     /// falls back to the cached copy when the upstream fails.
     pub async fn manifest(&self, image: &ImageRef) -> Result<Arc<CachedManifest>, EngineError> {
+        self.check_allowed(&image.registry)?;
+        let label = UpstreamKind {
+            upstream: image.registry.clone(),
+            kind: "manifest",
+        };
         let refresh = self.config.always_pull_latest
             && !self.config.air_gapped
             && image.reference.tag() == Some("latest");
         if refresh {
-            match self.fetch(image).await {
-                Ok(m) => return Ok(m),
-                Err(e) if !e.is_not_found() => {
-                    if let Some(m) = self
-                        .index
-                        .send(Resolve {
-                            image: image.clone(),
-                        })
-                        .await?
-                    {
+            metrics().cache_misses.get_or_create(&label).inc();
+            return match self.fetch(image).await {
+                Err(e) if !e.is_not_found() => match self.resolve(image).await? {
+                    Some(m) => {
                         log::warn!("{image}: upstream failed ({e}); serving the cached copy");
-                        return Ok(m);
+                        let upstream = crate::metrics::Upstream {
+                            upstream: image.registry.clone(),
+                        };
+                        metrics().stale_served.get_or_create(&upstream).inc();
+                        Ok(m)
                     }
-                    return Err(e);
-                }
-                Err(e) => return Err(e),
-            }
+                    None => Err(e),
+                },
+                other => other,
+            };
         }
-        if let Some(m) = self
-            .index
-            .send(Resolve {
-                image: image.clone(),
-            })
-            .await?
-        {
+        if let Some(m) = self.resolve(image).await? {
+            if let (Ttl::After(ttl), false) = (self.config.tag_ttl(image), self.config.air_gapped) {
+                let age = self
+                    .index
+                    .send(TagAge {
+                        image: image.clone(),
+                    })
+                    .await?;
+                if age.is_none_or(|a| a >= ttl) {
+                    return self.revalidate(image, m).await;
+                }
+            }
+            metrics().cache_hits.get_or_create(&label).inc();
             return Ok(m);
         }
+        metrics().cache_misses.get_or_create(&label).inc();
         if self.config.air_gapped {
             return Err(EngineError::NotCached(image.to_string()));
         }
         self.fetch(image).await
+    }
+
+    /// Serves a cached tag after checking it upstream: the cached manifest when the tag has
+    /// not moved (no GET), the new one when it has, and the cached one, stale, when the upstream
+    /// cannot say.
+    async fn revalidate(
+        &self,
+        image: &ImageRef,
+        cached: Arc<CachedManifest>,
+    ) -> Result<Arc<CachedManifest>, EngineError> {
+        let label = UpstreamKind {
+            upstream: image.registry.clone(),
+            kind: "manifest",
+        };
+        let checked = self
+            .puller
+            .send(Revalidate {
+                image: image.clone(),
+                known: cached.digest.clone(),
+            })
+            .await?;
+        match checked {
+            Ok(None) => {
+                self.index.do_send(Validated {
+                    image: image.clone(),
+                });
+                metrics().cache_hits.get_or_create(&label).inc();
+                Ok(cached)
+            }
+            Ok(Some(fresh)) => {
+                log::info!("{image}: the tag moved upstream to {}", fresh.digest);
+                metrics().cache_misses.get_or_create(&label).inc();
+                Ok(fresh)
+            }
+            Err(e) => {
+                log::warn!("{image}: cannot revalidate ({e}); serving the cached copy");
+                let upstream = crate::metrics::Upstream {
+                    upstream: image.registry.clone(),
+                };
+                metrics().stale_served.get_or_create(&upstream).inc();
+                Ok(cached)
+            }
+        }
+    }
+
+    async fn resolve(&self, image: &ImageRef) -> Result<Option<Arc<CachedManifest>>, EngineError> {
+        Ok(self
+            .index
+            .send(Resolve {
+                image: image.clone(),
+            })
+            .await?)
     }
 
     async fn fetch(&self, image: &ImageRef) -> Result<Arc<CachedManifest>, EngineError> {
@@ -140,23 +260,199 @@ impl Engine {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<BlobStatus, EngineError> {
+        self.check_allowed(registry)?;
         let source = (!self.config.air_gapped).then(|| BlobSource {
             registry: registry.to_string(),
             repo: repo.clone(),
         });
-        match self
+        let status = self
             .blobs
             .send(Open {
                 digest: digest.clone(),
                 source,
             })
-            .await?
-        {
+            .await?;
+        let label = UpstreamKind {
+            upstream: registry.to_string(),
+            kind: "blob",
+        };
+        match &status {
+            BlobStatus::Present { .. } => metrics().cache_hits.get_or_create(&label).inc(),
+            _ => metrics().cache_misses.get_or_create(&label).inc(),
+        };
+        match status {
             BlobStatus::Absent => Err(EngineError::NotCached(format!(
                 "{registry}/{repo}@{digest}"
             ))),
             other => Ok(other),
         }
+    }
+
+    /// Refuses an upstream that `allowedUpstreams` does not list, before the cache or the
+    /// network is consulted, so the answer does not depend on what happens to be cached.
+    fn check_allowed(&self, registry: &str) -> Result<(), EngineError> {
+        if self.config.upstream_allowed(registry) {
+            return Ok(());
+        }
+        log::warn!("refused a request for upstream {registry}: not an allowed upstream");
+        Err(EngineError::UpstreamNotAllowed(registry.to_string()))
+    }
+
+    /// Lets running blob downloads finish (up to `grace`), then writes pending bookkeeping,
+    /// so a stop loses neither a nearly complete layer nor the recent pull times.
+    pub async fn shutdown(&self, grace: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let active = match self.puller.send(ActiveDownloads).await {
+                Ok(n) => n,
+                Err(e) => {
+                    log::warn!("shutdown: the puller pool is gone ({e})");
+                    0
+                }
+            };
+            if active == 0 {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                log::warn!("shutdown: abandoning {active} unfinished blob downloads");
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let _ = self.index.send(manifest_index::Flush).await;
+    }
+
+    /// One page of a repository's tags: the upstream's while it answers, else the tags this
+    /// cache holds, paginated the same way (`n` at most, after `last`, lexically).
+    pub async fn tags(
+        &self,
+        registry: &str,
+        repo: &RepoName,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> Result<TagPage, EngineError> {
+        self.check_allowed(registry)?;
+        let mut upstream_error = None;
+        if !self.config.air_gapped {
+            let fetched = self
+                .puller
+                .send(FetchTags {
+                    registry: registry.to_string(),
+                    repo: repo.clone(),
+                    n,
+                    last: last.map(str::to_string),
+                })
+                .await?;
+            match fetched {
+                // An upstream that paginated said so with a Link; one that ignored `n` and
+                // `last` (distribution 2.x does) sent everything: paginate that here.
+                Ok((tags, true)) => {
+                    return Ok(TagPage {
+                        tags,
+                        more: true,
+                        from_cache: false,
+                    })
+                }
+                Ok((tags, false)) => {
+                    let (tags, more) = paginate(tags, n, last);
+                    return Ok(TagPage {
+                        tags,
+                        more,
+                        from_cache: false,
+                    });
+                }
+                Err(e) => {
+                    log::warn!("tags of {registry}/{repo}: {e}; answering from the cache");
+                    upstream_error = Some(e);
+                }
+            }
+        }
+        let held = self
+            .index
+            .send(manifest_index::Tags {
+                registry: registry.to_string(),
+                repo: repo.clone(),
+            })
+            .await?;
+        if held.is_empty() {
+            return Err(upstream_error
+                .unwrap_or_else(|| EngineError::NotCached(format!("{registry}/{repo}"))));
+        }
+        let (tags, more) = paginate(held, n, last);
+        Ok(TagPage {
+            tags,
+            more,
+            from_cache: true,
+        })
+    }
+
+    /// The referrers (signatures, SBOMs, attestations) of `subject` as an OCI image index: the
+    /// upstream's, kept for the air gap, or the kept one when the upstream does not answer; an
+    /// empty index when nothing is known. `artifact_type` filters the list here.
+    pub async fn referrers(
+        &self,
+        registry: &str,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Referrers, EngineError> {
+        self.check_allowed(registry)?;
+        let store = self.store.clone();
+        let store_err = |e: crate::store::StoreError| EngineError::Store(e.to_string());
+        let mut index = None;
+        if !self.config.air_gapped {
+            let fetched = self
+                .puller
+                .send(FetchReferrers {
+                    registry: registry.to_string(),
+                    repo: repo.clone(),
+                    subject: subject.clone(),
+                })
+                .await?;
+            match fetched {
+                Ok(found) => {
+                    let bytes = found.map_or_else(|| EMPTY_INDEX.to_vec(), |b| b.to_vec());
+                    referrer_entries(&bytes).map_err(|m| {
+                        EngineError::upstream(registry, crate::upstream::UpstreamError::Protocol(m))
+                    })?;
+                    let (s, subj, b) = (store.clone(), subject.clone(), bytes.clone());
+                    actix_rt::task::spawn_blocking(move || s.write_referrers(&subj, &b))
+                        .await
+                        .map_err(|e| EngineError::Store(e.to_string()))?
+                        .map_err(store_err)?;
+                    index = Some((bytes, false));
+                }
+                Err(e) => log::warn!("referrers of {subject} at {registry}: {e}; using the cache"),
+            }
+        }
+        let (bytes, from_cache) = match index {
+            Some(found) => found,
+            None => {
+                let subj = subject.clone();
+                let kept = actix_rt::task::spawn_blocking(move || store.read_referrers(&subj))
+                    .await
+                    .map_err(|e| EngineError::Store(e.to_string()))?
+                    .map_err(store_err)?;
+                (kept.unwrap_or_else(|| EMPTY_INDEX.to_vec()), true)
+            }
+        };
+        let Some(wanted) = artifact_type else {
+            return Ok(Referrers {
+                index: bytes,
+                filtered: false,
+                from_cache,
+            });
+        };
+        let mut doc: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| EngineError::Store(e.to_string()))?;
+        if let Some(list) = doc.get_mut("manifests").and_then(|m| m.as_array_mut()) {
+            list.retain(|d| d.get("artifactType").and_then(|t| t.as_str()) == Some(wanted));
+        }
+        Ok(Referrers {
+            index: serde_json::to_vec(&doc).map_err(|e| EngineError::Store(e.to_string()))?,
+            filtered: true,
+            from_cache,
+        })
     }
 
     /// Every manifest in the index.
@@ -198,5 +494,45 @@ impl Engine {
                 why,
             })
             .await?
+    }
+}
+
+/// The distribution spec's tag pagination: the tags after `last` in lexical order, at most `n`,
+/// and whether more follow.
+fn paginate(mut tags: Vec<String>, n: Option<usize>, last: Option<&str>) -> (Vec<String>, bool) {
+    tags.sort();
+    tags.retain(|t| last.is_none_or(|l| t.as_str() > l));
+    let more = n.is_some_and(|n| tags.len() > n);
+    if let Some(n) = n {
+        tags.truncate(n);
+    }
+    (tags, more)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::paginate;
+
+    fn tags(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn pagination_is_lexical_after_last_and_at_most_n() {
+        let all = tags(&["b", "a", "c"]);
+        assert_eq!(
+            paginate(all.clone(), None, None),
+            (tags(&["a", "b", "c"]), false)
+        );
+        assert_eq!(
+            paginate(all.clone(), Some(2), None),
+            (tags(&["a", "b"]), true)
+        );
+        assert_eq!(
+            paginate(all.clone(), Some(2), Some("b")),
+            (tags(&["c"]), false)
+        );
+        assert_eq!(paginate(all.clone(), Some(0), None), (tags(&[]), true));
+        assert_eq!(paginate(all, None, Some("c")), (tags(&[]), false));
     }
 }

@@ -22,6 +22,9 @@ pub enum EngineError {
         what: String,
         millis: u128,
     },
+    /// The client named an upstream that `allowedUpstreams` does not list; nothing was sent.
+    #[error("upstream {0} is not in the server's list of allowed upstreams")]
+    UpstreamNotAllowed(String),
     /// Air-gapped mode, or no upstream to ask: the cache is all there is.
     #[error("{0} is not in the cache and the server is air-gapped")]
     NotCached(String),
@@ -46,6 +49,18 @@ impl EngineError {
             upstream: upstream.to_string(),
             source,
         }
+    }
+
+    /// Whether the upstream refused our credentials (logged once per upstream by its client,
+    /// so callers need not log it per request).
+    pub fn is_upstream_denied(&self) -> bool {
+        matches!(
+            self,
+            EngineError::Upstream {
+                source: UpstreamError::Denied(_),
+                ..
+            }
+        )
     }
 
     /// Whether the upstream (or the air gap) says the thing does not exist.

@@ -12,12 +12,16 @@
 //! - [`store`]: the on-disk cache, compatible with the Go server's layout.
 //! - [`upstream`]: the registry client (auth, TLS, timeouts).
 //! - [`oci`]: digests, names, references, media types, manifests.
+//! - [`metrics`]: the process's Prometheus metrics.
 //! - [`config`], [`error`]: what the engine is started with, and how it fails.
+//! - [`allowlist`]: which upstreams clients may make us contact.
+pub mod allowlist;
 pub mod blob_table;
 pub mod config;
 pub mod engine;
 pub mod error;
 pub mod manifest_index;
+pub mod metrics;
 pub mod oci;
 pub mod preload;
 pub mod prune;

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use time::PrimitiveDateTime;
 
 use crate::error::EngineError;
-use crate::oci::{Digest, ImageRef, Manifest, ManifestKind, Reference};
+use crate::oci::{Digest, ImageRef, Manifest, ManifestKind, Reference, RepoName};
 use crate::prune::{self, Candidate, Doomed, RefCounts, Selector};
 use crate::store::{now_local as now, ManifestHolder, Store};
 
@@ -99,6 +99,9 @@ pub struct ManifestIndex {
     /// blocking pool before the removal checks this (under the lock) and skips the file, so a
     /// pruned manifest is never written back.
     removed: Arc<Mutex<HashSet<Digest>>>,
+    /// When each tag was last fetched or confirmed upstream; absent (never, as far as this
+    /// process knows) for tags loaded from disk.
+    validated: HashMap<String, std::time::Instant>,
 }
 
 impl ManifestIndex {
@@ -110,6 +113,7 @@ impl ManifestIndex {
             by_tag: HashMap::new(),
             dirty: HashSet::new(),
             removed: Arc::new(Mutex::new(HashSet::new())),
+            validated: HashMap::new(),
         };
         for h in holders {
             match entry_from_holder(&h) {
@@ -117,6 +121,9 @@ impl ManifestIndex {
                 Err(e) => log::warn!("cache: skipping manifest {}: {e}", h.image_url()),
             }
         }
+        crate::metrics::metrics()
+            .cached_manifests
+            .set(index.by_digest.len() as i64);
         index
     }
 
@@ -144,6 +151,35 @@ impl ManifestIndex {
             .collect()
     }
 
+    /// The blobs that indexed image manifests name but `present` lacks, each with where to
+    /// fetch it: after a crash mid-prefetch, the cache completes itself at start.
+    pub fn missing_blobs(
+        &self,
+        present: &HashSet<Digest>,
+    ) -> Vec<(Digest, crate::blob_table::BlobSource)> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for e in self
+            .by_digest
+            .values()
+            .filter(|e| !e.manifest.kind().is_list())
+        {
+            let Ok(home) = ImageRef::parse(&e.manifest.image_url) else {
+                continue;
+            };
+            for c in &e.manifest.manifest.children {
+                if !present.contains(&c.digest) && seen.insert(c.digest.clone()) {
+                    let source = crate::blob_table::BlobSource {
+                        registry: home.registry.clone(),
+                        repo: home.repo.clone(),
+                    };
+                    out.push((c.digest.clone(), source));
+                }
+            }
+        }
+        out
+    }
+
     pub fn len(&self) -> usize {
         self.by_digest.len()
     }
@@ -152,10 +188,9 @@ impl ManifestIndex {
         self.by_digest.is_empty()
     }
 
-    fn flush_pulled(&mut self) {
-        if self.dirty.is_empty() {
-            return;
-        }
+    /// Writes the changed `pulled` times in the background; the returned handle ends when
+    /// they are on disk.
+    fn flush_pulled(&mut self) -> actix_rt::task::JoinHandle<()> {
         let holders: Vec<ManifestHolder> = self
             .dirty
             .drain()
@@ -169,7 +204,7 @@ impl ManifestIndex {
                     log::warn!("cache: recording pull time of {}: {e}", h.image_url());
                 }
             }
-        });
+        })
     }
 }
 
@@ -223,12 +258,25 @@ impl Actor for ManifestIndex {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(PULLED_FLUSH_INTERVAL, |act, _| act.flush_pulled());
+        ctx.run_interval(PULLED_FLUSH_INTERVAL, |act, _| {
+            act.flush_pulled();
+        });
     }
+}
 
-    fn stopping(&mut self, _: &mut Context<Self>) -> Running {
-        self.flush_pulled();
-        Running::Stop
+/// Writes pending `pulled` times now; answered once they are on disk (used at shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Flush;
+
+impl Handler<Flush> for ManifestIndex {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Flush, _: &mut Context<Self>) -> Self::Result {
+        let done = self.flush_pulled();
+        Box::pin(async move {
+            let _ = done.await;
+        })
     }
 }
 
@@ -269,6 +317,8 @@ impl Handler<Insert> for ManifestIndex {
         let mut to_write: Vec<ManifestHolder> = Vec::new();
 
         if let Some(tag) = &tag {
+            self.validated
+                .insert(tag.clone(), std::time::Instant::now());
             if let Some(old) = self.by_tag.insert(tag.clone(), digest.clone()) {
                 if old != digest {
                     if let Some(e) = self.by_digest.get_mut(&old) {
@@ -290,6 +340,9 @@ impl Handler<Insert> for ManifestIndex {
                 pulled: t,
             });
         entry.pulled = t;
+        if is_new {
+            crate::metrics::metrics().cached_manifests.inc();
+        }
         let tag_added = match &tag {
             Some(tag) => entry.tags.insert(tag.clone()),
             None => false,
@@ -319,6 +372,63 @@ impl Handler<Insert> for ManifestIndex {
             .map_err(|e| EngineError::Store(e.to_string()))?;
             Ok(shared)
         })
+    }
+}
+
+/// How long ago a tag was last fetched or confirmed upstream (`None`: not since start).
+#[derive(Message)]
+#[rtype(result = "Option<std::time::Duration>")]
+pub struct TagAge {
+    pub image: ImageRef,
+}
+
+impl Handler<TagAge> for ManifestIndex {
+    type Result = Option<std::time::Duration>;
+
+    fn handle(&mut self, msg: TagAge, _: &mut Context<Self>) -> Self::Result {
+        self.validated
+            .get(&msg.image.to_string())
+            .map(|t| t.elapsed())
+    }
+}
+
+/// The upstream confirmed that a tag still points at the cached manifest.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Validated {
+    pub image: ImageRef,
+}
+
+impl Handler<Validated> for ManifestIndex {
+    type Result = ();
+
+    fn handle(&mut self, msg: Validated, _: &mut Context<Self>) {
+        self.validated
+            .insert(msg.image.to_string(), std::time::Instant::now());
+    }
+}
+
+/// The tags held for one repository, sorted.
+#[derive(Message)]
+#[rtype(result = "Vec<String>")]
+pub struct Tags {
+    pub registry: String,
+    pub repo: RepoName,
+}
+
+impl Handler<Tags> for ManifestIndex {
+    type Result = MessageResult<Tags>;
+
+    fn handle(&mut self, msg: Tags, _: &mut Context<Self>) -> Self::Result {
+        let prefix = format!("{}/{}:", msg.registry, msg.repo);
+        let mut tags: Vec<String> = self
+            .by_tag
+            .keys()
+            .filter_map(|k| k.strip_prefix(&prefix))
+            .map(str::to_string)
+            .collect();
+        tags.sort();
+        MessageResult(tags)
     }
 }
 

@@ -6,6 +6,7 @@
 //! registers, a bounded number at a time per upstream. Outcomes come back to the actor as
 //! messages; nothing here blocks the arbiter.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -17,11 +18,51 @@ use crate::blob_table::{AddRefs, BlobSource, BlobTable, Finished, Open, Progress
 use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::manifest_index::{CachedManifest, Insert, ManifestIndex};
+use crate::metrics::{self, metrics, Kind};
 use crate::oci::{Digest, ImageRef, Manifest, Reference};
 use crate::store::{Store, StoreError};
 use crate::upstream::{UpstreamClient, UpstreamError};
 
 type ManifestResult = Result<Arc<CachedManifest>, EngineError>;
+/// `Ok(None)`: the tag still points at the cached manifest.
+type RevalidateResult = Result<Option<Arc<CachedManifest>>, EngineError>;
+
+/// Requests waiting for one piece of work, by key: the first one starts it, the others wait,
+/// and all of them get its outcome.
+struct Waiters<K, V> {
+    by_key: HashMap<K, Vec<oneshot::Sender<V>>>,
+}
+
+impl<K: std::hash::Hash + Eq, V: Clone> Waiters<K, V> {
+    fn new() -> Self {
+        Waiters {
+            by_key: HashMap::new(),
+        }
+    }
+
+    /// Registers a waiter; `true` when it is the first, which must start the work.
+    fn join(&mut self, key: K, tx: oneshot::Sender<V>) -> bool {
+        let waiters = self.by_key.entry(key).or_default();
+        waiters.push(tx);
+        waiters.len() == 1
+    }
+
+    fn finish(&mut self, key: &K, outcome: V) {
+        for tx in self.by_key.remove(key).unwrap_or_default() {
+            let _ = tx.send(outcome.clone());
+        }
+    }
+}
+
+/// A future for the outcome a waiter was promised; an error if the worker vanished.
+fn outcome<V: 'static>(
+    rx: oneshot::Receiver<Result<V, EngineError>>,
+) -> ResponseFuture<Result<V, EngineError>> {
+    Box::pin(async move {
+        rx.await
+            .unwrap_or_else(|_| Err(EngineError::Unavailable("upstream fetch abandoned".into())))
+    })
+}
 
 pub struct PullerPool {
     config: Arc<EngineConfig>,
@@ -32,7 +73,11 @@ pub struct PullerPool {
     clients: HashMap<String, Rc<UpstreamClient>>,
     limits: HashMap<String, Rc<Semaphore>>,
     /// Manifest fetches under way, with everyone waiting for each.
-    in_flight: HashMap<ImageRef, Vec<oneshot::Sender<ManifestResult>>>,
+    in_flight: Waiters<ImageRef, ManifestResult>,
+    /// Tag revalidations under way.
+    revalidating: Waiters<ImageRef, RevalidateResult>,
+    /// Blob downloads queued or running; shared with their tasks on this arbiter.
+    downloads: Rc<Cell<usize>>,
 }
 
 impl PullerPool {
@@ -44,13 +89,19 @@ impl PullerPool {
             blobs: None,
             clients: HashMap::new(),
             limits: HashMap::new(),
-            in_flight: HashMap::new(),
+            in_flight: Waiters::new(),
+            revalidating: Waiters::new(),
+            downloads: Rc::new(Cell::new(0)),
         }
     }
 
     fn client(&mut self, registry: &str) -> Result<Rc<UpstreamClient>, EngineError> {
         if let Some(c) = self.clients.get(registry) {
             return Ok(c.clone());
+        }
+        // The engine refuses these first; this keeps every other path (prefetch) honest too.
+        if !self.config.upstream_allowed(registry) {
+            return Err(EngineError::UpstreamNotAllowed(registry.to_string()));
         }
         let client = UpstreamClient::new(self.config.upstream(registry))
             .map_err(|e| EngineError::upstream(registry, e))?;
@@ -98,16 +149,14 @@ impl Handler<FetchManifest> for PullerPool {
 
     fn handle(&mut self, msg: FetchManifest, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        let wait = Box::pin(async move {
-            rx.await.unwrap_or_else(|_| {
-                Err(EngineError::Unavailable("manifest fetch abandoned".into()))
-            })
-        });
-        if let Some(waiters) = self.in_flight.get_mut(&msg.image) {
-            waiters.push(tx);
+        let wait = outcome(rx);
+        if !self.in_flight.join(msg.image.clone(), tx) {
+            metrics()
+                .waiters_joined
+                .get_or_create(&Kind { kind: "manifest" })
+                .inc();
             return wait;
         }
-        self.in_flight.insert(msg.image.clone(), vec![tx]);
 
         let image = msg.image;
         let me = ctx.address();
@@ -115,6 +164,9 @@ impl Handler<FetchManifest> for PullerPool {
         let index = self.index.clone();
         let blobs = self.blobs.clone();
         let timeout = self.config.pull_timeout;
+        let kind = Kind { kind: "manifest" };
+        metrics().fetches_in_flight.get_or_create(&kind).inc();
+        let started = std::time::Instant::now();
         actix_rt::spawn(async move {
             let result = match client {
                 Err(e) => Err(e),
@@ -133,8 +185,18 @@ impl Handler<FetchManifest> for PullerPool {
                 Ok(m) => persist_and_prefetch(&image, m, &index, blobs.as_ref()).await,
                 Err(e) => Err(e),
             };
+            let m = metrics();
+            m.fetches_in_flight.get_or_create(&kind).dec();
+            m.fetch_seconds
+                .get_or_create(&kind)
+                .observe(started.elapsed().as_secs_f64());
             if let Err(e) = &result {
-                log::warn!("pull {image}: {e}");
+                if e.is_upstream_denied() {
+                    log::debug!("pull {image}: {e}");
+                } else {
+                    log::warn!("pull {image}: {e}");
+                }
+                count_error(&image.registry, e);
             }
             me.do_send(ManifestFetched { image, result });
         });
@@ -224,9 +286,159 @@ impl Handler<ManifestFetched> for PullerPool {
     type Result = ();
 
     fn handle(&mut self, msg: ManifestFetched, _: &mut Context<Self>) {
-        for tx in self.in_flight.remove(&msg.image).unwrap_or_default() {
-            let _ = tx.send(msg.result.clone());
+        self.in_flight.finish(&msg.image, msg.result);
+    }
+}
+
+/// Checks with an upstream `HEAD` whether a cached tag still points at `known`; fetches the
+/// manifest when it moved (or the upstream does not say). Concurrent checks of one tag share
+/// one `HEAD`.
+#[derive(Message)]
+#[rtype(result = "Result<Option<Arc<CachedManifest>>, EngineError>")]
+pub struct Revalidate {
+    pub image: ImageRef,
+    pub known: Digest,
+}
+
+impl Handler<Revalidate> for PullerPool {
+    type Result = ResponseFuture<RevalidateResult>;
+
+    fn handle(&mut self, msg: Revalidate, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        let wait = outcome(rx);
+        if !self.revalidating.join(msg.image.clone(), tx) {
+            return wait;
         }
+        let me = ctx.address();
+        let client = self.client(&msg.image.registry);
+        let timeout = self.config.pull_timeout;
+        actix_rt::spawn(async move {
+            let image = msg.image;
+            let head = async {
+                let client = client?;
+                let current = client
+                    .manifest_digest(&image.repo, &image.reference)
+                    .await
+                    .map_err(|e| EngineError::upstream(client.name(), e))?;
+                Ok::<_, EngineError>(current)
+            };
+            let result = match tokio::time::timeout(timeout, head).await {
+                Err(_) => Err(EngineError::PullTimeout {
+                    upstream: image.registry.clone(),
+                    what: format!("HEAD {image}"),
+                    millis: timeout.as_millis(),
+                }),
+                Ok(Err(e)) => Err(e),
+                Ok(Ok(Some(current))) if current == msg.known => Ok(None),
+                Ok(Ok(_)) => match me
+                    .send(FetchManifest {
+                        image: image.clone(),
+                    })
+                    .await
+                {
+                    Ok(fetched) => fetched.map(Some),
+                    Err(e) => Err(e.into()),
+                },
+            };
+            me.do_send(Revalidated { image, result });
+        });
+        wait
+    }
+}
+
+/// A revalidation ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Revalidated {
+    image: ImageRef,
+    result: RevalidateResult,
+}
+
+impl Handler<Revalidated> for PullerPool {
+    type Result = ();
+
+    fn handle(&mut self, msg: Revalidated, _: &mut Context<Self>) {
+        self.revalidating.finish(&msg.image, msg.result);
+    }
+}
+
+/// One page of a repository's tags from its upstream (not cached: tag lists change).
+#[derive(Message)]
+#[rtype(result = "Result<(Vec<String>, bool), EngineError>")]
+pub struct FetchTags {
+    pub registry: String,
+    pub repo: crate::oci::RepoName,
+    pub n: Option<usize>,
+    pub last: Option<String>,
+}
+
+impl Handler<FetchTags> for PullerPool {
+    type Result = ResponseFuture<Result<(Vec<String>, bool), EngineError>>;
+
+    fn handle(&mut self, msg: FetchTags, _: &mut Context<Self>) -> Self::Result {
+        let client = self.client(&msg.registry);
+        let timeout = self.config.pull_timeout;
+        let (tx, rx) = oneshot::channel();
+        // awc futures are not `Send`: run on this arbiter, answer through a channel.
+        actix_rt::spawn(async move {
+            let fetch = async {
+                let client = client?;
+                client
+                    .tags(&msg.repo, msg.n, msg.last.as_deref())
+                    .await
+                    .map_err(|e| EngineError::upstream(client.name(), e))
+            };
+            let result = tokio::time::timeout(timeout, fetch)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(EngineError::PullTimeout {
+                        upstream: msg.registry.clone(),
+                        what: format!("the tags of {}", msg.repo),
+                        millis: timeout.as_millis(),
+                    })
+                });
+            let _ = tx.send(result);
+        });
+        outcome(rx)
+    }
+}
+
+/// The referrers index of a subject from its upstream (`None`: the upstream knows none).
+#[derive(Message)]
+#[rtype(result = "Result<Option<bytes::Bytes>, EngineError>")]
+pub struct FetchReferrers {
+    pub registry: String,
+    pub repo: crate::oci::RepoName,
+    pub subject: Digest,
+}
+
+impl Handler<FetchReferrers> for PullerPool {
+    type Result = ResponseFuture<Result<Option<bytes::Bytes>, EngineError>>;
+
+    fn handle(&mut self, msg: FetchReferrers, _: &mut Context<Self>) -> Self::Result {
+        let client = self.client(&msg.registry);
+        let timeout = self.config.pull_timeout;
+        let (tx, rx) = oneshot::channel();
+        actix_rt::spawn(async move {
+            let fetch = async {
+                let client = client?;
+                client
+                    .referrers(&msg.repo, &msg.subject)
+                    .await
+                    .map_err(|e| EngineError::upstream(client.name(), e))
+            };
+            let result = tokio::time::timeout(timeout, fetch)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(EngineError::PullTimeout {
+                        upstream: msg.registry.clone(),
+                        what: format!("the referrers of {}", msg.subject),
+                        millis: timeout.as_millis(),
+                    })
+                });
+            let _ = tx.send(result);
+        });
+        outcome(rx)
     }
 }
 
@@ -248,7 +460,12 @@ impl Handler<Download> for PullerPool {
         let limit = self.limit(&msg.source.registry);
         let store = self.store.clone();
         let blobs = self.blobs.clone();
+        let downloads = self.downloads.clone();
+        downloads.set(downloads.get() + 1);
         actix_rt::spawn(async move {
+            let kind = Kind { kind: "blob" };
+            metrics().fetches_in_flight.get_or_create(&kind).inc();
+            let started = std::time::Instant::now();
             let result = match client {
                 Err(e) => Err(e),
                 Ok(client) => match limit.acquire().await {
@@ -258,8 +475,13 @@ impl Handler<Download> for PullerPool {
                     Err(_) => Err(EngineError::Unavailable("download limiter closed".into())),
                 },
             };
+            metrics().fetches_in_flight.get_or_create(&kind).dec();
             match &result {
                 Ok(size) => {
+                    metrics()
+                        .fetch_seconds
+                        .get_or_create(&kind)
+                        .observe(started.elapsed().as_secs_f64());
                     log::info!(
                         "cached blob {} ({size} bytes) from {}",
                         msg.digest,
@@ -268,12 +490,19 @@ impl Handler<Download> for PullerPool {
                     msg.progress.send_replace(Progress::Done { size: *size });
                 }
                 Err(e) => {
-                    log::warn!(
+                    let level = if e.is_upstream_denied() {
+                        log::Level::Debug
+                    } else {
+                        log::Level::Warn
+                    };
+                    log::log!(
+                        level,
                         "blob {} from {}/{}: {e}",
                         msg.digest,
                         msg.source.registry,
                         msg.source.repo
                     );
+                    count_error(&msg.source.registry, e);
                     msg.progress.send_replace(Progress::Failed(e.clone()));
                 }
             }
@@ -283,7 +512,21 @@ impl Handler<Download> for PullerPool {
                     result,
                 });
             }
+            downloads.set(downloads.get().saturating_sub(1));
         });
+    }
+}
+
+/// How many blob downloads are queued or running: shutdown waits for them to drain.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct ActiveDownloads;
+
+impl Handler<ActiveDownloads> for PullerPool {
+    type Result = usize;
+
+    fn handle(&mut self, _: ActiveDownloads, _: &mut Context<Self>) -> usize {
+        self.downloads.get()
     }
 }
 
@@ -304,7 +547,13 @@ async fn download(
         written: 0,
         total,
     });
+    let received = metrics()
+        .upstream_bytes
+        .get_or_create_owned(&metrics::Upstream {
+            upstream: client.name().to_string(),
+        });
     while let Some(chunk) = body.next_chunk().await.map_err(up)? {
+        received.inc_by(chunk.len() as u64);
         writer.write(&chunk).await.map_err(st)?;
         let written = writer.written();
         if matches!(total, Some(t) if written > t) {
@@ -336,4 +585,12 @@ async fn download(
         }),
         Err(e) => Err(st(e)),
     }
+}
+
+fn count_error(upstream: &str, e: &EngineError) {
+    let label = metrics::UpstreamError {
+        upstream: upstream.to_string(),
+        error: metrics::error_label(e),
+    };
+    metrics().upstream_errors.get_or_create(&label).inc();
 }

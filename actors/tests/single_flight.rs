@@ -29,10 +29,13 @@ fn manifest_body() -> String {
 struct Counts {
     manifest: AtomicUsize,
     blob: AtomicUsize,
+    /// When set, every request fails with a 500.
+    broken: std::sync::atomic::AtomicBool,
 }
 
 /// A registry that answers slowly (so requests overlap) and counts what it is asked.
 fn fake_upstream(counts: Arc<Counts>, broken: bool) -> String {
+    counts.broken.store(broken, Ordering::SeqCst);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let server = HttpServer::new(move || {
@@ -43,7 +46,7 @@ fn fake_upstream(counts: Arc<Counts>, broken: bool) -> String {
                 move |req: HttpRequest, counts: web::Data<Arc<Counts>>| async move {
                     actix_web::rt::time::sleep(Duration::from_millis(300)).await;
                     let path = req.path().to_string();
-                    if broken {
+                    if counts.broken.load(Ordering::SeqCst) {
                         return HttpResponse::InternalServerError().body("boom");
                     }
                     if path.contains("/manifests/") {
@@ -71,26 +74,43 @@ fn fake_upstream(counts: Arc<Counts>, broken: bool) -> String {
 }
 
 fn engine(dir: &std::path::Path, endpoint: String) -> Engine {
+    engine_with(dir, endpoint, |_| {})
+}
+
+/// An engine whose `fake.test` upstream is `endpoint`, with settings adjusted by `tweak`.
+fn engine_with(
+    dir: &std::path::Path,
+    endpoint: String,
+    tweak: impl FnOnce(&mut EngineConfig),
+) -> Engine {
     let mut cfg = EngineConfig::new(dir.to_path_buf());
     cfg.upstreams.push(UpstreamConfig {
         name: "fake.test".into(),
         scheme: Scheme::Http,
         endpoint: Some(endpoint),
         auth: None,
+        tls: Default::default(),
     });
     cfg.pull_timeout = Duration::from_secs(10);
+    tweak(&mut cfg);
     Engine::start(cfg).unwrap()
 }
 
+/// Waits until the blob is complete, following its download when there is one.
 async fn wait_present(e: &Engine, repo: &RepoName, d: &Digest) -> u64 {
     for _ in 0..100 {
         match e.blob("fake.test", repo, d).await.unwrap() {
             BlobStatus::Present { size } => return size,
             BlobStatus::Fetching(mut rx) => {
-                // Mark the current state seen so that `changed` waits for the next one.
-                rx.borrow_and_update();
-                let _ =
-                    actix_web::rt::time::timeout(Duration::from_millis(100), rx.changed()).await;
+                let state = rx.borrow_and_update().clone();
+                match state {
+                    Progress::Done { size } => return size,
+                    Progress::Failed(err) => panic!("download failed: {err}"),
+                    _ => {
+                        let wait = Duration::from_millis(100);
+                        let _ = actix_web::rt::time::timeout(wait, rx.changed()).await;
+                    }
+                }
             }
             BlobStatus::Absent => panic!("absent"),
         }
@@ -173,15 +193,8 @@ async fn every_waiter_gets_the_failure_and_nobody_hangs() {
 async fn air_gapped_misses_never_reach_the_upstream() {
     let counts = Arc::new(Counts::default());
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = EngineConfig::new(dir.path().to_path_buf());
-    cfg.air_gapped = true;
-    cfg.upstreams.push(UpstreamConfig {
-        name: "fake.test".into(),
-        scheme: Scheme::Http,
-        endpoint: Some(fake_upstream(counts.clone(), false)),
-        auth: None,
-    });
-    let e = Engine::start(cfg).unwrap();
+    let endpoint = fake_upstream(counts.clone(), false);
+    let e = engine_with(dir.path(), endpoint, |c| c.air_gapped = true);
     let image = ImageRef::parse("fake.test/a/b:1").unwrap();
     assert!(e.manifest(&image).await.unwrap_err().is_not_found());
     assert!(e
@@ -191,4 +204,61 @@ async fn air_gapped_misses_never_reach_the_upstream() {
         .is_not_found());
     assert_eq!(counts.manifest.load(Ordering::SeqCst), 0);
     assert_eq!(counts.blob.load(Ordering::SeqCst), 0);
+}
+
+#[actix_web::test]
+async fn always_pull_latest_refetches_latest_and_serves_the_cache_when_the_upstream_fails() {
+    let counts = Arc::new(Counts::default());
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = fake_upstream(counts.clone(), false);
+    let e = engine_with(dir.path(), endpoint, |c| c.always_pull_latest = true);
+    let latest = ImageRef::parse("fake.test/a/b:latest").unwrap();
+    let pinned = ImageRef::parse("fake.test/a/b:1").unwrap();
+    e.manifest(&latest).await.unwrap();
+    e.manifest(&latest).await.unwrap();
+    assert_eq!(
+        counts.manifest.load(Ordering::SeqCst),
+        2,
+        "latest is fetched every time"
+    );
+    e.manifest(&pinned).await.unwrap();
+    e.manifest(&pinned).await.unwrap();
+    assert_eq!(
+        counts.manifest.load(Ordering::SeqCst),
+        3,
+        "other tags come from the cache"
+    );
+    counts.broken.store(true, Ordering::SeqCst);
+    let stale = e
+        .manifest(&latest)
+        .await
+        .expect("cached latest served when upstream fails");
+    assert_eq!(stale.bytes, manifest_body().as_bytes());
+}
+
+#[actix_web::test]
+async fn blobs_missing_at_start_are_fetched_for_cached_images() {
+    let counts = Arc::new(Counts::default());
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = fake_upstream(counts.clone(), false);
+    let image = ImageRef::parse("fake.test/a/b:1").unwrap();
+    let d = Digest::of(BLOB);
+    {
+        let e = engine(dir.path(), endpoint.clone());
+        e.manifest(&image).await.unwrap();
+        wait_present(&e, &image.repo, &d).await;
+    }
+    // As after a crash that lost a layer: the manifest is cached, the blob is not.
+    std::fs::remove_file(dir.path().join("blobs").join(d.hex())).unwrap();
+    let e = engine(dir.path(), endpoint);
+    let blob = dir.path().join("blobs").join(d.hex());
+    for _ in 0..100 {
+        if blob.exists() {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(std::fs::read(&blob).expect("blob fetched at start"), BLOB);
+    assert_eq!(counts.blob.load(Ordering::SeqCst), 2);
+    drop(e);
 }

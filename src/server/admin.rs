@@ -27,8 +27,9 @@ use crate::config::AdminConfig;
 pub const DEFAULT_PRUNE_COUNT: usize = 5;
 
 /// What the admin handlers need besides the engine.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Admin {
+    /// Default: loopback clients only, no token.
     pub access: AdminConfig,
     /// Notified by `/cmd/stop`; whoever runs the server stops it gracefully.
     pub stop: Arc<Notify>,

@@ -12,6 +12,8 @@ use actors::blob_table::{BlobStatus, Progress};
 use actors::manifest_index::CachedManifest;
 use actors::oci::{merge_accept, Digest, ImageRef, Reference, RepoName, MANIFEST_MEDIA_TYPES};
 use actors::Engine;
+use bytes::Bytes;
+use futures_util::Stream;
 use tokio::sync::watch;
 
 use super::blob_body::{file_stream, follow_stream, parse_range, ByteRange, RangeRequest};
@@ -30,6 +32,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/v2/{name:.+}/manifests/{reference}")
             .route(web::get().to(manifest))
             .route(web::head().to(manifest))
+            .default_service(web::to(unsupported)),
+    )
+    .service(
+        web::resource("/v2/{name:.+}/referrers/{digest}")
+            .route(web::get().to(referrers))
+            .route(web::head().to(referrers))
+            .default_service(web::to(unsupported)),
+    )
+    .service(
+        web::resource("/v2/{name:.+}/tags/list")
+            .route(web::get().to(tags))
+            .route(web::head().to(tags))
             .default_service(web::to(unsupported)),
     )
     .service(
@@ -106,6 +120,106 @@ async fn manifest(req: HttpRequest, engine: web::Data<Engine>) -> Result<HttpRes
         .body(m.bytes.clone()))
 }
 
+/// `GET /v2/<name>/tags/list[?n=&last=]`: the upstream's list while it answers, the tags
+/// this cache holds otherwise.
+async fn tags(req: HttpRequest, engine: web::Data<Engine>) -> Result<HttpResponse, ApiError> {
+    let (registry, repo) = route(&req, &engine)?;
+    let query =
+        web::Query::<HashMap<String, String>>::from_query(req.query_string()).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "UNSUPPORTED",
+                format!("query: {e}"),
+            )
+        })?;
+    let n = match query.get("n") {
+        None => None,
+        Some(v) => Some(v.parse::<usize>().map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "UNSUPPORTED",
+                format!("n={v:?} is not a count"),
+            )
+        })?),
+    };
+    let last = match query.get("last") {
+        None => None,
+        Some(v) => match Reference::parse(v)? {
+            Reference::Tag(t) => Some(t),
+            Reference::Digest(_) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "UNSUPPORTED",
+                    "last= must be a tag",
+                ))
+            }
+        },
+    };
+    let page = engine
+        .tags(&registry, &repo, n, last.as_deref())
+        .await
+        .map_err(|e| ApiError::from_engine(e, Target::Other))?;
+    let name = req.match_info().get("name").unwrap_or_default();
+    let mut ok = HttpResponse::Ok();
+    ok.insert_header(API_VERSION)
+        .insert_header(("OCI-Namespace", registry.as_str()));
+    if page.from_cache {
+        ok.insert_header((
+            "Warning",
+            "199 - \"tags held by the cache; the upstream did not answer\"",
+        ));
+    }
+    if let (true, Some(last_tag)) = (page.more, page.tags.last()) {
+        let mut next = format!("/v2/{name}/tags/list?last={last_tag}");
+        if let Some(n) = n {
+            next.push_str(&format!("&n={n}"));
+        }
+        if let Some(ns) = query.get("ns") {
+            next.push_str(&format!("&ns={ns}"));
+        }
+        ok.insert_header((header::LINK, format!("<{next}>; rel=\"next\"")));
+    }
+    Ok(ok.json(serde_json::json!({ "name": name, "tags": page.tags })))
+}
+
+/// `GET /v2/<name>/referrers/<digest>[?artifactType=]`: the subject's referrers as an OCI
+/// image index, kept so that signatures and SBOMs can be found in the air gap too.
+async fn referrers(req: HttpRequest, engine: web::Data<Engine>) -> Result<HttpResponse, ApiError> {
+    let (registry, repo) = route(&req, &engine)?;
+    let subject = Digest::parse(req.match_info().get("digest").unwrap_or_default())?;
+    let query =
+        web::Query::<HashMap<String, String>>::from_query(req.query_string()).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "UNSUPPORTED",
+                format!("query: {e}"),
+            )
+        })?;
+    let found = engine
+        .referrers(
+            &registry,
+            &repo,
+            &subject,
+            query.get("artifactType").map(String::as_str),
+        )
+        .await
+        .map_err(|e| ApiError::from_engine(e, Target::Manifest))?;
+    let mut ok = HttpResponse::Ok();
+    ok.insert_header(API_VERSION)
+        .insert_header(("OCI-Namespace", registry.as_str()))
+        .insert_header((header::CONTENT_TYPE, actors::oci::OCI_INDEX));
+    if found.filtered {
+        ok.insert_header(("OCI-Filters-Applied", "artifactType"));
+    }
+    if found.from_cache {
+        ok.insert_header((
+            "Warning",
+            "199 - \"referrers kept by the cache; the upstream did not answer\"",
+        ));
+    }
+    Ok(ok.body(found.index))
+}
+
 /// A client that lists manifest types in `Accept` and not the one we have gets a 404, as from
 /// the distribution registry, instead of a document it cannot parse. Clients that send no
 /// manifest types (or `*/*`) take whatever there is.
@@ -145,24 +259,12 @@ async fn blob(req: HttpRequest, engine: web::Data<Engine>) -> Result<HttpRespons
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok());
     match status {
-        BlobStatus::Present { size } => {
-            let mut ok = blob_headers(&registry, &digest);
-            let range = match parse_range(range_header, size) {
-                RangeRequest::Unsatisfiable => return Ok(unsatisfiable(size)),
-                RangeRequest::Full => ByteRange {
-                    start: 0,
-                    end: size,
-                },
-                RangeRequest::Partial(r) => {
-                    partial(&mut ok, r, size);
-                    r
-                }
-            };
-            Ok(ok.body(SizedStream::new(
-                range.end - range.start,
-                file_stream(path, range),
-            )))
-        }
+        BlobStatus::Present { size } => Ok(ranged(
+            blob_headers(&registry, &digest),
+            range_header,
+            size,
+            |range| file_stream(path, range),
+        )),
         BlobStatus::Fetching(rx) => {
             serve_download(rx, path, &registry, &digest, range_header).await
         }
@@ -205,8 +307,23 @@ async fn serve_download(
         // No Content-Length from upstream: stream to the end, chunked, ranges ignored.
         return Ok(ok.streaming(follow_stream(rx, path, 0, None)));
     };
+    Ok(ranged(ok, range_header, size, |range| {
+        follow_stream(rx, path, range.start, Some(range.end))
+    }))
+}
+
+/// Answers with a blob of `size` bytes, or with the part of it that `Range` asks for.
+fn ranged<S>(
+    mut ok: HttpResponseBuilder,
+    range_header: Option<&str>,
+    size: u64,
+    body: impl FnOnce(ByteRange) -> S,
+) -> HttpResponse
+where
+    S: Stream<Item = Result<Bytes, actix_web::Error>> + 'static,
+{
     let range = match parse_range(range_header, size) {
-        RangeRequest::Unsatisfiable => return Ok(unsatisfiable(size)),
+        RangeRequest::Unsatisfiable => return unsatisfiable(size),
         RangeRequest::Full => ByteRange {
             start: 0,
             end: size,
@@ -216,10 +333,7 @@ async fn serve_download(
             r
         }
     };
-    Ok(ok.body(SizedStream::new(
-        range.end - range.start,
-        follow_stream(rx, path, range.start, Some(range.end)),
-    )))
+    ok.body(SizedStream::new(range.end - range.start, body(range)))
 }
 
 fn blob_headers(registry: &str, digest: &Digest) -> HttpResponseBuilder {

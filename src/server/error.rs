@@ -49,6 +49,7 @@ impl ApiError {
         let (status, code) = match &e {
             EngineError::Invalid(o) => return o.clone().into(),
             EngineError::NotCached(_) => (StatusCode::NOT_FOUND, unknown),
+            EngineError::UpstreamNotAllowed(_) => (StatusCode::FORBIDDEN, "DENIED"),
             EngineError::Upstream { source, .. } => match source {
                 UpstreamError::NotFound => (StatusCode::NOT_FOUND, unknown),
                 UpstreamError::Denied(_) => (StatusCode::BAD_GATEWAY, "DENIED"),
@@ -123,6 +124,26 @@ mod tests {
             Target::Manifest,
         );
         assert_eq!(t.status, StatusCode::GATEWAY_TIMEOUT);
+    }
+
+    #[test]
+    fn refused_upstreams_and_refused_credentials_are_denied() {
+        let a = ApiError::from_engine(
+            EngineError::UpstreamNotAllowed("evil.example".into()),
+            Target::Manifest,
+        );
+        assert_eq!((a.status, a.code), (StatusCode::FORBIDDEN, "DENIED"));
+        assert!(a.message.contains("evil.example"), "{}", a.message);
+        let d = ApiError::from_engine(
+            EngineError::upstream("quay.io", UpstreamError::Denied("401".into())),
+            Target::Blob,
+        );
+        assert_eq!((d.status, d.code), (StatusCode::BAD_GATEWAY, "DENIED"));
+        assert!(
+            d.message.contains("refused our credentials"),
+            "{}",
+            d.message
+        );
     }
 
     #[test]

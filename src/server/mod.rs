@@ -6,31 +6,49 @@ mod blob_body;
 mod distribution;
 pub mod error;
 pub mod health;
+mod metrics;
+pub mod tls;
 
 use std::net::TcpListener;
 
 use actix_web::dev::Server;
-use actix_web::middleware::Logger;
+use actix_web::middleware::{from_fn, Logger};
 use actix_web::{web, App, HttpServer};
 use actors::Engine;
 
 /// Starts serving on `listener` (bind port 0 in tests to get a free port). The returned
-/// server runs until its handle is told to stop, or the process gets SIGINT/SIGTERM.
-/// `admin` opens the `/cmd/` API to the clients it allows.
-pub fn run(listener: TcpListener, engine: Engine, admin: admin::Admin) -> std::io::Result<Server> {
+/// server runs until its handle is told to stop. It does not handle signals itself: actix would
+/// stop the whole actor system on one, and the engine's actors must outlive the HTTP server to
+/// finish downloads and write their bookkeeping (see `main.rs`).
+pub fn run(listener: TcpListener, engine: Engine) -> std::io::Result<Server> {
+    run_with_tls(listener, engine, None, admin::Admin::default())
+}
+
+/// [`run`], over HTTPS (HTTP/2 and HTTP/1.1) when `tls` is given. `admin` opens the `/cmd/`
+/// API to the clients it allows.
+pub fn run_with_tls(
+    listener: TcpListener,
+    engine: Engine,
+    tls: Option<rustls::ServerConfig>,
+    admin: admin::Admin,
+) -> std::io::Result<Server> {
     let engine = web::Data::new(engine);
     let admin = web::Data::new(admin);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(engine.clone())
             .app_data(admin.clone())
+            .wrap(from_fn(metrics::count))
             .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
+            .route("/metrics", web::get().to(metrics::scrape))
             .configure(distribution::routes)
             .configure(admin::routes)
             .default_service(web::to(distribution::unsupported))
-    })
-    .listen(listener)?
-    .shutdown_timeout(10)
-    .run();
+    });
+    let server = match tls {
+        Some(cfg) => server.listen_rustls_0_23(listener, cfg)?,
+        None => server.listen(listener)?,
+    };
+    let server = server.disable_signals().shutdown_timeout(10).run();
     Ok(server)
 }

@@ -221,6 +221,13 @@ impl Containerd {
         .expect("write hosts.toml");
     }
 
+    /// Writes `certs.d/<registry>/hosts.toml` (`_default` for every registry).
+    pub fn set_hosts_toml(&self, registry: &str, toml: &str) {
+        let dir = self.hosts.join(registry);
+        std::fs::create_dir_all(&dir).expect("create hosts dir");
+        std::fs::write(dir.join("hosts.toml"), toml).expect("write hosts.toml");
+    }
+
     /// `ctr images pull` (with unpack, native snapshotter) through the mirror.
     pub fn pull(&self, reference: &str, platform: Option<&str>) -> Output {
         let mut cmd = self.ctr_command();
@@ -285,7 +292,7 @@ impl Drop for Containerd {
         // On a failing test the guard kills it and prints its log.
         if !std::thread::panicking() {
             if let Some(mut p) = self.process.take() {
-                p.terminate(Duration::from_secs(5));
+                let _ = p.terminate(Duration::from_secs(5));
             }
         }
     }

@@ -13,6 +13,7 @@ pub mod image;
 pub mod ops;
 pub mod proc;
 pub mod relay;
+pub mod secure;
 pub mod server;
 pub mod upstream;
 

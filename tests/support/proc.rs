@@ -70,11 +70,10 @@ impl ChildGuard {
         }
     }
 
-    /// SIGTERM, wait up to `grace`, then SIGKILL. Idempotent.
-    pub fn terminate(&mut self, grace: Duration) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
+    /// SIGTERM, wait up to `grace`, then SIGKILL. Idempotent. The exit status when the process
+    /// ended by itself within `grace`.
+    pub fn terminate(&mut self, grace: Duration) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .stdout(Stdio::null())
@@ -82,13 +81,14 @@ impl ChildGuard {
             .status();
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
             }
             thread::sleep(Duration::from_millis(50));
         }
         let _ = child.kill();
         let _ = child.wait();
+        None
     }
 }
 

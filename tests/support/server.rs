@@ -21,8 +21,13 @@ pub struct ServerOptions {
     pub cache_dir: Option<PathBuf>,
     /// More `serve` options, e.g. `["--health", "8081"]`.
     pub extra_args: Vec<String>,
-    /// More YAML appended to the server's config file (top-level keys).
-    pub extra_config: String,
+    /// YAML lines added under the `upstream.test` registry entry (indented by 4 spaces), e.g.
+    /// `tls:` or `auth:` settings.
+    pub registry_yaml: String,
+    /// YAML added at the top level of the config file, e.g. `serverTlsConfig:`.
+    pub extra_yaml: String,
+    /// The server speaks HTTPS: readiness is a TCP connection, not `GET /v2/` over HTTP.
+    pub https: bool,
 }
 
 impl ServerOptions {
@@ -129,6 +134,11 @@ impl Server {
         }
     }
 
+    /// SIGTERM, as a service manager stops it; the exit status if it stopped within `grace`.
+    pub fn terminate(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        self.process.take().and_then(|mut p| p.terminate(grace))
+    }
+
     /// Kills the server if it runs and starts it again on the same cache and port.
     pub fn restart(&mut self) {
         self.kill();
@@ -143,11 +153,23 @@ impl Server {
     }
 
     fn launch(&mut self) {
+        let registry_yaml: String = self
+            .options
+            .registry_yaml
+            .lines()
+            .map(|l| format!("    {l}\n"))
+            .collect();
+        let scheme = if self.options.upstream_endpoint.starts_with("https:") {
+            "https"
+        } else {
+            "http"
+        };
         std::fs::write(
             &self.config,
             format!(
-                "registries:\n  - name: {UPSTREAM_NAME}\n    scheme: http\n    endpoint: {}\n{}",
-                self.options.upstream_endpoint, self.options.extra_config
+                "registries:\n  - name: {UPSTREAM_NAME}\n    scheme: {scheme}\n    endpoint: {}\n\
+                 {registry_yaml}{}\n",
+                self.options.upstream_endpoint, self.options.extra_yaml
             ),
         )
         .expect("write server config");
@@ -169,6 +191,7 @@ impl Server {
             ChildGuard::spawn("ociregistry server", &mut cmd, &self.log).without_log_dump();
         let port = self.port;
         let log = self.log.clone();
+        let https = self.options.https;
         wait_for(
             "the server to answer GET /v2/ with 200",
             Duration::from_secs(30),
@@ -179,6 +202,11 @@ impl Server {
                         "ociregistry exited with {status} during start-up:\n{}",
                         tail_of(&log, 6000)
                     );
+                }
+                if https {
+                    return std::net::TcpStream::connect(("127.0.0.1", port))
+                        .is_ok()
+                        .then_some(());
                 }
                 match http::request(port, "GET", "/v2/", &[]) {
                     Ok(r) if r.status == 200 => Some(()),

@@ -80,6 +80,11 @@ impl Upstream {
         &self.log
     }
 
+    /// The registry's storage, which another registry process may serve as well.
+    pub fn storage_dir(&self) -> PathBuf {
+        self.dir.path().join("storage")
+    }
+
     pub fn is_running(&self) -> bool {
         self.process.is_some()
     }
@@ -87,7 +92,7 @@ impl Upstream {
     /// Stops the registry (the port then refuses connections).
     pub fn stop(&mut self) {
         if let Some(mut process) = self.process.take() {
-            process.terminate(Duration::from_secs(5));
+            let _ = process.terminate(Duration::from_secs(5));
         }
         wait_for(
             "the stopped upstream to release its port",
@@ -260,7 +265,7 @@ impl Upstream {
 }
 
 /// Parses a combined-log-format line: `IP - - [date] "METHOD PATH PROTO" STATUS SIZE ...`.
-fn parse_access_line(line: &str) -> Option<AccessEntry> {
+pub fn parse_access_line(line: &str) -> Option<AccessEntry> {
     let rest = line.split_once("] \"")?.1;
     let (request, after) = rest.split_once('"')?;
     let mut parts = request.split(' ');

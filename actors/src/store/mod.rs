@@ -93,6 +93,8 @@ pub const IMG_DIR: &str = "img";
 pub const LTS_DIR: &str = "lts";
 /// Our temp files. Not a Go directory; emptied at open.
 pub const TMP_DIR: &str = "tmp";
+/// Referrers lists (OCI image indexes) by subject digest; our addition, unknown to the Go server.
+pub const REFERRERS_DIR: &str = "referrers";
 
 /// The manifest directories, in the order they are read.
 const MANIFEST_DIRS: [&str; 3] = [FAT_DIR, IMG_DIR, LTS_DIR];
@@ -224,20 +226,49 @@ impl Store {
             path: dest.clone(),
             source,
         })?;
-        let (tmp, mut file) = self.create_temp_file("manifest")?;
+        self.write_atomically(&dest, &json, "manifest")
+    }
+
+    /// Replaces `dest` with `bytes` so that a crash leaves the old file or the new one, never a
+    /// mix: temp file, fsync, rename, fsync of the directory.
+    fn write_atomically(&self, dest: &Path, bytes: &[u8], what: &str) -> Result<(), StoreError> {
+        let (tmp, mut file) = self.create_temp_file(what)?;
         let written = file
-            .write_all(&json)
+            .write_all(bytes)
             .and_then(|()| file.sync_all())
             .map_err(|e| StoreError::io(&tmp, e));
         drop(file);
         let renamed =
-            written.and_then(|()| fs::rename(&tmp, &dest).map_err(|e| StoreError::io(&dest, e)));
+            written.and_then(|()| fs::rename(&tmp, dest).map_err(|e| StoreError::io(dest, e)));
         if let Err(e) = renamed {
             let _ = fs::remove_file(&tmp);
             return Err(e);
         }
         let dir = dest.parent().unwrap_or(&self.root);
         sync_dir(dir)
+    }
+
+    /// Where the referrers list of `subject` is kept (an OCI image index, as served).
+    fn referrers_path(&self, subject: &Digest) -> PathBuf {
+        self.root.join(REFERRERS_DIR).join(subject.hex())
+    }
+
+    /// Keeps the referrers list of `subject`, for answering it without the upstream.
+    pub fn write_referrers(&self, subject: &Digest, index: &[u8]) -> Result<(), StoreError> {
+        let dest = self.referrers_path(subject);
+        let dir = self.root.join(REFERRERS_DIR);
+        fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+        self.write_atomically(&dest, index, "referrers")
+    }
+
+    /// The kept referrers list of `subject`, if any.
+    pub fn read_referrers(&self, subject: &Digest) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.referrers_path(subject);
+        match fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io(&path, e)),
+        }
     }
 
     /// Removes the manifest with digest `d` from every manifest directory. `Ok(false)` if

@@ -2,8 +2,9 @@
 //! ghcr.io and quay.io answer anonymous requests with.
 //!
 //! A registry says how to get a token in `WWW-Authenticate: Bearer realm="...",service="...",
-//! scope="..."`. We ask the realm (with basic credentials when configured), cache the token per
-//! scope until it expires, and retry the request once with it.
+//! scope="..."`. We ask the realm (GET, with basic credentials when configured; the OAuth2
+//! password grant by POST when the GET with credentials is refused), cache the token per scope
+//! until it expires, and retry the request once with it.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -12,6 +13,9 @@ use base64::Engine as _;
 use serde::Deserialize;
 
 use crate::config::Credentials;
+
+/// The OAuth2 `client_id` sent with password grants.
+pub const CLIENT_ID: &str = "ociregistry";
 
 /// Tokens are small; anything larger is not a token response.
 pub const MAX_TOKEN_RESPONSE: usize = 256 * 1024;
@@ -127,10 +131,17 @@ impl TokenCache {
     }
 
     pub fn put(&mut self, scope: &str, token: String, expires_in: Option<u64>) {
-        // The distribution spec's default lifetime is 60 s when the server names none.
-        let secs = expires_in.unwrap_or(60).max(10);
-        let until = Instant::now() + Duration::from_secs(secs.saturating_sub(5));
+        let until = Instant::now() + Self::lifetime(expires_in);
         self.tokens.insert(scope.to_string(), (token, until));
+    }
+
+    /// How long a token is used: its `expires_in` (60 s, the distribution spec's default, when
+    /// the server names none), less a tenth of it, at most 5 s, so it is not sent just as it
+    /// expires. Short-lived tokens are honoured as they are.
+    fn lifetime(expires_in: Option<u64>) -> Duration {
+        let secs = expires_in.filter(|s| *s > 0).unwrap_or(60);
+        let margin = (secs / 10).min(5);
+        Duration::from_secs(secs - margin)
     }
 
     pub fn forget(&mut self, scope: &str) {
@@ -176,6 +187,30 @@ mod tests {
         ] {
             let _ = parse_challenges(junk);
         }
+    }
+
+    #[test]
+    fn token_lifetimes_follow_expires_in() {
+        assert_eq!(TokenCache::lifetime(None), Duration::from_secs(55));
+        assert_eq!(TokenCache::lifetime(Some(0)), Duration::from_secs(55));
+        assert_eq!(TokenCache::lifetime(Some(300)), Duration::from_secs(295));
+        assert_eq!(TokenCache::lifetime(Some(20)), Duration::from_secs(18));
+        assert_eq!(TokenCache::lifetime(Some(3)), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn tokens_are_cached_per_scope_and_forgotten_on_demand() {
+        let mut cache = TokenCache::default();
+        cache.put("repository:a:pull", "ta".into(), Some(60));
+        cache.put("repository:b:pull", "tb".into(), Some(60));
+        assert_eq!(cache.get("repository:a:pull"), Some("ta"));
+        assert_eq!(cache.get("repository:b:pull"), Some("tb"));
+        assert_eq!(cache.get("repository:c:pull"), None);
+        cache.forget("repository:a:pull");
+        assert_eq!(cache.get("repository:a:pull"), None);
+        assert_eq!(cache.get("repository:b:pull"), Some("tb"));
+        cache.put("repository:b:pull", "tb2".into(), Some(60));
+        assert_eq!(cache.get("repository:b:pull"), Some("tb2"));
     }
 
     #[test]

@@ -5,9 +5,9 @@
 //! leave this module as a stream that the pool writes to disk.
 
 mod auth;
-mod tls;
+pub mod tls;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -46,6 +46,8 @@ pub enum UpstreamError {
     Status(String),
     #[error("cannot reach upstream: {0}")]
     Connect(String),
+    #[error("TLS with upstream failed: {0}")]
+    Tls(String),
     #[error("upstream timed out: {0}")]
     Timeout(String),
     #[error("bad response from upstream: {0}")]
@@ -139,6 +141,9 @@ pub struct UpstreamClient {
     base: String,
     client: awc::Client,
     tokens: RefCell<TokenCache>,
+    /// Whether the current run of credential refusals has been logged: once per upstream
+    /// until a request succeeds again, not once per request.
+    denial_logged: Cell<bool>,
 }
 
 impl UpstreamClient {
@@ -146,7 +151,7 @@ impl UpstreamClient {
         let connector = awc::Connector::new()
             .timeout(CONNECT_TIMEOUT)
             .handshake_timeout(CONNECT_TIMEOUT)
-            .rustls_0_23(tls::client_config()?);
+            .rustls_0_23(tls::client_config(&cfg.tls)?);
         let client = awc::Client::builder()
             .connector(connector)
             .timeout(RESPONSE_TIMEOUT)
@@ -160,6 +165,7 @@ impl UpstreamClient {
             cfg,
             client,
             tokens: RefCell::new(TokenCache::default()),
+            denial_logged: Cell::new(false),
         })
     }
 
@@ -186,6 +192,74 @@ impl UpstreamClient {
     }
 
     /// Starts a blob download; the caller reads the body chunk by chunk.
+    /// The digest a tag points at now, from a `HEAD` (registries do not count HEADs against
+    /// pull rate limits). `None` when the upstream does not say (no `Docker-Content-Digest`).
+    pub async fn manifest_digest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<Option<Digest>, UpstreamError> {
+        let url = format!("{}/v2/{}/manifests/{}", self.base, repo, reference);
+        let resp = self.send(Method::HEAD, &url, repo, true).await?;
+        Ok(resp
+            .header("docker-content-digest")
+            .and_then(|h| Digest::parse(&h).ok()))
+    }
+
+    /// The repository's tags, one page: `n` and `last` as the distribution spec defines them.
+    /// The second value is whether the upstream says there are more (a `Link` header).
+    pub async fn tags(
+        &self,
+        repo: &RepoName,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> Result<(Vec<String>, bool), UpstreamError> {
+        let mut url = format!("{}/v2/{}/tags/list", self.base, repo);
+        let mut sep = '?';
+        if let Some(n) = n {
+            url.push_str(&format!("{sep}n={n}"));
+            sep = '&';
+        }
+        if let Some(last) = last {
+            // Tags are [A-Za-z0-9_.-]: nothing to escape (checked by the caller).
+            url.push_str(&format!("{sep}last={last}"));
+        }
+        let mut resp = self.send(Method::GET, &url, repo, false).await?;
+        let more = resp
+            .header(awc::http::header::LINK)
+            .is_some_and(|l| l.contains("rel=\"next\""));
+        let body = resp.read_limited(MAX_MANIFEST_BYTES).await?;
+        #[derive(serde::Deserialize)]
+        struct TagList {
+            tags: Option<Vec<String>>,
+        }
+        let list: TagList = serde_json::from_slice(&body)
+            .map_err(|e| UpstreamError::Protocol(format!("tag list: {e}")))?;
+        Ok((list.tags.unwrap_or_default(), more))
+    }
+
+    /// The referrers of `subject` as an OCI image index: from the referrers API, or, where the
+    /// upstream has none (404), from the referrers tag schema (`sha256-<hex>`); `None` when
+    /// neither knows any.
+    pub async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+    ) -> Result<Option<Bytes>, UpstreamError> {
+        let url = format!("{}/v2/{}/referrers/{}", self.base, repo, subject);
+        match self.send(Method::GET, &url, repo, true).await {
+            Ok(mut resp) => return Ok(Some(resp.read_limited(MAX_MANIFEST_BYTES).await?)),
+            Err(UpstreamError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        let tag = Reference::Tag(format!("sha256-{}", subject.hex()));
+        match self.manifest(repo, &tag).await {
+            Ok(m) => Ok(Some(m.bytes)),
+            Err(UpstreamError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     pub async fn blob(&self, repo: &RepoName, digest: &Digest) -> Result<BlobBody, UpstreamError> {
         let url = format!("{}/v2/{}/blobs/{}", self.base, repo, digest);
         let resp = self.send(Method::GET, &url, repo, false).await?;
@@ -198,9 +272,44 @@ impl UpstreamClient {
         })
     }
 
-    /// Sends a request, answering one authentication challenge if the upstream poses one, and
-    /// turns every non-success status into an [`UpstreamError`].
+    /// [`Self::send_authenticated`], logging a refusal of our credentials once per run of
+    /// refusals rather than once per request (every request would fail the same way).
     async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        repo: &RepoName,
+        manifest: bool,
+    ) -> Result<Response, UpstreamError> {
+        let result = self.send_authenticated(method, url, repo, manifest).await;
+        match &result {
+            Err(UpstreamError::Denied(why)) => {
+                if !self.denial_logged.replace(true) {
+                    log::error!(
+                        "upstream {} refused our credentials ({}): {why}",
+                        self.cfg.name,
+                        self.who()
+                    );
+                }
+            }
+            Ok(_) => self.denial_logged.set(false),
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// Who we authenticate as, for messages: the user name, never the password.
+    fn who(&self) -> String {
+        match &self.cfg.auth {
+            Some(c) => format!("user {}", c.user),
+            None => "anonymous".to_string(),
+        }
+    }
+
+    /// Sends a request, answering one authentication challenge if the upstream poses one, and
+    /// turns every non-success status into an [`UpstreamError`]. A cached token the upstream
+    /// no longer accepts is replaced once; a second refusal is final.
+    async fn send_authenticated(
         &self,
         method: Method,
         url: &str,
@@ -226,7 +335,8 @@ impl UpstreamClient {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 let s = resp.status;
                 Err(UpstreamError::Denied(format!(
-                    "{s} {}",
+                    "{s} as {} {}",
+                    self.who(),
                     resp.snippet().await
                 )))
             }
@@ -254,12 +364,7 @@ impl UpstreamClient {
         if let Some(auth) = self.authorization(scope) {
             req = req.insert_header((AUTHORIZATION, auth));
         }
-        let resp = req.send().await.map_err(send_error)?;
-        Ok(Response {
-            status: resp.status(),
-            headers: resp.headers().clone(),
-            body: Box::pin(resp),
-        })
+        Ok(into_response(req.send().await.map_err(send_error)?))
     }
 
     /// A cached bearer token for `scope`, else basic credentials when configured.
@@ -271,7 +376,10 @@ impl UpstreamClient {
         HeaderValue::from_str(&value).ok()
     }
 
-    /// Asks the challenge's realm for a token (with our credentials when configured).
+    /// Asks the challenge's realm for a token and caches it for `scope`. Anonymous clients and
+    /// clients with credentials first ask with GET (credentials as basic auth); when the token
+    /// service refuses that with credentials, they try the OAuth2 password grant (POST), as
+    /// containerd does, since some token services only accept that.
     async fn fetch_token(&self, ch: &Challenge, scope: &str) -> Result<(), UpstreamError> {
         let realm = ch
             .param("realm")
@@ -281,30 +389,57 @@ impl UpstreamClient {
                 "bearer realm {realm:?} is not an http(s) URL"
             )));
         }
+        let service = ch.param("service");
+        let token_scope = ch.param("scope").unwrap_or(scope);
         let mut query: Vec<(&str, &str)> = Vec::new();
-        if let Some(s) = ch.param("service") {
+        if let Some(s) = service {
             query.push(("service", s));
         }
-        query.push(("scope", ch.param("scope").unwrap_or(scope)));
-        let mut req = self.client.get(realm);
-        req = req
+        query.push(("scope", token_scope));
+        let mut req = self
+            .client
+            .get(realm)
             .query(&query)
             .map_err(|e| UpstreamError::Protocol(format!("token request: {e}")))?;
         if let Some(c) = &self.cfg.auth {
             req = req.insert_header((AUTHORIZATION, auth::basic_header(c)));
         }
-        let resp = req.send().await.map_err(send_error)?;
-        let mut resp = Response {
-            status: resp.status(),
-            headers: resp.headers().clone(),
-            body: Box::pin(resp),
-        };
+        let mut resp = into_response(req.send().await.map_err(send_error)?);
         if !resp.status.is_success() {
-            let s = resp.status;
-            return Err(UpstreamError::Denied(format!(
-                "token service {realm} answered {s} {}",
-                resp.snippet().await
-            )));
+            let get_status = resp.status;
+            let get_detail = resp.snippet().await;
+            let Some(creds) = &self.cfg.auth else {
+                return Err(UpstreamError::Denied(format!(
+                    "token service {realm} answered {get_status} to an anonymous request \
+                     {get_detail}"
+                )));
+            };
+            let mut form: Vec<(&str, &str)> = vec![
+                ("grant_type", "password"),
+                ("username", &creds.user),
+                ("password", &creds.password),
+                ("scope", token_scope),
+                ("client_id", auth::CLIENT_ID),
+            ];
+            if let Some(s) = service {
+                form.push(("service", s));
+            }
+            resp = into_response(
+                self.client
+                    .post(realm)
+                    .send_form(&form)
+                    .await
+                    .map_err(send_error)?,
+            );
+            if !resp.status.is_success() {
+                let post_status = resp.status;
+                let post_detail = resp.snippet().await;
+                return Err(UpstreamError::Denied(format!(
+                    "token service {realm} refused user {} (GET: {get_status} {get_detail}; \
+                     POST: {post_status} {post_detail})",
+                    creds.user
+                )));
+            }
         }
         let body = resp.read_limited(MAX_TOKEN_RESPONSE).await?;
         let tr: TokenResponse = serde_json::from_slice(&body)
@@ -321,11 +456,37 @@ impl UpstreamClient {
     }
 }
 
+fn into_response(resp: awc::ClientResponse) -> Response {
+    Response {
+        status: resp.status(),
+        headers: resp.headers().clone(),
+        body: Box::pin(resp),
+    }
+}
+
 fn send_error(e: awc::error::SendRequestError) -> UpstreamError {
     use awc::error::SendRequestError as E;
     match e {
         E::Timeout => UpstreamError::Timeout("no response head in time".into()),
-        E::Connect(c) => UpstreamError::Connect(c.to_string()),
+        E::Connect(c) => classify_connect_error(c.to_string()),
         other => UpstreamError::Connect(other.to_string()),
     }
+}
+
+/// Tells TLS failures from other connection failures, with a hint at the setting that
+/// usually fixes them.
+fn classify_connect_error(msg: String) -> UpstreamError {
+    let lower = msg.to_ascii_lowercase();
+    let hint = if lower.contains("invalid peer certificate") {
+        " (the upstream's certificate is not trusted: set this registry's tls.ca to its CA, or \
+         tls.insecureSkipVerify for a test registry)"
+    } else if lower.contains("certificaterequired") || lower.contains("handshakefailure") {
+        " (the upstream may require a client certificate: set this registry's tls.cert and \
+         tls.key)"
+    } else if lower.contains("tls") || lower.contains("handshake") || lower.contains("alert") {
+        ""
+    } else {
+        return UpstreamError::Connect(msg);
+    };
+    UpstreamError::Tls(format!("{msg}{hint}"))
 }

@@ -1,0 +1,199 @@
+//! Prometheus metrics for the whole process.
+//!
+//! One set per process, reached through [`metrics()`]: counters are process-wide by nature, and
+//! a global spares every actor and handler a constructor argument. The HTTP edge renders them
+//! on `/metrics` with [`render`] and adds its own request counters to the same registry.
+
+use std::sync::OnceLock;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamKind {
+    pub upstream: String,
+    /// `manifest` or `blob`.
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Upstream {
+    pub upstream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Kind {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamError {
+    pub upstream: String,
+    /// An HTTP status, or `connect`, `timeout`, `digest`, `protocol`.
+    pub error: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Request {
+    /// `manifests`, `blobs`, `version`, `admin`, `metrics` or `other`.
+    pub endpoint: &'static str,
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Endpoint {
+    pub endpoint: &'static str,
+}
+
+pub struct Metrics {
+    pub cache_hits: Family<UpstreamKind, Counter>,
+    pub cache_misses: Family<UpstreamKind, Counter>,
+    pub upstream_bytes: Family<Upstream, Counter>,
+    pub upstream_errors: Family<UpstreamError, Counter>,
+    pub fetches_in_flight: Family<Kind, Gauge>,
+    pub waiters_joined: Family<Kind, Counter>,
+    pub fetch_seconds: Family<Kind, Histogram>,
+    pub stale_served: Family<Upstream, Counter>,
+    pub cached_manifests: Gauge,
+    pub cached_blobs: Gauge,
+    pub cached_blob_bytes: Gauge,
+    pub http_requests: Family<Request, Counter>,
+    pub http_response_bytes: Family<Endpoint, Counter>,
+    registry: Registry,
+}
+
+fn fetch_histogram() -> Histogram {
+    // 5 ms .. ~80 s.
+    Histogram::new(exponential_buckets(0.005, 2.0, 15))
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        Metrics {
+            cache_hits: Family::default(),
+            cache_misses: Family::default(),
+            upstream_bytes: Family::default(),
+            upstream_errors: Family::default(),
+            fetches_in_flight: Family::default(),
+            waiters_joined: Family::default(),
+            fetch_seconds: Family::new_with_constructor(fetch_histogram),
+            stale_served: Family::default(),
+            cached_manifests: Gauge::default(),
+            cached_blobs: Gauge::default(),
+            cached_blob_bytes: Gauge::default(),
+            http_requests: Family::default(),
+            http_response_bytes: Family::default(),
+            registry: Registry::with_prefix("ociregistry"),
+        }
+    }
+
+    fn registered() -> Metrics {
+        let mut m = Metrics::new();
+        let r = &mut m.registry;
+        r.register(
+            "cache_hits",
+            "Requests answered from the cache",
+            m.cache_hits.clone(),
+        );
+        r.register(
+            "cache_misses",
+            "Requests that needed the upstream (started or joined a fetch)",
+            m.cache_misses.clone(),
+        );
+        r.register(
+            "upstream_received_bytes",
+            "Blob bytes received from each upstream",
+            m.upstream_bytes.clone(),
+        );
+        r.register(
+            "upstream_errors",
+            "Failed upstream fetches by upstream and cause",
+            m.upstream_errors.clone(),
+        );
+        r.register(
+            "fetches_in_flight",
+            "Upstream fetches under way",
+            m.fetches_in_flight.clone(),
+        );
+        r.register(
+            "fetch_waiters_joined",
+            "Requests that joined a fetch already under way instead of starting one",
+            m.waiters_joined.clone(),
+        );
+        r.register(
+            "upstream_fetch_seconds",
+            "Duration of upstream fetches (manifests end to end, blobs to the last byte)",
+            m.fetch_seconds.clone(),
+        );
+        r.register(
+            "stale_served",
+            "Cached manifests served because the upstream failed",
+            m.stale_served.clone(),
+        );
+        r.register(
+            "cached_manifests",
+            "Manifests in the cache",
+            m.cached_manifests.clone(),
+        );
+        r.register("cached_blobs", "Blobs in the cache", m.cached_blobs.clone());
+        r.register(
+            "cached_blob_bytes",
+            "Bytes of blobs in the cache",
+            m.cached_blob_bytes.clone(),
+        );
+        r.register(
+            "http_requests",
+            "HTTP requests by endpoint, method and status",
+            m.http_requests.clone(),
+        );
+        r.register(
+            "http_response_bytes",
+            "Response body bytes sent, by endpoint",
+            m.http_response_bytes.clone(),
+        );
+        m
+    }
+}
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::registered)
+}
+
+/// The metrics in the Prometheus text exposition format.
+pub fn render() -> String {
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &metrics().registry) {
+        log::error!("rendering metrics: {e}");
+    }
+    out
+}
+
+/// The `error` label for an upstream failure.
+pub fn error_label(e: &crate::EngineError) -> String {
+    use crate::upstream::UpstreamError as U;
+    use crate::EngineError as E;
+    match e {
+        E::Upstream { source, .. } => match source {
+            U::NotFound => "404".into(),
+            U::Denied(_) => "denied".into(),
+            U::TooManyRequests(_) => "429".into(),
+            U::Status(s) => s.split_whitespace().next().unwrap_or("status").to_string(),
+            U::Connect(_) => "connect".into(),
+            U::Tls(_) => "tls".into(),
+            U::Timeout(_) => "timeout".into(),
+            U::Protocol(_) => "protocol".into(),
+            U::Config(_) => "config".into(),
+        },
+        E::PullTimeout { .. } => "timeout".into(),
+        E::DigestMismatch { .. } => "digest".into(),
+        E::Store(_) => "store".into(),
+        _ => "other".into(),
+    }
+}

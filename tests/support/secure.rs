@@ -1,0 +1,407 @@
+//! Secured counterparts for the security tests: a test PKI made with openssl, an upstream
+//! registry behind TLS / basic auth / bearer tokens / client certificates, the token service
+//! that signs its tokens, and curl as an HTTPS client.
+//!
+//! A secured upstream serves the storage of a plain [`super::Upstream`], so images are pushed
+//! to the plain one with the usual helpers and pulled from the secured one.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use super::proc::{run, ChildGuard, Output};
+use super::upstream::{parse_access_line, AccessEntry};
+use super::{free_port, require_tool, tail_of, wait_for};
+
+const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
+
+/// A CA and certificates it signed: `server` (SAN 127.0.0.1 and localhost) and `client`
+/// (client authentication), plus a second, unrelated CA for negative tests.
+pub struct Pki {
+    dir: TempDir,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        require_tool("openssl");
+        let dir = tempfile::Builder::new()
+            .prefix("e2e-pki-")
+            .tempdir()
+            .expect("pki temp dir");
+        let pki = Pki { dir };
+        pki.make_ca("ca");
+        pki.make_ca("other-ca");
+        pki.make_leaf(
+            "server",
+            "serverAuth",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        );
+        pki.make_leaf(
+            "client",
+            "clientAuth",
+            "subjectAltName=DNS:ociregistry-client",
+        );
+        // skopeo's --*-cert-dir layout: ca.crt, client.cert, client.key.
+        let certs = pki.path("certs.d");
+        std::fs::create_dir_all(&certs).expect("cert dir");
+        for (from, to) in [
+            ("ca.crt", "ca.crt"),
+            ("client.crt", "client.cert"),
+            ("client.key", "client.key"),
+        ] {
+            std::fs::copy(pki.path(from), certs.join(to)).expect("copy into cert dir");
+        }
+        pki
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `PATH` as a string, for configuration files.
+    pub fn file(&self, name: &str) -> String {
+        self.path(name).display().to_string()
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        let mut cmd = Command::new("openssl");
+        cmd.args(args).current_dir(self.dir.path());
+        run(&mut cmd, Duration::from_secs(60)).expect_success();
+    }
+
+    fn make_ca(&self, name: &str) {
+        self.openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.crt"),
+            "-subj",
+            &format!("/CN=ociregistry test {name}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+    }
+
+    fn make_leaf(&self, name: &str, usage: &str, san: &str) {
+        self.openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={name}"),
+        ]);
+        std::fs::write(
+            self.path(&format!("{name}.ext")),
+            format!(
+                "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n\
+                 extendedKeyUsage={usage}\n{san}\n"
+            ),
+        )
+        .expect("write extensions");
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+            "-out",
+            &format!("{name}.crt"),
+        ]);
+    }
+}
+
+/// How a [`SecureUpstream`] is protected.
+#[derive(Default)]
+pub struct SecureOptions<'a> {
+    /// Serve HTTPS with the PKI's server certificate.
+    pub tls: Option<&'a Pki>,
+    /// Require client certificates signed by the PKI's CA (needs `tls`).
+    pub client_certs: bool,
+    /// htpasswd basic auth with this user and password.
+    pub basic_auth: Option<(&'a str, &'a str)>,
+    /// Bearer tokens from this service.
+    pub token: Option<&'a TokenService>,
+}
+
+/// A docker-registry serving another registry's storage behind TLS and/or authentication.
+pub struct SecureUpstream {
+    process: Option<ChildGuard>,
+    pub port: u16,
+    pub https: bool,
+    dir: TempDir,
+    log: PathBuf,
+}
+
+impl SecureUpstream {
+    pub fn start(storage: &Path, options: SecureOptions<'_>) -> SecureUpstream {
+        require_tool(REGISTRY_BIN);
+        let dir = tempfile::Builder::new()
+            .prefix("e2e-secure-upstream-")
+            .tempdir()
+            .expect("secure upstream temp dir");
+        let port = free_port();
+        let mut http = format!("http:\n  addr: 127.0.0.1:{port}\n  secret: e2e-test-secret\n");
+        if let Some(pki) = options.tls {
+            http.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                pki.file("server.crt"),
+                pki.file("server.key")
+            ));
+            if options.client_certs {
+                http.push_str(&format!("    clientcas:\n      - {}\n", pki.file("ca.crt")));
+            }
+        }
+        let mut auth = String::new();
+        if let Some((user, password)) = options.basic_auth {
+            require_tool("htpasswd");
+            let htpasswd = dir.path().join("htpasswd");
+            let mut cmd = Command::new("htpasswd");
+            cmd.args(["-Bbc"]).arg(&htpasswd).args([user, password]);
+            run(&mut cmd, Duration::from_secs(30)).expect_success();
+            auth = format!(
+                "auth:\n  htpasswd:\n    realm: e2e-realm\n    path: {}\n",
+                htpasswd.display()
+            );
+        }
+        if let Some(token) = options.token {
+            auth = format!(
+                "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    \
+                 rootcertbundle: {}\n",
+                token.realm(),
+                TokenService::SERVICE,
+                TokenService::ISSUER,
+                token.cert.display()
+            );
+        }
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\n\
+                 log:\n  level: info\n  formatter: text\n  accesslog:\n    disabled: false\n\
+                 storage:\n  filesystem:\n    rootdirectory: {}\n\
+                 {http}{auth}",
+                storage.display()
+            ),
+        )
+        .expect("write secure upstream config");
+        let log = dir.path().join("registry.log");
+        let mut cmd = Command::new(REGISTRY_BIN);
+        cmd.arg("serve").arg(&config);
+        let mut process = ChildGuard::spawn("secured docker-registry", &mut cmd, &log);
+        wait_for(
+            "the secured upstream to accept connections",
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            || {
+                if let Some(status) = process.exited() {
+                    panic!(
+                        "docker-registry exited with {status}:\n{}",
+                        tail_of(&log, 4096)
+                    );
+                }
+                TcpStream::connect(("127.0.0.1", port))
+                    .is_ok()
+                    .then_some(())
+            },
+        );
+        SecureUpstream {
+            process: Some(process),
+            port,
+            https: options.tls.is_some(),
+            dir,
+            log,
+        }
+    }
+
+    /// `https://127.0.0.1:PORT` (or `http://`).
+    pub fn url(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    pub fn access_log(&self) -> Vec<AccessEntry> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines().filter_map(parse_access_line).collect()
+    }
+
+    pub fn log_tail(&self) -> String {
+        tail_of(&self.log, 4096)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SecureUpstream {
+    fn drop(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.kill();
+        }
+    }
+}
+
+/// The project's token service (`token_service.py`): RS256 JWTs the registry verifies.
+pub struct TokenService {
+    process: Option<ChildGuard>,
+    pub port: u16,
+    cert: PathBuf,
+    dir: TempDir,
+    log: PathBuf,
+}
+
+/// Settings of a [`TokenService`].
+pub struct TokenOptions<'a> {
+    /// Token lifetime in seconds (also the `expires_in` sent).
+    pub ttl_secs: u64,
+    pub users: &'a [(&'a str, &'a str)],
+    /// Repositories anonymous clients may not pull.
+    pub private_repos: &'a [&'a str],
+    /// Refuse GET requests with basic credentials: clients must use the password grant.
+    pub get_refuses_credentials: bool,
+}
+
+impl TokenService {
+    pub const SERVICE: &'static str = "e2e-registry";
+    pub const ISSUER: &'static str = "e2e-token-issuer";
+
+    pub fn start(options: TokenOptions<'_>) -> TokenService {
+        require_tool("python3");
+        require_tool("openssl");
+        let dir = tempfile::Builder::new()
+            .prefix("e2e-token-")
+            .tempdir()
+            .expect("token temp dir");
+        let key = dir.path().join("signer.key");
+        let cert = dir.path().join("signer.crt");
+        let mut cmd = Command::new("openssl");
+        cmd.args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .args(["-subj", "/CN=e2e token signer"]);
+        run(&mut cmd, Duration::from_secs(60)).expect_success();
+        let port = free_port();
+        let users: Vec<String> = options
+            .users
+            .iter()
+            .map(|(u, p)| format!("{u}:{p}"))
+            .collect();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/token_service.py");
+        let mut cmd = Command::new("python3");
+        cmd.arg(script)
+            .arg(port.to_string())
+            .arg(&key)
+            .arg(&cert)
+            .arg(Self::ISSUER)
+            .arg(options.ttl_secs.to_string())
+            .arg(users.join(","))
+            .arg(options.private_repos.join(","));
+        if options.get_refuses_credentials {
+            cmd.arg("--get-refuses-credentials");
+        }
+        let log = dir.path().join("token.log");
+        let mut process = ChildGuard::spawn("token service", &mut cmd, &log);
+        wait_for(
+            "the token service to listen",
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            || {
+                if let Some(status) = process.exited() {
+                    panic!(
+                        "token service exited with {status}:\n{}",
+                        tail_of(&log, 4096)
+                    );
+                }
+                TcpStream::connect(("127.0.0.1", port))
+                    .is_ok()
+                    .then_some(())
+            },
+        );
+        TokenService {
+            process: Some(process),
+            port,
+            cert,
+            dir,
+            log,
+        }
+    }
+
+    pub fn realm(&self) -> String {
+        format!("http://127.0.0.1:{}/token", self.port)
+    }
+
+    /// One JSON object per request the service answered.
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v.get("outcome").is_some())
+            .collect()
+    }
+
+    /// Requests with this outcome (`issued`, `refused`) and method.
+    pub fn count(&self, outcome: &str, method: &str) -> usize {
+        self.requests()
+            .iter()
+            .filter(|v| v["outcome"] == outcome && v["method"] == method)
+            .count()
+    }
+}
+
+impl Drop for TokenService {
+    fn drop(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.kill();
+        }
+    }
+}
+
+/// `curl` to `url` with extra arguments; `-w` appends the status code after the body.
+pub fn curl(url: &str, args: &[&str]) -> Output {
+    require_tool("curl");
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "60", "-w", "\n%{http_code}"])
+        .args(args)
+        .arg(url);
+    run(&mut cmd, Duration::from_secs(90))
+}
+
+/// The status code curl printed (0 when the request failed before any response).
+pub fn curl_status(out: &Output) -> u16 {
+    out.stdout
+        .rsplit('\n')
+        .next()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
