@@ -17,6 +17,10 @@ pub struct ServerOptions {
     pub upstream_endpoint: String,
     pub air_gapped: bool,
     pub default_ns: Option<String>,
+    /// More top-level YAML for the config file, e.g. `"upstreamIdleTimeout: 2000\n"`.
+    pub extra_config: String,
+    /// Cache root instead of a fresh directory (e.g. on a small filesystem); must exist.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl ServerOptions {
@@ -49,7 +53,10 @@ impl Server {
             .prefix("e2e-server-")
             .tempdir()
             .expect("server temp dir");
-        let cache = dir.path().join("cache");
+        let cache = options
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| dir.path().join("cache"));
         std::fs::create_dir_all(&cache).expect("cache dir");
         let mut server = Server {
             port: free_port(),
@@ -95,6 +102,21 @@ impl Server {
         self.process.is_some()
     }
 
+    /// The directory holding the cache (unless placed elsewhere), config and log.
+    pub fn work_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `Some(status)` once the server process has exited (crashed, or failed to start).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.process.as_mut().and_then(|p| p.exited())
+    }
+
+    /// The server's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().and_then(|p| p.pid())
+    }
+
     /// SIGKILL: no chance to clean up, as in a crash or an OOM kill.
     pub fn kill(&mut self) {
         if let Some(mut process) = self.process.take() {
@@ -119,8 +141,8 @@ impl Server {
         std::fs::write(
             &self.config,
             format!(
-                "registries:\n  - name: {UPSTREAM_NAME}\n    scheme: http\n    endpoint: {}\n",
-                self.options.upstream_endpoint
+                "registries:\n  - name: {UPSTREAM_NAME}\n    scheme: http\n    endpoint: {}\n{}",
+                self.options.upstream_endpoint, self.options.extra_config
             ),
         )
         .expect("write server config");
