@@ -5,6 +5,9 @@ mod blob_body;
 mod distribution;
 pub mod error;
 
+/// The Range parser, public for the property tests and fuzz targets.
+pub use blob_body::{parse_range, ByteRange, RangeRequest};
+
 use std::net::TcpListener;
 
 use actix_web::dev::Server;
