@@ -69,7 +69,7 @@ fn fuzz_text(rng: &mut Rng) -> String {
     let mut s = String::new();
     for _ in 0..rng.range(0, 12) {
         match rng.below(10) {
-            0..=5 => s.push_str(*rng.pick(FRAGMENTS)),
+            0..=5 => s.push_str(FRAGMENTS[rng.below(FRAGMENTS.len() as u64) as usize]),
             6 => {
                 let n = *rng.pick(&[1usize, 32, 63, 64, 65, 128]);
                 for _ in 0..n {
