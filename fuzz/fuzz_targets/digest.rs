@@ -12,7 +12,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(d) = Digest::parse(text) {
         assert_eq!(d.to_string(), text);
         assert_eq!(d.hex().len(), 64);
-        assert!(d.hex().bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert!(d
+            .hex()
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
     }
     if let Ok(d) = Digest::from_hex(text) {
         assert_eq!(d.hex(), text);

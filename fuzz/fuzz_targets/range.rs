@@ -15,6 +15,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let RangeRequest::Partial(r) = parse_range(Some(header), size) {
-        assert!(r.start < r.end && r.end <= size, "{header:?} of {size}: {r:?}");
+        assert!(
+            r.start < r.end && r.end <= size,
+            "{header:?} of {size}: {r:?}"
+        );
     }
 });

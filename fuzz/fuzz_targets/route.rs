@@ -19,12 +19,17 @@ fuzz_target!(|data: &[u8]| {
         let repo = repo.as_str();
         assert!(!repo.is_empty() && repo.len() <= 255, "{repo:?}");
         assert!(!repo.starts_with('/') && !repo.ends_with('/'), "{repo:?}");
-        assert!(repo.split('/').all(|c| !c.is_empty() && c != "." && c != ".."));
+        assert!(repo
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != ".."));
         assert!(!repo.contains('\\') && !repo.contains('%'), "{repo:?}");
     }
     if let Ok(r) = Reference::parse(reference) {
         let shown = r.to_string();
-        assert!(!shown.contains('/') && shown != "." && shown != "..", "{shown:?}");
+        assert!(
+            !shown.contains('/') && shown != "." && shown != "..",
+            "{shown:?}"
+        );
         assert_eq!(Reference::parse(&shown).ok(), Some(r));
     }
     let _ = ImageRef::parse(text);
