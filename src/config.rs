@@ -39,6 +39,8 @@ pub const DEFAULT_PORT: u16 = 8080;
 pub const DEFAULT_HOST: &str = "0.0.0.0";
 /// Default upper bound on one upstream manifest pull, in milliseconds.
 pub const DEFAULT_PULL_TIMEOUT_MS: u64 = 60_000;
+/// Default time an upstream response body may stall before the transfer is abandoned, in ms.
+pub const DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS: u64 = 60_000;
 
 /// The server's resolved settings: defaults, then the config file, then the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +57,9 @@ pub struct Config {
     pub host: String,
     /// Upper bound on one upstream manifest pull (`pullTimeout`, `--pull-timeout`, in ms).
     pub pull_timeout: Duration,
+    /// How long an upstream response body may send nothing before the transfer is abandoned
+    /// (`upstreamIdleTimeout`, in ms).
+    pub upstream_idle_timeout: Duration,
     /// Re-fetch `:latest` tags on every request (`alwaysPullLatest`, `--always-pull-latest`).
     pub always_pull_latest: bool,
     /// Never contact an upstream (`airGapped`, `--air-gapped`).
@@ -84,6 +89,7 @@ impl Default for Config {
             port: DEFAULT_PORT,
             host: DEFAULT_HOST.to_string(),
             pull_timeout: Duration::from_millis(DEFAULT_PULL_TIMEOUT_MS),
+            upstream_idle_timeout: Duration::from_millis(DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS),
             always_pull_latest: false,
             air_gapped: false,
             default_ns: None,
@@ -266,6 +272,7 @@ impl Config {
     pub fn engine_config(&self) -> EngineConfig {
         let mut engine = EngineConfig::new(self.image_path.clone());
         engine.pull_timeout = self.pull_timeout;
+        engine.upstream_idle_timeout = self.upstream_idle_timeout;
         engine.air_gapped = self.air_gapped;
         engine.always_pull_latest = self.always_pull_latest;
         engine.default_ns = self.default_ns.clone();
@@ -293,6 +300,7 @@ struct FileConfig {
     os: Option<String>,
     arch: Option<String>,
     pull_timeout: Option<u64>,
+    upstream_idle_timeout: Option<u64>,
     always_pull_latest: Option<bool>,
     air_gapped: Option<bool>,
     hello_world: Option<bool>,
@@ -464,6 +472,10 @@ impl FileConfig {
         }
         if let Some(ms) = self.pull_timeout {
             config.pull_timeout = pull_timeout(ms).map_err(|m| file.invalid("pullTimeout", m))?;
+        }
+        if let Some(ms) = self.upstream_idle_timeout {
+            config.upstream_idle_timeout =
+                pull_timeout(ms).map_err(|m| file.invalid("upstreamIdleTimeout", m))?;
         }
         config.always_pull_latest = self.always_pull_latest.unwrap_or(false);
         config.air_gapped = self.air_gapped.unwrap_or(false);
@@ -1930,6 +1942,7 @@ imagePath: /data
         let ours = Config::default().engine_config();
         let theirs = EngineConfig::new(PathBuf::from(DEFAULT_IMAGE_PATH));
         assert_eq!(ours.pull_timeout, theirs.pull_timeout);
+        assert_eq!(ours.upstream_idle_timeout, theirs.upstream_idle_timeout);
         assert_eq!(ours.air_gapped, theirs.air_gapped);
         assert_eq!(ours.always_pull_latest, theirs.always_pull_latest);
         assert_eq!(ours.default_ns, theirs.default_ns);
@@ -1938,6 +1951,17 @@ imagePath: /data
             ours.max_concurrent_per_upstream,
             theirs.max_concurrent_per_upstream
         );
+    }
+
+    #[test]
+    fn upstream_idle_timeout_is_read_in_milliseconds_and_must_be_positive() {
+        let config = load_yaml("upstreamIdleTimeout: 1500\n").unwrap();
+        assert_eq!(config.upstream_idle_timeout, Duration::from_millis(1500));
+        assert_eq!(
+            config.engine_config().upstream_idle_timeout,
+            Duration::from_millis(1500)
+        );
+        load_err("upstreamIdleTimeout: 0\n", &["key \"upstreamIdleTimeout\""]);
     }
 
     #[test]

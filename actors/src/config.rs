@@ -97,6 +97,8 @@ pub struct EngineConfig {
     pub image_path: PathBuf,
     /// Upper bound on one upstream manifest fetch, end to end.
     pub pull_timeout: Duration,
+    /// How long an upstream response body may send nothing before the transfer is abandoned.
+    pub upstream_idle_timeout: Duration,
     /// Never contact an upstream: a miss is a 404.
     pub air_gapped: bool,
     /// Re-fetch `:latest` from the upstream on every request.
@@ -148,6 +150,7 @@ impl EngineConfig {
         EngineConfig {
             image_path,
             pull_timeout: Duration::from_millis(60_000),
+            upstream_idle_timeout: Duration::from_millis(60_000),
             air_gapped: false,
             always_pull_latest: false,
             default_ns: None,

@@ -104,7 +104,8 @@ impl PullerPool {
             return Err(EngineError::UpstreamNotAllowed(registry.to_string()));
         }
         let client = UpstreamClient::new(self.config.upstream(registry))
-            .map_err(|e| EngineError::upstream(registry, e))?;
+            .map_err(|e| EngineError::upstream(registry, e))?
+            .with_idle_timeout(self.config.upstream_idle_timeout);
         let client = Rc::new(client);
         self.clients.insert(registry.to_string(), client.clone());
         Ok(client)

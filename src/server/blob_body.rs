@@ -166,7 +166,14 @@ impl Follow {
                     Err(e) => return Err(format!("opening blob: {e}")),
                 }
             }
-            let limit = self.end.map_or(available, |e| e.min(available));
+            let mut limit = self.end.map_or(available, |e| e.min(available));
+            if !done {
+                // The last byte waits for the download to be verified: a body whose digest
+                // turns out wrong never reaches a client complete, its connection is cut.
+                if let Some(e) = self.end {
+                    limit = limit.min(e - 1);
+                }
+            }
             if self.pos < limit {
                 let want = (limit - self.pos).min(CHUNK as u64) as usize;
                 let mut buf = vec![0u8; want];
@@ -279,6 +286,38 @@ mod tests {
         drop(tx);
         let rest = s.next().await.unwrap().unwrap();
         assert_eq!(&rest[..], b"def");
+        assert!(s.next().await.is_none());
+    }
+
+    #[actix_web::test]
+    async fn the_last_byte_waits_until_the_download_is_verified() {
+        let dir = tempfile::tempdir().unwrap();
+        let temp = dir.path().join("tmp");
+        std::fs::write(&temp, b"abcdef").unwrap();
+        let (tx, rx) = watch::channel(Progress::Receiving {
+            temp: Arc::new(temp),
+            written: 6,
+            total: Some(6),
+        });
+        let mut s = Box::pin(follow_stream(rx, dir.path().join("final"), 0, Some(6)));
+        let first = s.next().await.unwrap().unwrap();
+        assert_eq!(
+            &first[..],
+            b"abcde",
+            "everything but the last byte streams at once"
+        );
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(100), s.next()).await;
+        assert!(
+            waited.is_err(),
+            "the last byte went out before verification"
+        );
+        tx.send_replace(Progress::Failed(actors::EngineError::Store(
+            "digest mismatch".into(),
+        )));
+        assert!(
+            s.next().await.unwrap().is_err(),
+            "a failed verification cuts the body short"
+        );
         assert!(s.next().await.is_none());
     }
 

@@ -9,6 +9,9 @@ pub mod health;
 mod metrics;
 pub mod tls;
 
+/// The Range parser, public for the property tests and fuzz targets.
+pub use blob_body::{parse_range, ByteRange, RangeRequest};
+
 use std::net::TcpListener;
 
 use actix_web::dev::Server;

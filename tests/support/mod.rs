@@ -7,12 +7,15 @@
 // Each test file uses a different subset of the harness.
 #![allow(dead_code, unused_imports)]
 
+pub mod checks;
 pub mod clients;
+pub mod fault_proxy;
 pub mod http;
 pub mod image;
 pub mod ops;
 pub mod proc;
 pub mod relay;
+pub mod rng;
 pub mod secure;
 pub mod server;
 pub mod upstream;
@@ -27,9 +30,11 @@ use std::time::{Duration, Instant};
 use sha2::{Digest as _, Sha256};
 
 pub use clients::{require_tool, Containerd, DockerImage, Podman, SkopeoDir};
+pub use fault_proxy::{Fault, FaultProxy};
 pub use http::Response;
 pub use image::{ImageTree, LocalImage, PlatformImage};
 pub use relay::Relay;
+pub use rng::Rng;
 pub use server::{Server, ServerOptions};
 pub use upstream::Upstream;
 

@@ -127,6 +127,21 @@ impl Server {
         false
     }
 
+    /// The directory holding the cache (unless placed elsewhere), config and log.
+    pub fn work_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `Some(status)` once the server process has exited (crashed, or failed to start).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.process.as_mut().and_then(|p| p.exited())
+    }
+
+    /// The server's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().and_then(|p| p.pid())
+    }
+
     /// SIGKILL: no chance to clean up, as in a crash or an OOM kill.
     pub fn kill(&mut self) {
         if let Some(mut process) = self.process.take() {

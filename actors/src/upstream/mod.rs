@@ -27,7 +27,8 @@ use auth::{TokenCache, TokenResponse, MAX_TOKEN_RESPONSE};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for a response head once the request is sent.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a response body may stall before the download is abandoned.
+/// How long a response body may stall before the download is abandoned, unless configured
+/// otherwise ([`UpstreamClient::with_idle_timeout`]).
 const IDLE_READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bytes of an error body kept for the message.
 const ERROR_BODY_SNIPPET: usize = 512;
@@ -62,6 +63,7 @@ struct Response {
     status: StatusCode,
     headers: HeaderMap,
     body: BodyStream,
+    idle_timeout: Duration,
 }
 
 impl Response {
@@ -75,7 +77,7 @@ impl Response {
     /// Reads the whole body, refusing more than `limit` bytes.
     async fn read_limited(&mut self, limit: usize) -> Result<Bytes, UpstreamError> {
         let mut buf = BytesMut::new();
-        while let Some(chunk) = next_chunk(&mut self.body).await? {
+        while let Some(chunk) = next_chunk(&mut self.body, self.idle_timeout).await? {
             if buf.len() + chunk.len() > limit {
                 return Err(UpstreamError::Protocol(format!(
                     "response body exceeds {limit} bytes"
@@ -90,7 +92,7 @@ impl Response {
     async fn snippet(&mut self) -> String {
         let mut buf = Vec::new();
         while buf.len() < ERROR_BODY_SNIPPET {
-            match next_chunk(&mut self.body).await {
+            match next_chunk(&mut self.body, self.idle_timeout).await {
                 Ok(Some(c)) => buf.extend_from_slice(&c),
                 _ => break,
             }
@@ -100,11 +102,14 @@ impl Response {
     }
 }
 
-async fn next_chunk(body: &mut BodyStream) -> Result<Option<Bytes>, UpstreamError> {
-    match tokio::time::timeout(IDLE_READ_TIMEOUT, body.next()).await {
+async fn next_chunk(
+    body: &mut BodyStream,
+    idle_timeout: Duration,
+) -> Result<Option<Bytes>, UpstreamError> {
+    match tokio::time::timeout(idle_timeout, body.next()).await {
         Err(_) => Err(UpstreamError::Timeout(format!(
-            "no data for {}s",
-            IDLE_READ_TIMEOUT.as_secs()
+            "no data for {} ms",
+            idle_timeout.as_millis()
         ))),
         Ok(None) => Ok(None),
         Ok(Some(Ok(b))) => Ok(Some(b)),
@@ -126,12 +131,13 @@ pub struct BlobBody {
     /// From `Content-Length`, when the upstream sent one.
     pub size: Option<u64>,
     body: BodyStream,
+    idle_timeout: Duration,
 }
 
 impl BlobBody {
     /// The next chunk, `None` at the end; an error when the upstream stalls or breaks off.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, UpstreamError> {
-        next_chunk(&mut self.body).await
+        next_chunk(&mut self.body, self.idle_timeout).await
     }
 }
 
@@ -144,6 +150,7 @@ pub struct UpstreamClient {
     /// Whether the current run of credential refusals has been logged: once per upstream
     /// until a request succeeds again, not once per request.
     denial_logged: Cell<bool>,
+    idle_timeout: Duration,
 }
 
 impl UpstreamClient {
@@ -166,7 +173,14 @@ impl UpstreamClient {
             client,
             tokens: RefCell::new(TokenCache::default()),
             denial_logged: Cell::new(false),
+            idle_timeout: IDLE_READ_TIMEOUT,
         })
+    }
+
+    /// Sets how long a response body may send nothing before the transfer is abandoned.
+    pub fn with_idle_timeout(mut self, idle_timeout: Duration) -> Self {
+        self.idle_timeout = idle_timeout;
+        self
     }
 
     pub fn name(&self) -> &str {
@@ -269,6 +283,7 @@ impl UpstreamClient {
         Ok(BlobBody {
             size,
             body: resp.body,
+            idle_timeout: self.idle_timeout,
         })
     }
 
@@ -364,7 +379,10 @@ impl UpstreamClient {
         if let Some(auth) = self.authorization(scope) {
             req = req.insert_header((AUTHORIZATION, auth));
         }
-        Ok(into_response(req.send().await.map_err(send_error)?))
+        Ok(into_response(
+            req.send().await.map_err(send_error)?,
+            self.idle_timeout,
+        ))
     }
 
     /// A cached bearer token for `scope`, else basic credentials when configured.
@@ -404,7 +422,7 @@ impl UpstreamClient {
         if let Some(c) = &self.cfg.auth {
             req = req.insert_header((AUTHORIZATION, auth::basic_header(c)));
         }
-        let mut resp = into_response(req.send().await.map_err(send_error)?);
+        let mut resp = into_response(req.send().await.map_err(send_error)?, self.idle_timeout);
         if !resp.status.is_success() {
             let get_status = resp.status;
             let get_detail = resp.snippet().await;
@@ -430,6 +448,7 @@ impl UpstreamClient {
                     .send_form(&form)
                     .await
                     .map_err(send_error)?,
+                self.idle_timeout,
             );
             if !resp.status.is_success() {
                 let post_status = resp.status;
@@ -456,11 +475,12 @@ impl UpstreamClient {
     }
 }
 
-fn into_response(resp: awc::ClientResponse) -> Response {
+fn into_response(resp: awc::ClientResponse, idle_timeout: Duration) -> Response {
     Response {
         status: resp.status(),
         headers: resp.headers().clone(),
         body: Box::pin(resp),
+        idle_timeout,
     }
 }
 
