@@ -253,7 +253,6 @@ fn manifest_holders_are_refused_or_read_and_round_trip() {
 /// a `tags` field, and reading it back takes the tag from `imageUrl` again: the moved tag
 /// returns to the old manifest.
 #[test]
-#[ignore = "engine: an empty tag list is not persisted; see hardening_restart.rs"]
 fn an_empty_tag_list_survives_a_write_and_read() {
     let bytes = br#"{"schemaVersion":2,"config":{"digest":"sha256:00","size":1},"layers":[]}"#;
     let doc = format!(

@@ -10,8 +10,6 @@ use support::{sha256_hex, LocalImage, Server, ServerOptions, Upstream};
 const REPO: &str = "e2e/moved";
 
 #[test]
-#[ignore = "engine: a moved tag returns to its old manifest after a restart (ManifestHolder \
-            drops an empty tag list; the index re-derives the tag from imageUrl)"]
 fn a_moved_latest_tag_still_points_at_the_new_manifest_after_a_restart() {
     let mut upstream = Upstream::start();
     let a = LocalImage::generate_for(&["64K"], "linux/amd64");

@@ -127,11 +127,26 @@ impl ManifestIndex {
         index
     }
 
-    fn add(&mut self, entry: IndexEntry) {
-        for t in &entry.tags {
-            self.by_tag.insert(t.clone(), entry.manifest.digest.clone());
+    /// Adds an entry loaded from disk. Two files claiming one tag (caches written without tag
+    /// lists) resolve to the more recently created manifest.
+    fn add(&mut self, mut entry: IndexEntry) {
+        let digest = entry.manifest.digest.clone();
+        for t in entry.tags.clone() {
+            let other = self.by_tag.get(&t).and_then(|d| self.by_digest.get_mut(d));
+            match other {
+                Some(o) if o.created > entry.created => {
+                    entry.tags.remove(&t);
+                }
+                Some(o) => {
+                    o.tags.remove(&t);
+                    self.by_tag.insert(t, digest.clone());
+                }
+                None => {
+                    self.by_tag.insert(t, digest.clone());
+                }
+            }
         }
-        self.by_digest.insert(entry.manifest.digest.clone(), entry);
+        self.by_digest.insert(digest, entry);
     }
 
     fn lookup(&self, image: &ImageRef) -> Option<Digest> {
@@ -237,9 +252,6 @@ fn entry_from_holder(h: &ManifestHolder) -> Result<IndexEntry, EngineError> {
                 tags.insert(home.with_reference(r).to_string());
             }
         }
-    }
-    if let Some(home) = home.filter(|h| h.reference.tag().is_some()) {
-        tags.insert(home.to_string());
     }
     Ok(IndexEntry {
         manifest: Arc::new(CachedManifest {

@@ -244,8 +244,11 @@ struct RawHolder {
     created: String,
     #[serde(default, deserialize_with = "null_as_empty")]
     pulled: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    tags: Vec<String>,
+    /// Always written, also empty: present means this file records its tags itself (a moved
+    /// tag leaves an empty list behind), absent means a Go-written file whose only tag is the
+    /// one in `imageUrl`.
+    #[serde(default)]
+    tags: Option<Vec<String>>,
 }
 
 fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -287,13 +290,13 @@ impl TryFrom<RawHolder> for ManifestHolder {
             Some(v) if !v.is_null() => Some(v),
             _ => serde_json::from_slice(&bytes).ok(),
         };
-        let mut tags = std::mem::take(&mut raw.tags);
-        if tags.is_empty() {
+        let tags = match raw.tags.take() {
+            Some(tags) => tags,
             // Go writes no tag list: the tag it was pulled by is in the image URL.
-            if let Some(t) = tag_of_image_url(&raw.image_url) {
-                tags.push(t.to_string());
-            }
-        }
+            None => tag_of_image_url(&raw.image_url)
+                .map(|t| vec![t.to_string()])
+                .unwrap_or_default(),
+        };
         let mut h = ManifestHolder {
             kind,
             digest,
@@ -323,7 +326,7 @@ impl From<ManifestHolder> for RawHolder {
             docker_manifest: None,
             created: h.created.map(format_time).unwrap_or_default(),
             pulled: h.pulled.map(format_time).unwrap_or_default(),
-            tags: h.tags,
+            tags: Some(h.tags),
         };
         *raw.typed_mut(h.kind) = h.manifest;
         raw
