@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use crate::error::EngineError;
 use crate::oci::{Digest, RepoName};
 use crate::prune::RefCounts;
-use crate::puller_pool::{Download, PullerPool};
+use crate::puller_pool::{Download, PullerPool, Verify};
 use crate::store::Store;
 
 /// How far a download has got; published on a `watch` channel that readers follow.
@@ -59,8 +59,13 @@ pub enum BlobStatus {
 }
 
 enum State {
-    Present { size: u64 },
+    /// On disk. `verified`: written by this process, or hashed since it started; a file found
+    /// at start is trusted by its name only until its first use checks it (a power cut can
+    /// leave a damaged file behind, and the Go server never fsyncs).
+    Present { size: u64, verified: bool },
     Fetching(watch::Receiver<Progress>),
+    /// Being hashed before its first use; a damaged file is replaced by a download.
+    Verifying { progress: watch::Receiver<Progress>, size: u64 },
 }
 
 /// A blob as the listings show it.
@@ -92,7 +97,10 @@ impl BlobTable {
             puller,
             blobs: present
                 .into_iter()
-                .map(|(d, size)| (d, State::Present { size }))
+                .map(|(d, size)| {
+                    let verified = false;
+                    (d, State::Present { size, verified })
+                })
                 .collect(),
             refs: RefCounts::new(),
             counted: HashSet::new(),
@@ -125,8 +133,32 @@ impl Handler<Open> for BlobTable {
 
     fn handle(&mut self, msg: Open, _: &mut Context<Self>) -> Self::Result {
         MessageResult(match self.blobs.get(&msg.digest) {
-            Some(State::Present { size }) => BlobStatus::Present { size: *size },
-            Some(State::Fetching(rx)) => {
+            Some(State::Present {
+                size,
+                verified: true,
+            }) => BlobStatus::Present { size: *size },
+            Some(State::Present {
+                size,
+                verified: false,
+            }) => {
+                let size = *size;
+                let (tx, rx) = watch::channel(Progress::Queued);
+                self.blobs.insert(
+                    msg.digest.clone(),
+                    State::Verifying {
+                        progress: rx.clone(),
+                        size,
+                    },
+                );
+                self.puller.do_send(Verify {
+                    digest: msg.digest,
+                    size,
+                    source: msg.source,
+                    progress: tx,
+                });
+                BlobStatus::Fetching(rx)
+            }
+            Some(State::Fetching(rx)) | Some(State::Verifying { progress: rx, .. }) => {
                 crate::metrics::metrics()
                     .waiters_joined
                     .get_or_create(&crate::metrics::Kind { kind: "blob" })
@@ -163,15 +195,28 @@ impl Handler<Finished> for BlobTable {
     type Result = ();
 
     fn handle(&mut self, msg: Finished, _: &mut Context<Self>) {
+        let m = crate::metrics::metrics();
+        // A verified (or re-fetched) file that was already counted at start.
+        let counted = match self.blobs.get(&msg.digest) {
+            Some(State::Verifying { size, .. }) => Some(*size),
+            _ => None,
+        };
         match msg.result {
             Ok(size) => {
-                self.blobs.insert(msg.digest, State::Present { size });
-                let m = crate::metrics::metrics();
-                m.cached_blobs.inc();
-                m.cached_blob_bytes.inc_by(size as i64);
+                let verified = true;
+                self.blobs
+                    .insert(msg.digest, State::Present { size, verified });
+                if counted.is_none() {
+                    m.cached_blobs.inc();
+                    m.cached_blob_bytes.inc_by(size as i64);
+                }
             }
             Err(_) => {
                 self.blobs.remove(&msg.digest);
+                if let Some(size) = counted {
+                    m.cached_blobs.dec();
+                    m.cached_blob_bytes.dec_by(size as i64);
+                }
             }
         }
     }
@@ -258,7 +303,7 @@ impl Handler<Remove> for BlobTable {
                         .push((d, format!("named by {refs} cached image manifest(s)")));
                     continue;
                 }
-                Some(State::Fetching(_)) => {
+                Some(State::Fetching(_)) | Some(State::Verifying { .. }) => {
                     out.kept.push((d, "being downloaded".into()));
                     continue;
                 }
@@ -266,7 +311,7 @@ impl Handler<Remove> for BlobTable {
                     out.kept.push((d, "not in the cache".into()));
                     continue;
                 }
-                Some(State::Present { size }) => *size,
+                Some(State::Present { size, .. }) => *size,
             };
             if msg.dry_run {
                 out.removed.push((d, size));
@@ -301,7 +346,7 @@ impl Handler<List> for BlobTable {
             .map(|(d, s)| BlobInfo {
                 digest: d.clone(),
                 size: match s {
-                    State::Present { size } => Some(*size),
+                    State::Present { size, .. } | State::Verifying { size, .. } => Some(*size),
                     State::Fetching(_) => None,
                 },
                 refs: self.refs.get(d),

@@ -443,6 +443,91 @@ impl Handler<FetchReferrers> for PullerPool {
     }
 }
 
+/// Hashes a blob found on disk at start before its first use. A sound file is reported done; a
+/// damaged or missing one is deleted and downloaded again from `source` (or reported failed
+/// when there is none, as in air-gapped mode), on the same progress channel, so the readers
+/// already waiting get the right bytes either way.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Verify {
+    pub digest: Digest,
+    pub size: u64,
+    pub source: Option<BlobSource>,
+    pub progress: watch::Sender<Progress>,
+}
+
+impl Handler<Verify> for PullerPool {
+    type Result = ();
+
+    fn handle(&mut self, msg: Verify, ctx: &mut Context<Self>) {
+        let me = ctx.address();
+        let blobs = self.blobs.clone();
+        let path = self.store.blob_path(&msg.digest);
+        actix_rt::spawn(async move {
+            let p = path.clone();
+            let found = actix_rt::task::spawn_blocking(move || file_digest(&p))
+                .await
+                .ok()
+                .and_then(Result::ok);
+            if found == Some((msg.digest.clone(), msg.size)) {
+                msg.progress.send_replace(Progress::Done { size: msg.size });
+                if let Some(blobs) = blobs {
+                    blobs.do_send(Finished {
+                        digest: msg.digest,
+                        result: Ok(msg.size),
+                    });
+                }
+                return;
+            }
+            log::warn!(
+                "cache: blob {} on disk does not match its name ({}); removing it",
+                msg.digest,
+                match &found {
+                    Some((d, n)) => format!("{n} bytes hashing to {d}"),
+                    None => "unreadable".to_string(),
+                }
+            );
+            let _ = std::fs::remove_file(&path);
+            match msg.source {
+                Some(source) => me.do_send(Download {
+                    digest: msg.digest,
+                    source,
+                    progress: msg.progress,
+                }),
+                None => {
+                    let e = EngineError::NotCached(format!("{} (damaged on disk)", msg.digest));
+                    msg.progress.send_replace(Progress::Failed(e.clone()));
+                    if let Some(blobs) = blobs {
+                        blobs.do_send(Finished {
+                            digest: msg.digest,
+                            result: Err(e),
+                        });
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// The sha256 and length of a file, read in large chunks.
+fn file_digest(path: &std::path::Path) -> std::io::Result<(Digest, u64)> {
+    use sha2::Digest as _;
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1024 * 1024];
+    let mut len = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        len += n as u64;
+    }
+    Ok((Digest::from_hasher(hasher), len))
+}
+
 /// Downloads one blob into the store, publishing progress; sent by the blob table, which has
 /// already made sure no other download of this digest runs.
 #[derive(Message)]
