@@ -91,5 +91,9 @@ fn a_blob_damaged_on_disk_while_stopped_is_not_served_as_the_blob() {
         expected.len(),
         sha256_hex(&r.body)
     );
-    assert_eq!(std::fs::read(&file).unwrap(), expected, "the damaged file was not replaced");
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        expected,
+        "the damaged file was not replaced"
+    );
 }

@@ -62,10 +62,16 @@ enum State {
     /// On disk. `verified`: written by this process, or hashed since it started; a file found
     /// at start is trusted by its name only until its first use checks it (a power cut can
     /// leave a damaged file behind, and the Go server never fsyncs).
-    Present { size: u64, verified: bool },
+    Present {
+        size: u64,
+        verified: bool,
+    },
     Fetching(watch::Receiver<Progress>),
     /// Being hashed before its first use; a damaged file is replaced by a download.
-    Verifying { progress: watch::Receiver<Progress>, size: u64 },
+    Verifying {
+        progress: watch::Receiver<Progress>,
+        size: u64,
+    },
 }
 
 /// A blob as the listings show it.
