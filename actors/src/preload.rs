@@ -218,15 +218,19 @@ async fn blob(engine: &Engine, image: &ImageRef, digest: &Digest) -> Result<bool
             )))
         }
     };
+    // A blob found on disk is verified before its first use: it ends `Done` without ever
+    // `Receiving`. Only bytes received count as a download.
+    let mut received = false;
     loop {
         match &*rx.borrow_and_update() {
-            Progress::Done { .. } => return Ok(true),
+            Progress::Done { .. } => return Ok(received),
             Progress::Failed(e) => return Err(e.clone()),
-            _ => {}
+            Progress::Receiving { .. } => received = true,
+            Progress::Queued => {}
         }
         if rx.changed().await.is_err() {
             return match &*rx.borrow() {
-                Progress::Done { .. } => Ok(true),
+                Progress::Done { .. } => Ok(received),
                 Progress::Failed(e) => Err(e.clone()),
                 _ => Err(EngineError::Unavailable(format!(
                     "the download of {digest} was abandoned"
