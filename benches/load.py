@@ -10,6 +10,10 @@ Every subcommand prints one JSON object on stdout.
            N clients pull one image at once, the way a registry client does: the manifest by
            tag (OCI index or image manifest), the platform manifest, then the config and every
            layer in order, each read to the end and discarded. Reports the wall time.
+  mirror   --base http://HOST:PORT --name NAME --tag TAG --out DIR
+           Fetches an image the way `pull` does and writes every response under DIR at its
+           URL path (DIR/v2/NAME/manifests/TAG, .../blobs/sha256:HEX), so that a static file
+           server rooted at DIR answers the same pull.
   ttfb     --url U
            One GET; the time from sending the request to the first body byte, then hangs up.
   startup  --ready-url U [--accept A] -- COMMAND...
@@ -150,6 +154,34 @@ def pull_image(base, name, tag, arch):
     return {"bytes": total}
 
 
+def cmd_mirror(args):
+    conn, _ = connect(args.base)
+    accept = {"Accept": MANIFEST_TYPES}
+    root = os.path.join(args.out, "v2", args.name)
+
+    def save(kind, ref, headers):
+        conn.request("GET", "/v2/%s/%s/%s" % (args.name, kind, ref), headers=headers)
+        resp = conn.getresponse()
+        body = resp.read()
+        if resp.status != 200:
+            raise SystemExit("GET %s %s: %d" % (kind, ref, resp.status))
+        os.makedirs(os.path.join(root, kind), exist_ok=True)
+        with open(os.path.join(root, kind, ref), "wb") as out:
+            out.write(body)
+        return body
+
+    top = json.loads(save("manifests", args.tag, accept))
+    manifests = [top]
+    for m in top.get("manifests", []):
+        manifests.append(json.loads(save("manifests", m["digest"], accept)))
+    blobs = 0
+    for m in manifests:
+        for blob in ([m["config"]] + m["layers"]) if "layers" in m else []:
+            blobs += len(save("blobs", blob["digest"], {}))
+    conn.close()
+    return {"manifests": len(manifests), "blob_bytes": blobs}
+
+
 def cmd_pull(args):
     wall, results = run_together(args.clients, lambda _: pull_image(args.base, args.name, args.tag, args.arch))
     errors = [r["error"] for r in results if "error" in r]
@@ -259,6 +291,11 @@ def main():
     p.add_argument("--tag", required=True)
     p.add_argument("--clients", type=int, default=1)
     p.add_argument("--arch", default="amd64")
+    p = sub.add_parser("mirror")
+    p.add_argument("--base", required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--tag", required=True)
+    p.add_argument("--out", required=True)
     p = sub.add_parser("ttfb")
     p.add_argument("--url", required=True)
     p = sub.add_parser("startup")
@@ -286,6 +323,7 @@ def main():
     handler = {
         "get": cmd_get,
         "pull": cmd_pull,
+        "mirror": cmd_mirror,
         "ttfb": cmd_ttfb,
         "startup": cmd_startup,
         "rss": cmd_rss,

@@ -123,7 +123,7 @@ def main():
         ])
 
     # concurrent pull
-    one, many, warm = (med(r, "pull." + k, "wall_s") for k in ("one", "many", "many_warm"))
+    one, many, warm, static = (med(r, "pull." + k, "wall_s") for k in ("one", "many", "many_warm", "many_nginx"))
     clients = max(values(r, "pull.many", "clients"), default="?")
     rt = ratio(many, one)
     errors = [e for k in ("pull.one", "pull.many") for x in r.get(k, []) for e in x.get("errors", [])]
@@ -222,8 +222,9 @@ def main():
         "The peer is Debian's `docker-registry` in proxy mode; nginx serves the very same blob "
         "file (a hard link to our cached copy) with `sendfile`, the physical anchor. Upstream "
         "GETs and bytes are counted in the upstream's access log. For the concurrent pull, the "
-        "same %s clients pulling the image again from the warm cache took %s s (median): what "
-        "serving alone costs on this machine.\n" % (clients, fmt(warm))
+        "same %s clients pulling the image again from the warm cache took %s s, and from nginx "
+        "serving the same files at the same paths %s s (medians): what serving alone costs on "
+        "this machine.\n" % (clients, fmt(warm), fmt(static))
     )
     out.append("## Every run\n")
     out.append("Raw figures per repetition (`wrk`: bytes/s or requests/s; times in seconds; RSS in KiB).\n")

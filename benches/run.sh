@@ -278,7 +278,7 @@ random_file() { head -c "$(($2 * 1024 * 1024))" /dev/urandom > "$1"; }
 # ---------------------------------------------------------------- measures
 
 wrk_run() { # URL CONNS [ACCEPT] -> JSON summary line
-  ACCEPT=${3:-} wrk -t2 -c"$2" -d"$WRK_DURATION" -s "$BENCH_DIR/wrk-report.lua" "$1" \
+  ACCEPT=${3:-} wrk -t2 -c"$2" -d"$WRK_DURATION" --timeout 60s -s "$BENCH_DIR/wrk-report.lua" "$1" \
     2>&1 | tee -a "$LOGS/wrk.log" | grep '^{' | tail -1
 }
 
@@ -293,9 +293,9 @@ measure_blob_throughput() {
   ln -f "$W/ours-warm/blobs/$hex" "$W/www/blob.bin"
   sleep 1; curl -sf -o /dev/null "$peer_url"
   command_note "cached blob throughput" \
-    "wrk -t2 -c$BLOB_CONNS -d$WRK_DURATION -s benches/wrk-report.lua $STATIC/blob.bin
-wrk -t2 -c$BLOB_CONNS -d$WRK_DURATION -s benches/wrk-report.lua $peer_url
-wrk -t2 -c$BLOB_CONNS -d$WRK_DURATION -s benches/wrk-report.lua $ours_url"
+    "wrk -t2 -c$BLOB_CONNS -d$WRK_DURATION --timeout 60s -s benches/wrk-report.lua $STATIC/blob.bin
+wrk -t2 -c$BLOB_CONNS -d$WRK_DURATION --timeout 60s -s benches/wrk-report.lua $peer_url
+wrk -t2 -c$BLOB_CONNS -d$WRK_DURATION --timeout 60s -s benches/wrk-report.lua $ours_url"
   for _ in $(seq "$REPS"); do
     record blob.nginx "$(wrk_run "$STATIC/blob.bin" "$BLOB_CONNS")"
     record blob.peer "$(wrk_run "$peer_url" "$BLOB_CONNS")"
@@ -311,9 +311,9 @@ measure_manifest_rps() {
   curl -sf -o /dev/null -H "Accept: $MANIFEST_TYPES" "$peer_url"
   head -c 1024 /dev/urandom > "$W/www/1K.bin"
   command_note "cached manifest GET by tag" \
-    "wrk -t2 -c$TAG_CONNS -d$WRK_DURATION -s benches/wrk-report.lua $STATIC/1K.bin
-ACCEPT='<the four manifest media types>' wrk -t2 -c$TAG_CONNS -d$WRK_DURATION -s benches/wrk-report.lua $peer_url
-ACCEPT='<the four manifest media types>' wrk -t2 -c$TAG_CONNS -d$WRK_DURATION -s benches/wrk-report.lua $ours_url"
+    "wrk -t2 -c$TAG_CONNS -d$WRK_DURATION --timeout 60s -s benches/wrk-report.lua $STATIC/1K.bin
+ACCEPT='<the four manifest media types>' wrk -t2 -c$TAG_CONNS -d$WRK_DURATION --timeout 60s -s benches/wrk-report.lua $peer_url
+ACCEPT='<the four manifest media types>' wrk -t2 -c$TAG_CONNS -d$WRK_DURATION --timeout 60s -s benches/wrk-report.lua $ours_url"
   for _ in $(seq "$REPS"); do
     record tag.nginx "$(wrk_run "$STATIC/1K.bin" "$TAG_CONNS")"
     record tag.peer "$(wrk_run "$peer_url" "$TAG_CONNS" "$MANIFEST_TYPES")"
@@ -355,13 +355,19 @@ measure_concurrent_pull() {
   command_note "concurrent pull of a cold image" \
     "python3 benches/load.py pull --clients 1 --base $OURS --name upstream.test/bench/pull --tag latest
 python3 benches/load.py pull --clients $PULL_CLIENTS --base $OURS --name upstream.test/bench/pull --tag latest
-(each on a server started with an empty cache; then once more from the warm cache)"
+(each on a server started with an empty cache; then once more from the warm cache)
+python3 benches/load.py pull --clients $PULL_CLIENTS --base $STATIC --name upstream.test/bench/pull --tag latest
+(nginx serving the same manifests and blobs as files at the same paths)"
   for _ in $(seq "$REPS"); do
     start_ours "$W/ours-cold" "$W/conf/ours.yml" --fresh
     record pull.one "$(load pull --clients 1 "${args[@]}")"
     start_ours "$W/ours-cold" "$W/conf/ours.yml" --fresh
     record pull.many "$(load pull --clients "$PULL_CLIENTS" "${args[@]}")"
     record pull.many_warm "$(load pull --clients "$PULL_CLIENTS" "${args[@]}")"
+    # the physical anchor: nginx serving the same files at the same paths
+    [ -d "$W/www/v2" ] || load mirror "${args[@]}" --out "$W/www" > /dev/null
+    record pull.many_nginx "$(load pull --clients "$PULL_CLIENTS" --base "$STATIC" \
+      --name upstream.test/bench/pull --tag latest)"
   done
 }
 
