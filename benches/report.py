@@ -176,7 +176,10 @@ def main():
 
     now = datetime.datetime.now().astimezone()
     load_start = " ".join(machine.get("loadavg_start", []))
-    busy = machine.get("nproc") and float(machine.get("loadavg_start", ["0"])[0]) > 0.5 * machine["nproc"]
+    load_end = " ".join(machine.get("loadavg_end", []))
+    # the 5-minute average at the end covers most of a full run
+    peak_load = max(float(machine.get("loadavg_start", ["0"])[0]), float((machine.get("loadavg_end") or ["0", "0"])[1]))
+    busy = machine.get("nproc") and peak_load > 0.5 * machine["nproc"]
     out = []
     out.append("# Benchmarks\n")
     out.append(
@@ -191,8 +194,9 @@ def main():
     out.append("- settings: `%s`" % args.settings)
     if busy:
         out.append(
-            "- **the machine was busy** when the run started (load average %s on %s CPUs): "
-            "other work competed for the CPUs, which skews every number" % (load_start, machine["nproc"])
+            "- **the machine was busy** (load average %s at the start, %s at the end, on %s "
+            "CPUs): other work competed for the CPUs, which skews every number"
+            % (load_start, load_end, machine["nproc"])
         )
     if args.note:
         out.append("- note: %s" % args.note)
@@ -203,7 +207,7 @@ def main():
     out.append("| CPU model | %s |" % machine.get("cpu"))
     out.append("| memory | %s |" % ("%.1f GiB" % (int(mem_kib) / MIB) if mem_kib.isdigit() else machine.get("memory")))
     out.append("| OS, kernel | %s, %s |" % (machine.get("os"), machine.get("kernel")))
-    out.append("| load average at start | %s |" % load_start)
+    out.append("| load average (1, 5, 15 min) at start / at end | %s / %s |" % (load_start, load_end))
     busiest = machine.get("busiest_start", "").replace("\n", "; ")
     out.append("| busiest processes at start (%%CPU) | %s |" % busiest)
     out.append("")

@@ -555,6 +555,7 @@ measure_startup
 measure_skopeo
 
 ELAPSED=$(( $(date +%s) - STARTED ))
+python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); m["loadavg_end"]=open("/proc/loadavg").read().split()[:3]; json.dump(m, open(sys.argv[1], "w"))' "$W/machine.json"
 case "$OUT" in /*) OUT_PATH=$OUT ;; *) OUT_PATH=$REPO_DIR/$OUT ;; esac
 say "writing $OUT_PATH"
 python3 "$BENCH_DIR/report.py" --results "$RESULTS" --commands "$COMMANDS" \
