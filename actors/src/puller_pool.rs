@@ -23,6 +23,9 @@ use crate::oci::{Digest, ImageRef, Manifest, Reference};
 use crate::store::{Store, StoreError};
 use crate::upstream::{UpstreamClient, UpstreamError};
 
+/// The most bytes gathered from the upstream before one write to the temp file.
+const WRITE_BATCH: usize = 1024 * 1024;
+
 type ManifestResult = Result<Arc<CachedManifest>, EngineError>;
 /// `Ok(None)`: the tag still points at the cached manifest.
 type RevalidateResult = Result<Option<Arc<CachedManifest>>, EngineError>;
@@ -638,7 +641,7 @@ async fn download(
         .get_or_create_owned(&metrics::Upstream {
             upstream: client.name().to_string(),
         });
-    while let Some(chunk) = body.next_chunk().await.map_err(up)? {
+    while let Some(chunk) = body.next_batch(WRITE_BATCH).await.map_err(up)? {
         received.inc_by(chunk.len() as u64);
         writer.write(&chunk).await.map_err(st)?;
         let written = writer.written();

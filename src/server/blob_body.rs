@@ -9,14 +9,14 @@ use std::path::PathBuf;
 
 use actix_web::error::ErrorInternalServerError;
 use actors::blob_table::Progress;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use tokio::fs::File;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::watch;
 
 /// Bytes per read: large enough that big blobs stream at disk speed.
-const CHUNK: usize = 256 * 1024;
+const CHUNK: usize = 512 * 1024;
 
 /// A satisfiable byte range, `start..end` (end exclusive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,16 +175,20 @@ impl Follow {
                 }
             }
             if self.pos < limit {
-                let want = (limit - self.pos).min(CHUNK as u64) as usize;
-                let mut buf = vec![0u8; want];
+                let want = (limit - self.pos).min(CHUNK as u64);
+                // Read into uninitialised capacity: no zero-filling of every chunk.
+                let mut buf = BytesMut::with_capacity(want as usize);
                 let file = self.file.as_mut().ok_or("blob file not open")?;
-                let n = file.read(&mut buf).await.map_err(|e| e.to_string())?;
+                let n = file
+                    .take(want)
+                    .read_buf(&mut buf)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 if n == 0 {
                     return Err(format!("blob file ended early at byte {}", self.pos));
                 }
-                buf.truncate(n);
                 self.pos += n as u64;
-                return Ok(Some(Bytes::from(buf)));
+                return Ok(Some(buf.freeze()));
             }
             if done {
                 return match self.end {
