@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::watch;
 
 /// Bytes per read: large enough that big blobs stream at disk speed.
-const CHUNK: usize = 512 * 1024;
+const CHUNK: usize = 256 * 1024;
 
 /// A satisfiable byte range, `start..end` (end exclusive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
