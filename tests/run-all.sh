@@ -56,5 +56,9 @@ echo "run-all: cargo fmt --check"
 cargo fmt --all -- --check
 echo "run-all: cargo clippy"
 cargo clippy --all-targets -- -D warnings
+if [ $# -eq 0 ]; then
+    echo "run-all: fuzz targets (short, fixed budget)"
+    tests/fuzz-smoke.sh
+fi
 echo "run-all: cargo test"
 cargo test --workspace "$@"
