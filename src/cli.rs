@@ -74,8 +74,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the server.
     Serve(ServeArgs),
-    /// Pull a list of images into the cache and exit: fill a cache while connected, then move
-    /// it (or the machine) into an air gap.
+    /// Pull a list of images (or the images of Kubernetes manifests) into the cache and exit:
+    /// fill a cache while connected, then move it (or the machine) into an air gap. With
+    /// --archive, load an archive written by `export` instead.
     Load(LoadArgs),
     /// Write images (fetched first when not cached yet) to an OCI image layout tar archive, to
     /// carry them into an air gap: `import` (or `load --archive`) loads it there.
@@ -224,7 +225,8 @@ pub struct LoadArgs {
     pub from_manifests: Option<PathBuf>,
 
     /// Load the images of an OCI image layout tar archive (as `import` does) instead of
-    /// pulling a list: nothing is fetched, every digest is verified.
+    /// pulling a list: nothing is fetched, every digest is verified, and the archive's content
+    /// is taken as it is (platform options do not apply).
     #[arg(long, value_name = "PATH", conflicts_with_all = ["image_file", "jobs"])]
     pub archive: Option<PathBuf>,
 
