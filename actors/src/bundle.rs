@@ -564,7 +564,9 @@ fn commit(
             .map_err(io_err(&dir))?;
     }
     let now = now_local();
-    let tag = image.reference.tag().map(str::to_string);
+    // Tags are kept as full references, as the index writes them: a manifest cached under
+    // several repositories keeps each repository's tags apart.
+    let tag = image.reference.tag().map(|_| image.to_string());
     let mut new_manifests = 0;
     let manifests = plan.manifests.len();
     for (i, (digest, manifest, bytes)) in plan.manifests.into_iter().enumerate() {
@@ -596,8 +598,8 @@ fn commit(
                 new_manifests += 1;
             }
         }
-        if let Some(t) = &tag {
-            untag_others(store, holders, image, t, &digest)?;
+        if tag.is_some() {
+            untag_others(store, holders, image, &digest)?;
         }
     }
     Ok(Imported {
@@ -609,21 +611,27 @@ fn commit(
     })
 }
 
-/// The tag now points at `digest`: no other manifest of the repository keeps it.
+/// `image`'s tag now points at `digest`: no other manifest keeps it, whether it wrote the tag
+/// in full (`registry/repo:tag`) or bare, relative to its image URL (as the Go server does).
 fn untag_others(
     store: &Store,
     holders: &mut HashMap<Digest, ManifestHolder>,
     image: &ImageRef,
-    tag: &str,
     digest: &Digest,
 ) -> Result<(), BundleError> {
+    let full = image.to_string();
+    let Some(bare) = image.reference.tag() else {
+        return Ok(());
+    };
     let repo = format!("{}/{}", image.registry, image.repo);
     for h in holders.values_mut() {
-        if h.digest() == digest || repo_of_url(h.image_url()) != repo {
+        if h.digest() == digest {
             continue;
         }
-        if h.tags().iter().any(|t| t == tag) {
-            let kept = h.tags().iter().filter(|t| *t != tag).cloned().collect();
+        let same_repo = repo_of_url(h.image_url()) == repo;
+        let names = |t: &String| *t == full || (same_repo && t == bare);
+        if h.tags().iter().any(names) {
+            let kept = h.tags().iter().filter(|t| !names(t)).cloned().collect();
             h.set_tags(kept);
             store.write_manifest(h)?;
         }
@@ -655,6 +663,105 @@ mod tests {
         let e = json!({"annotations": {REF_NAME: "v1"}});
         assert!(image_of(&e).unwrap_err().contains("bare tag"));
         assert!(image_of(&json!({})).unwrap_err().contains(REF_NAME));
+    }
+
+    /// A one-layer OCI image: (manifest digest, manifest bytes, blobs).
+    fn image(layer: &[u8]) -> (Digest, Vec<u8>, Vec<(Digest, Vec<u8>)>) {
+        let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
+        let desc = |mt: &str, b: &[u8]| json!({"mediaType": mt, "digest": Digest::of(b).to_string(), "size": b.len()});
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": desc("application/vnd.oci.image.config.v1+json", &config),
+            "layers": [desc("application/vnd.oci.image.layer.v1.tar", layer)],
+        }))
+        .unwrap();
+        let blobs = vec![
+            (Digest::of(&config), config),
+            (Digest::of(layer), layer.to_vec()),
+        ];
+        (Digest::of(&manifest), manifest, blobs)
+    }
+
+    /// An archive of one image named `name`; `tamper` flips a byte of its layer.
+    fn archive(dir: &Path, name: &str, layer: &[u8], tamper: bool) -> PathBuf {
+        let (digest, manifest, blobs) = image(layer);
+        let path = dir.join(format!("{}.tar", Digest::of(layer).hex()));
+        let mut tar = tar::Builder::new(File::create(&path).unwrap());
+        append_bytes(&mut tar, LAYOUT_FILE, br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        append_bytes(&mut tar, &blob_name(&digest), &manifest).unwrap();
+        for (d, mut b) in blobs {
+            if tamper && b == layer {
+                b[0] ^= 1;
+            }
+            append_bytes(&mut tar, &blob_name(&d), &b).unwrap();
+        }
+        let index = json!({"schemaVersion": 2, "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest.to_string(), "size": manifest.len(),
+            "annotations": {REF_NAME: name}}]});
+        append_bytes(&mut tar, INDEX_FILE, index.to_string().as_bytes()).unwrap();
+        tar.finish().unwrap();
+        path
+    }
+
+    fn tagged(store: &Store) -> Vec<(String, Vec<String>)> {
+        let mut v: Vec<_> = store
+            .load_manifests()
+            .unwrap()
+            .holders
+            .iter()
+            .map(|h| (h.digest().to_string(), h.tags().to_vec()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn an_import_tags_the_image_and_moves_the_tag() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("cache")).unwrap();
+        let first = archive(dir.path(), "quay.io/a/b:v1", b"layer one", false);
+        let report = import_archive(&store, &first).unwrap();
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        assert_eq!(report.imported[0].new_blobs, 2);
+        let (one, _, _) = image(b"layer one");
+        assert_eq!(
+            tagged(&store),
+            vec![(one.to_string(), vec!["quay.io/a/b:v1".to_string()])]
+        );
+        assert!(import_archive(&store, &first).unwrap().imported[0].was_cached());
+
+        let second = archive(dir.path(), "quay.io/a/b:v1", b"layer two", false);
+        import_archive(&store, &second).unwrap();
+        let (two, _, _) = image(b"layer two");
+        let mut want = vec![
+            (one.to_string(), vec![]),
+            (two.to_string(), vec!["quay.io/a/b:v1".to_string()]),
+        ];
+        want.sort();
+        assert_eq!(tagged(&store), want, "the tag moved to the new image");
+        // Both images share their config.
+        assert_eq!(store.list_blobs().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_damaged_blob_rejects_its_image_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("cache")).unwrap();
+        let bad = archive(dir.path(), "quay.io/a/b:v1", b"layer", true);
+        let report = import_archive(&store, &bad).unwrap();
+        assert!(report.imported.is_empty());
+        assert_eq!(report.failed[0].0, "quay.io/a/b:v1");
+        assert!(
+            report.failed[0].1.contains("damaged"),
+            "{:?}",
+            report.failed
+        );
+        assert!(store.list_blobs().unwrap().is_empty());
+        assert!(store.load_manifests().unwrap().holders.is_empty());
+        let tmp = fs::read_dir(store.root().join(TMP_DIR)).unwrap().count();
+        assert_eq!(tmp, 0, "the staging directory is gone");
     }
 
     #[test]
