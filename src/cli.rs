@@ -74,9 +74,16 @@ pub struct Cli {
 pub enum Command {
     /// Run the server.
     Serve(ServeArgs),
-    /// Pull a list of images into the cache and exit: fill a cache while connected, then move
-    /// it (or the machine) into an air gap.
+    /// Pull a list of images (or the images of Kubernetes manifests) into the cache and exit:
+    /// fill a cache while connected, then move it (or the machine) into an air gap. With
+    /// --archive, load an archive written by `export` instead.
     Load(LoadArgs),
+    /// Write images (fetched first when not cached yet) to an OCI image layout tar archive, to
+    /// carry them into an air gap: `import` (or `load --archive`) loads it there.
+    Export(ExportArgs),
+    /// Load an OCI image layout tar archive (written by `export`, or by `skopeo copy ...
+    /// oci-archive:F:REF`) into the cache, verifying every digest. The server must be stopped.
+    Import(ImportArgs),
     /// List the manifests in the cache as they are on disk (works with the server stopped).
     List(ListArgs),
     /// Remove manifests, and the blobs only they use, from the cache on disk. The server must
@@ -209,6 +216,20 @@ pub struct LoadArgs {
     #[arg(long, value_name = "PATH")]
     pub image_file: Option<PathBuf>,
 
+    /// Load every image named by the workloads of rendered Kubernetes manifests instead of a
+    /// list: a YAML file (several documents allowed), a directory (its `*.yaml` and `*.yml`
+    /// files, recursively) or `-` for standard input, e.g. `helm template ... | ociregistry
+    /// load --from-manifests -`. Containers, init and ephemeral containers of Pods,
+    /// Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs and CronJobs are read.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["image_file", "archive"])]
+    pub from_manifests: Option<PathBuf>,
+
+    /// Load the images of an OCI image layout tar archive (as `import` does) instead of
+    /// pulling a list: nothing is fetched, every digest is verified, and the archive's content
+    /// is taken as it is (platform options do not apply).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["image_file", "jobs"])]
+    pub archive: Option<PathBuf>,
+
     /// How many images to load at the same time; lower it for a slow or rate-limited
     /// upstream. [default: 4]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -216,6 +237,40 @@ pub struct LoadArgs {
 
     #[command(flatten)]
     pub platforms: PlatformArgs,
+}
+
+/// Options of `export`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ExportArgs {
+    /// File listing the images to export, in the format of `load --image-file`.
+    /// [default: imageFile from the config file]
+    #[arg(long, value_name = "PATH")]
+    pub image_file: Option<PathBuf>,
+
+    /// Export the images named by the workloads of rendered Kubernetes manifests instead of a
+    /// list (a file, a directory or `-`, as for `load --from-manifests`).
+    #[arg(long, value_name = "PATH", conflicts_with = "image_file")]
+    pub from_manifests: Option<PathBuf>,
+
+    /// The archive to write (an OCI image layout in a tar file); replaced only once complete.
+    #[arg(long, short = 'o', value_name = "PATH")]
+    pub output: PathBuf,
+
+    /// How many images to fetch at the same time. [default: 4]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: Option<u16>,
+
+    #[command(flatten)]
+    pub platforms: PlatformArgs,
+}
+
+/// Options of `import`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ImportArgs {
+    /// The OCI image layout tar archive to load. Each image of its `index.json` must carry
+    /// its full reference (`registry/repository:tag`) in `org.opencontainers.image.ref.name`.
+    #[arg(value_name = "ARCHIVE")]
+    pub archive: PathBuf,
 }
 
 /// Options of `list`.

@@ -32,7 +32,9 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Serve(_) => serve(config),
-        Command::Load(_) => commands::load::run(config),
+        Command::Load(ref args) => commands::load::run(config, args),
+        Command::Export(ref args) => commands::export::run(config, args),
+        Command::Import(ref args) => commands::import::run(config, &args.archive),
         Command::List(ref args) => commands::list::run(config, args),
         Command::Prune(ref args) => commands::prune::run(config, args),
         Command::Version => Ok(()),

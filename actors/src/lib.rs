@@ -9,6 +9,7 @@
 //! - [`pruner`] (actor): prunes the running cache on a schedule or when asked.
 //! - [`prune`]: what a prune removes (selection, list expansion, blob reference counts).
 //! - [`preload`]: completing an image in the cache (manifests for chosen platforms, blobs).
+//! - [`bundle`]: images as OCI image layout tar archives (export, import).
 //! - [`store`]: the on-disk cache, compatible with the Go server's layout.
 //! - [`upstream`]: the registry client (auth, TLS, timeouts).
 //! - [`oci`]: digests, names, references, media types, manifests.
@@ -17,6 +18,7 @@
 //! - [`allowlist`]: which upstreams clients may make us contact.
 pub mod allowlist;
 pub mod blob_table;
+pub mod bundle;
 pub mod config;
 pub mod engine;
 pub mod error;

@@ -113,7 +113,8 @@ pub enum Platforms {
 }
 
 impl Platforms {
-    fn accepts(&self, p: Option<&Platform>) -> bool {
+    /// Whether an image manifest of a list, with this platform, is one to take.
+    pub fn accepts(&self, p: Option<&Platform>) -> bool {
         match (self, p) {
             (Platforms::All, _) => true,
             (Platforms::Only(_), None) => false,

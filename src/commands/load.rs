@@ -1,6 +1,6 @@
-//! `load --image-file F` (and `serve --preload-images F`): complete a list of images in the
-//! cache through the engine, then report what was loaded, what was already cached and what
-//! failed, and why.
+//! `load --image-file F` (and `serve --preload-images F`), `load --from-manifests PATH`:
+//! complete a list of images in the cache through the engine, then report what was loaded,
+//! what was already cached and what failed, and why. `load --archive F` is `import F`.
 
 use std::fmt::Write as _;
 use std::io::IsTerminal as _;
@@ -14,6 +14,8 @@ use actors::Engine;
 use futures_util::StreamExt as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::manifests;
+use crate::cli::LoadArgs;
 use crate::config::Config;
 
 /// One line of an image list that names an image.
@@ -115,35 +117,124 @@ pub async fn load_file(
     platforms: &Platforms,
     jobs: usize,
 ) -> Result<Summary, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("image list {}: {e}", path.display()))?;
-    let (images, bad) = parse_image_list(&text);
-    let mut summary = Summary::default();
-    for b in bad {
-        summary.failed.push((
-            format!("{}:{} \"{}\"", path.display(), b.line, b.text),
-            format!("line {} is not an image reference: {}", b.line, b.reason),
-        ));
+    let source = ImageSource::read_list(path)?;
+    Ok(load_images(engine, source, platforms, jobs).await)
+}
+
+/// The images a command works on, and the lines that named none.
+#[derive(Debug)]
+pub struct ImageSource {
+    /// What the images were read from, for messages.
+    pub label: String,
+    pub images: Vec<ListedImage>,
+    pub bad: Vec<BadLine>,
+    /// What `ListedImage::line` counts: lines of a list, or images found in manifests.
+    pub unit: &'static str,
+}
+
+impl ImageSource {
+    /// An image list file (`--image-file`).
+    pub fn read_list(path: &Path) -> Result<ImageSource, String> {
+        if !path.is_file() {
+            return Err(format!("image list {}: no such file", path.display()));
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("image list {}: {e}", path.display()))?;
+        let (images, bad) = parse_image_list(&text);
+        Ok(ImageSource {
+            label: path.display().to_string(),
+            images,
+            bad,
+            unit: "line",
+        })
     }
-    let bar = if std::io::stderr().is_terminal() {
-        let bar = ProgressBar::new(images.len() as u64);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar.enable_steady_tick(Duration::from_millis(200));
-        bar
-    } else {
-        ProgressBar::hidden()
+
+    /// The workload images of Kubernetes manifests (`--from-manifests`), each once.
+    pub fn read_manifests(path: &Path) -> Result<ImageSource, String> {
+        let found = manifests::images_in(path)?;
+        let mut images = Vec::new();
+        let mut bad = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (i, name) in found.into_iter().enumerate() {
+            match parse_reference(&name) {
+                Ok(image) => {
+                    if seen.insert(image.clone()) {
+                        images.push(ListedImage { line: i + 1, image });
+                    }
+                }
+                Err(reason) => bad.push(BadLine {
+                    line: i + 1,
+                    text: name,
+                    reason,
+                }),
+            }
+        }
+        let label = if path == Path::new("-") {
+            "standard input".to_string()
+        } else {
+            path.display().to_string()
+        };
+        Ok(ImageSource {
+            label,
+            images,
+            bad,
+            unit: "image",
+        })
+    }
+
+    /// `--from-manifests` when given, else the image list file.
+    pub fn from_options(
+        from_manifests: Option<&Path>,
+        image_file: Option<&Path>,
+        command: &str,
+    ) -> Result<ImageSource, String> {
+        match (from_manifests, image_file) {
+            (Some(m), _) => ImageSource::read_manifests(m),
+            (None, Some(f)) => ImageSource::read_list(f),
+            (None, None) => Err(format!(
+                "{command} needs images: --image-file FILE (or imageFile in the config file) or \
+                 --from-manifests PATH"
+            )),
+        }
+    }
+
+    /// The unreadable entries as failures of a summary.
+    fn bad_entries(&self) -> Vec<(String, String)> {
+        self.bad
+            .iter()
+            .map(|b| {
+                (
+                    format!("{}:{} \"{}\"", self.label, b.line, b.text),
+                    format!(
+                        "{} {} is not an image reference: {}",
+                        self.unit, b.line, b.reason
+                    ),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Loads `source`'s images through `engine`, `jobs` at a time, with a progress bar on a
+/// terminal and a log line per image otherwise.
+pub async fn load_images(
+    engine: &Engine,
+    source: ImageSource,
+    platforms: &Platforms,
+    jobs: usize,
+) -> Summary {
+    let mut summary = Summary {
+        failed: source.bad_entries(),
+        ..Summary::default()
     };
+    let unit = source.unit;
+    let bar = progress_bar(source.images.len());
     log::info!(
         "loading {} image(s) from {} for {platforms}",
-        images.len(),
-        path.display()
+        source.images.len(),
+        source.label
     );
-    let mut results = futures_util::stream::iter(images)
+    let mut results = futures_util::stream::iter(source.images)
         .map(|li| {
             let engine = engine.clone();
             let platforms = platforms.clone();
@@ -173,33 +264,55 @@ pub async fn load_file(
             }
             Err(e) => {
                 summary.failed.push((name.clone(), e.to_string()));
-                format!("failed {name} (line {}): {e}", li.line)
+                format!("failed {name} ({unit} {}): {e}", li.line)
             }
         };
-        if bar.is_hidden() {
-            log::info!("{line}");
-            if result.is_err() {
-                eprintln!("{line}");
-            }
-        } else {
-            bar.println(line);
-        }
+        report_line(&bar, &line, result.is_err());
         bar.inc(1);
     }
     bar.finish_and_clear();
     summary.loaded.sort();
     summary.cached.sort();
-    Ok(summary)
+    summary
+}
+
+/// A progress bar over `len` images on a terminal, a hidden one otherwise.
+pub fn progress_bar(len: usize) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// One line per image: above the bar on a terminal, in the log (and failures on standard
+/// error) otherwise.
+pub fn report_line(bar: &ProgressBar, line: &str, failed: bool) {
+    if bar.is_hidden() {
+        log::info!("{line}");
+        if failed {
+            eprintln!("{line}");
+        }
+    } else {
+        bar.println(line);
+    }
 }
 
 /// The `load` subcommand.
-pub fn run(config: Config) -> Result<(), String> {
-    let path = config.ops.image_file.clone().ok_or_else(|| {
-        "load needs an image list: --image-file FILE (or imageFile in the config file)".to_string()
-    })?;
-    if !path.is_file() {
-        return Err(format!("image list {}: no such file", path.display()));
+pub fn run(config: Config, args: &LoadArgs) -> Result<(), String> {
+    if let Some(archive) = &args.archive {
+        return super::import::run(config, archive);
     }
+    let source = ImageSource::from_options(
+        args.from_manifests.as_deref(),
+        config.ops.image_file.as_deref(),
+        "load",
+    )?;
     let _lock = CacheLock::acquire(&config.image_path).map_err(|e| e.to_string())?;
     let mut engine_config = config.engine_config();
     // A one-off load never prunes.
@@ -207,16 +320,25 @@ pub fn run(config: Config) -> Result<(), String> {
     let system = actix_web::rt::System::new();
     let summary = system.block_on(async move {
         let engine = Engine::start(engine_config).map_err(|e| e.to_string())?;
-        load_file(&engine, &path, &config.ops.platforms, config.ops.load_jobs).await
+        Ok::<_, String>(
+            load_images(&engine, source, &config.ops.platforms, config.ops.load_jobs).await,
+        )
     })?;
     print!("{}", summary.render());
-    if summary.failed.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{} image(s) could not be loaded",
-            summary.failed.len()
-        ))
+    summary.into_result("loaded")
+}
+
+impl Summary {
+    /// `Err` naming how many images failed, if any did.
+    pub fn into_result(self, what: &str) -> Result<(), String> {
+        if self.failed.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} image(s) could not be {what}",
+                self.failed.len()
+            ))
+        }
     }
 }
 

@@ -343,7 +343,7 @@ impl FileAdmin {
 }
 
 impl OpsConfig {
-    /// Applies the command line options of `serve` and `load`.
+    /// Applies the command line options of `serve`, `load` and `export`.
     pub(super) fn apply_cli(&mut self, cli: &Cli) -> Result<(), ConfigError> {
         match &cli.command {
             Command::Serve(s) => {
@@ -366,6 +366,15 @@ impl OpsConfig {
                     self.load_jobs = j as usize;
                 }
                 self.apply_platforms(&l.platforms)
+            }
+            Command::Export(x) => {
+                if let Some(p) = &x.image_file {
+                    self.image_file = Some(p.clone());
+                }
+                if let Some(j) = x.jobs {
+                    self.load_jobs = j as usize;
+                }
+                self.apply_platforms(&x.platforms)
             }
             _ => Ok(()),
         }

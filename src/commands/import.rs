@@ -1,0 +1,43 @@
+//! `import ARCHIVE` (and `load --archive ARCHIVE`): load an OCI image layout tar archive into
+//! the cache, with the server stopped. See [`actors::bundle`] for what is checked.
+
+use std::path::Path;
+
+use actors::bundle;
+use actors::store::{CacheLock, Store};
+
+use super::load::Summary;
+use crate::config::Config;
+
+/// The `import` subcommand.
+pub fn run(config: Config, archive: &Path) -> Result<(), String> {
+    if !archive.is_file() {
+        return Err(format!("archive {}: no such file", archive.display()));
+    }
+    let _lock = CacheLock::acquire(&config.image_path).map_err(|e| e.to_string())?;
+    let store = Store::open(&config.image_path).map_err(|e| e.to_string())?;
+    let report = bundle::import_archive(&store, archive).map_err(|e| e.to_string())?;
+    let mut summary = Summary::default();
+    for i in report.imported {
+        let line = format!(
+            "{} manifest(s), {} blob(s), {} new",
+            i.manifests,
+            i.blobs,
+            i.new_manifests + i.new_blobs
+        );
+        log::info!("imported {}: {line}", i.reference);
+        if i.was_cached() {
+            summary.cached.push(i.reference);
+        } else {
+            summary.loaded.push(i.reference);
+        }
+    }
+    for (image, why) in report.failed {
+        eprintln!("failed {image}: {why}");
+        summary.failed.push((image, why));
+    }
+    summary.loaded.sort();
+    summary.cached.sort();
+    print!("{}", summary.render());
+    summary.into_result("imported")
+}
