@@ -1201,6 +1201,8 @@ serverTlsConfig:
             "helloWorld:",
             "pruneConfig:",
             "  dryRun:",
+            "maxCacheSize:",
+            "pin:",
             "adminApi:",
         ] {
             assert!(text.contains(&format!("\n{key}")), "example lacks {key}");
