@@ -173,3 +173,34 @@ fn a_bounded_cache_evicts_the_least_recently_pulled_unpinned_image() {
         "{metrics}"
     );
 }
+
+#[test]
+fn list_ends_with_the_total_against_the_bound() {
+    let upstream = Upstream::start();
+    upstream.push_oci(&LocalImage::generate(&["60K"]), "e2e/ev-list", "v1");
+    let ws = support::ops::Workspace::with_config(&upstream.url(), "maxCacheSize: 10MiB\n");
+    let list = ws.file("images.txt", &format!("{UPSTREAM_NAME}/e2e/ev-list:v1\n"));
+    let out = ws.run(&[
+        "load",
+        "--image-file",
+        list.to_str().unwrap(),
+        "--all-platforms",
+    ]);
+    assert!(out.success(), "{out}");
+    let out = ws.run(&["list"]);
+    assert!(out.success(), "{out}");
+    let last = out.stdout.lines().last().unwrap_or_default().to_string();
+    let blobs = ws.files("blobs").len();
+    assert_eq!(
+        last,
+        format!(
+            "TOTAL {} bytes in {blobs} blobs, bound {} bytes ({}%)",
+            blob_bytes(&ws.cache),
+            10 << 20,
+            blob_bytes(&ws.cache) * 100 / (10 << 20)
+        ),
+        "{out}"
+    );
+    // Three manifests, then the total.
+    assert_eq!(out.stdout.lines().count(), 4, "{out}");
+}
