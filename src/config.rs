@@ -280,6 +280,7 @@ impl Config {
         engine.allowed_upstreams = self.allowed_upstreams.clone();
         engine.freshness = self.freshness.clone();
         engine.prune = self.ops.prune.as_ref().map(PruneSettings::schedule);
+        engine.cache_bound = self.ops.cache_bound.as_ref().map(ops::BoundSettings::bound);
         engine
     }
 }
@@ -310,6 +311,9 @@ struct FileConfig {
     allowed_upstreams: Option<Vec<String>>,
     tag_freshness: Option<Vec<FileFreshness>>,
     prune_config: Option<ops::FilePruneConfig>,
+    max_cache_size: Option<String>,
+    pin: Option<Vec<String>>,
+    eviction_grace: Option<String>,
     server_tls_config: Option<FileServerTls>,
     admin_api: Option<ops::FileAdmin>,
 }
@@ -493,6 +497,9 @@ impl FileConfig {
             health: self.health,
             prune_config: self.prune_config,
             admin_api: self.admin_api,
+            max_cache_size: self.max_cache_size,
+            pin: self.pin,
+            eviction_grace: self.eviction_grace,
         }
         .resolve(file)?;
         if let Some(tls) = self.server_tls_config {
@@ -1194,6 +1201,8 @@ serverTlsConfig:
             "helloWorld:",
             "pruneConfig:",
             "  dryRun:",
+            "maxCacheSize:",
+            "pin:",
             "adminApi:",
         ] {
             assert!(text.contains(&format!("\n{key}")), "example lacks {key}");
@@ -1408,6 +1417,30 @@ serverTlsConfig:
         assert_eq!(c.ops.prune, None);
         load_yaml("pruneConfig:\n").unwrap();
         load_yaml("pruneConfig: {}\n").unwrap();
+    }
+
+    #[test]
+    fn cache_bound_reads_sizes_pins_and_grace() {
+        let c = load_yaml(
+            "maxCacheSize: 50GiB\npin:\n  - docker.io/library/nginx:.*\n  - calico\n\
+             evictionGrace: 2m\n",
+        )
+        .unwrap();
+        let b = c.ops.cache_bound.clone().unwrap();
+        assert_eq!(b.max_bytes, 50 << 30);
+        assert_eq!(b.pins.len(), 2);
+        assert_eq!(b.grace, Duration::from_secs(120));
+        let engine = c.engine_config().cache_bound.unwrap();
+        assert!(engine.pins[1].is_match("quay.io/calico/node:v3"));
+        let c = load_yaml("maxCacheSize: 1048576\n").unwrap();
+        let b = c.ops.cache_bound.unwrap();
+        assert_eq!((b.max_bytes, b.grace), (1 << 20, Duration::from_secs(60)));
+        assert!(load_yaml("").unwrap().engine_config().cache_bound.is_none());
+        // Checked without a bound too.
+        load_err("pin: [\"(\"]\n", &["pin"]);
+        load_err("evictionGrace: soon\n", &["evictionGrace"]);
+        load_err("maxCacheSize: 50 gigs\n", &["maxCacheSize"]);
+        load_err("maxCacheSize: 0\n", &["maxCacheSize"]);
     }
 
     #[test]

@@ -55,7 +55,7 @@ fi
 echo "run-all: cargo fmt --check"
 cargo fmt --all -- --check
 echo "run-all: cargo clippy"
-cargo clippy --all-targets -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
 if [ $# -eq 0 ]; then
     echo "run-all: fuzz targets (short, fixed budget)"
     tests/fuzz-smoke.sh

@@ -8,6 +8,10 @@
 //! no cached image manifest names any more), then [`Remove`] for those blobs, which it refuses
 //! for a blob being downloaded or named again in the meantime. Both decisions happen inside
 //! one message each, so a prune can never delete a blob that a pull has just started using.
+//!
+//! It also keeps the cache's weight: the bytes on disk plus the announced sizes of downloads
+//! under way. When `maxCacheSize` is set and a download starts ([`Expecting`]) or ends
+//! ([`Finished`]) with the total above it, it tells the pruner, which evicts ([`Usage`]).
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -18,7 +22,7 @@ use tokio::sync::watch;
 
 use crate::error::EngineError;
 use crate::oci::{Digest, RepoName};
-use crate::prune::RefCounts;
+use crate::prune::{self, RefCounts};
 use crate::puller_pool::{Download, PullerPool, Verify};
 use crate::store::Store;
 
@@ -90,6 +94,12 @@ pub struct BlobTable {
     /// The image manifests whose blobs are counted in `refs`, so each counts once.
     counted: HashSet<Digest>,
     store: Option<Arc<Store>>,
+    /// Bytes of the blobs on disk (present or being verified).
+    bytes: u64,
+    /// Downloads under way whose size is announced, with that size.
+    expected: HashMap<Digest, u64>,
+    /// `maxCacheSize`, and who evicts when the total crosses it.
+    bound: Option<(u64, Recipient<OverBound>)>,
 }
 
 impl BlobTable {
@@ -97,9 +107,12 @@ impl BlobTable {
     pub fn new(puller: Addr<PullerPool>, present: Vec<(Digest, u64)>) -> Self {
         let m = crate::metrics::metrics();
         m.cached_blobs.set(present.len() as i64);
-        m.cached_blob_bytes
-            .set(present.iter().map(|(_, s)| *s as i64).sum());
+        let bytes: u64 = present.iter().map(|(_, s)| *s).sum();
+        m.cached_blob_bytes.set(bytes as i64);
         BlobTable {
+            bytes,
+            expected: HashMap::new(),
+            bound: None,
             puller,
             blobs: present
                 .into_iter()
@@ -121,8 +134,98 @@ impl BlobTable {
     }
 }
 
+impl BlobTable {
+    /// The bytes on disk plus the announced bytes on their way.
+    fn total(&self) -> u64 {
+        self.bytes + self.expected.values().sum::<u64>()
+    }
+
+    /// Tells the pruner when the total is above the bound.
+    fn check_bound(&self) {
+        if let Some((max, pruner)) = &self.bound {
+            let total = self.total();
+            if total > *max {
+                pruner.do_send(OverBound { total });
+            }
+        }
+    }
+}
+
 impl Actor for BlobTable {
     type Context = Context<Self>;
+}
+
+/// The cache's blobs weigh more than `maxCacheSize`: time to evict.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct OverBound {
+    pub total: u64,
+}
+
+/// Sets the bound and who evicts when the total crosses it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AttachBound {
+    pub max_bytes: u64,
+    pub evictor: Recipient<OverBound>,
+}
+
+impl Handler<AttachBound> for BlobTable {
+    type Result = ();
+
+    fn handle(&mut self, msg: AttachBound, _: &mut Context<Self>) {
+        self.bound = Some((msg.max_bytes, msg.evictor));
+        self.check_bound();
+    }
+}
+
+/// A download is starting and will add `size` bytes (its `Content-Length`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Expecting {
+    pub digest: Digest,
+    pub size: u64,
+}
+
+impl Handler<Expecting> for BlobTable {
+    type Result = ();
+
+    fn handle(&mut self, msg: Expecting, _: &mut Context<Self>) {
+        match self.blobs.get(&msg.digest) {
+            Some(State::Fetching(_)) => {}
+            // A damaged file being replaced is already counted.
+            _ => return,
+        }
+        self.expected.insert(msg.digest, msg.size);
+        self.check_bound();
+    }
+}
+
+/// What the blobs weigh, for eviction.
+#[derive(Message)]
+#[rtype(result = "prune::Usage")]
+pub struct Usage;
+
+impl Handler<Usage> for BlobTable {
+    type Result = MessageResult<Usage>;
+
+    fn handle(&mut self, _: Usage, _: &mut Context<Self>) -> Self::Result {
+        let mut usage = prune::Usage {
+            total: self.total(),
+            ..prune::Usage::default()
+        };
+        for (d, s) in &self.blobs {
+            match s {
+                State::Present { size, .. } => {
+                    usage.sizes.insert(d.clone(), *size);
+                }
+                State::Fetching(_) | State::Verifying { .. } => {
+                    usage.busy.insert(d.clone());
+                }
+            }
+        }
+        MessageResult(usage)
+    }
 }
 
 /// Finds a blob, joining or starting its download when `source` allows.
@@ -207,11 +310,13 @@ impl Handler<Finished> for BlobTable {
             Some(State::Verifying { size, .. }) => Some(*size),
             _ => None,
         };
+        self.expected.remove(&msg.digest);
         match msg.result {
             Ok(size) => {
                 let verified = true;
                 self.blobs
                     .insert(msg.digest, State::Present { size, verified });
+                self.bytes = self.bytes.saturating_sub(counted.unwrap_or(0)) + size;
                 if counted.is_none() {
                     m.cached_blobs.inc();
                     m.cached_blob_bytes.inc_by(size as i64);
@@ -220,11 +325,13 @@ impl Handler<Finished> for BlobTable {
             Err(_) => {
                 self.blobs.remove(&msg.digest);
                 if let Some(size) = counted {
+                    self.bytes = self.bytes.saturating_sub(size);
                     m.cached_blobs.dec();
                     m.cached_blob_bytes.dec_by(size as i64);
                 }
             }
         }
+        self.check_bound();
     }
 }
 
@@ -331,6 +438,10 @@ impl Handler<Remove> for BlobTable {
                 }
             }
             self.blobs.remove(&d);
+            self.bytes = self.bytes.saturating_sub(size);
+            let m = crate::metrics::metrics();
+            m.cached_blobs.dec();
+            m.cached_blob_bytes.dec_by(size as i64);
             out.removed.push((d, size));
         }
         MessageResult(out)

@@ -665,8 +665,11 @@ mod tests {
         assert!(image_of(&json!({})).unwrap_err().contains(REF_NAME));
     }
 
+    /// Content by digest.
+    type Blobs = Vec<(Digest, Vec<u8>)>;
+
     /// A one-layer OCI image: (manifest digest, manifest bytes, blobs).
-    fn image(layer: &[u8]) -> (Digest, Vec<u8>, Vec<(Digest, Vec<u8>)>) {
+    fn image(layer: &[u8]) -> (Digest, Vec<u8>, Blobs) {
         let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
         let desc = |mt: &str, b: &[u8]| json!({"mediaType": mt, "digest": Digest::of(b).to_string(), "size": b.len()});
         let manifest = serde_json::to_vec(&json!({

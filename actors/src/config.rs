@@ -111,6 +111,8 @@ pub struct EngineConfig {
     pub max_concurrent_per_upstream: usize,
     /// The background prune (`pruneConfig`); `None` when disabled.
     pub prune: Option<crate::pruner::PruneSchedule>,
+    /// The size bound (`maxCacheSize`, `pin`); `None`: the cache may grow without limit.
+    pub cache_bound: Option<crate::prune::CacheBound>,
     /// The upstreams clients may make us contact; `None` allows every upstream.
     pub allowed_upstreams: Option<crate::allowlist::Allowlist>,
     /// When cached tags are checked against their upstream again; first match wins, no match
@@ -157,6 +159,7 @@ impl EngineConfig {
             upstreams: Vec::new(),
             max_concurrent_per_upstream: 6,
             prune: None,
+            cache_bound: None,
             allowed_upstreams: None,
             freshness: Vec::new(),
         }

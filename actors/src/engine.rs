@@ -44,6 +44,19 @@ pub struct Referrers {
     pub from_cache: bool,
 }
 
+/// The cache's weight against its bound (`maxCacheSize`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Bytes of the blobs on disk, plus the announced sizes of downloads under way.
+    pub total_bytes: u64,
+    /// Blobs on disk or on their way.
+    pub blobs: usize,
+    /// `maxCacheSize`; `None` when unbounded.
+    pub bound_bytes: Option<u64>,
+    /// Images evicted since start.
+    pub evictions: u64,
+}
+
 /// One page of a tag list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TagPage {
@@ -113,7 +126,16 @@ impl Engine {
         puller.do_send(AttachBlobTable(blobs.clone()));
         blobs.do_send(AddRefs { manifests: refs });
         let (ix, bl, schedule) = (index.clone(), blobs.clone(), config.prune.clone());
-        let pruner = Pruner::start_in_arbiter(&bookkeeping, move |_| Pruner::new(ix, bl, schedule));
+        let bound = config.cache_bound.clone();
+        let pruner = Pruner::start_in_arbiter(&bookkeeping, move |_| {
+            Pruner::new(ix, bl, schedule).with_bound(bound)
+        });
+        if let Some(b) = &config.cache_bound {
+            blobs.do_send(blob_table::AttachBound {
+                max_bytes: b.max_bytes,
+                evictor: pruner.clone().recipient(),
+            });
+        }
         if !missing.is_empty() {
             log::info!(
                 "cache: fetching {} blobs that cached images lack",
@@ -465,6 +487,17 @@ impl Engine {
     /// Every blob known.
     pub async fn blobs(&self) -> Result<Vec<blob_table::BlobInfo>, EngineError> {
         Ok(self.blobs.send(blob_table::List).await?)
+    }
+
+    /// What the cache's blobs weigh against its bound.
+    pub async fn cache_stats(&self) -> Result<CacheStats, EngineError> {
+        let usage = self.blobs.send(blob_table::Usage).await?;
+        Ok(CacheStats {
+            total_bytes: usage.total,
+            blobs: usage.sizes.len() + usage.busy.len(),
+            bound_bytes: self.config.cache_bound.as_ref().map(|b| b.max_bytes),
+            evictions: metrics().evictions.get(),
+        })
     }
 
     /// A manifest if it is cached (recording the pull), without asking any upstream.

@@ -15,7 +15,7 @@ use time::PrimitiveDateTime;
 
 use crate::error::EngineError;
 use crate::oci::{Digest, ImageRef, Manifest, ManifestKind, Reference, RepoName};
-use crate::prune::{self, Candidate, Doomed, RefCounts, Selector};
+use crate::prune::{self, CacheBound, Candidate, Doomed, Selector, SizePlan, Usage};
 use crate::store::{now_local as now, ManifestHolder, Store};
 
 /// How often changed `pulled` times are written back to the manifest files.
@@ -488,24 +488,29 @@ impl Handler<Select> for ManifestIndex {
     }
 }
 
-/// The blobs that only the `doomed` image manifests name.
-pub fn orphaned_blobs(all: &[Candidate], doomed: &[Doomed]) -> Vec<Digest> {
-    let mut refs = RefCounts::new();
-    for c in all.iter().filter(|c| !c.is_list) {
-        refs.add(&c.children);
+pub use crate::prune::orphaned_blobs;
+
+/// What eviction would remove to bring the cache under `bound` (see [`prune::plan_size`]),
+/// with the blobs only those manifests name. Changes nothing.
+#[derive(Message)]
+#[rtype(result = "(Selection, SizePlan)")]
+pub struct SelectBySize {
+    pub bound: CacheBound,
+    pub usage: Usage,
+}
+
+impl Handler<SelectBySize> for ManifestIndex {
+    type Result = MessageResult<SelectBySize>;
+
+    fn handle(&mut self, msg: SelectBySize, _: &mut Context<Self>) -> Self::Result {
+        let all: Vec<Candidate> = self.by_digest.values().map(IndexEntry::candidate).collect();
+        let plan = prune::plan_size(&all, &msg.usage, &msg.bound, now());
+        let selection = Selection {
+            blobs: orphaned_blobs(&all, &plan.doomed),
+            manifests: plan.doomed.clone(),
+        };
+        MessageResult((selection, plan))
     }
-    let gone: HashSet<&Digest> = doomed.iter().map(|d| &d.digest).collect();
-    let mut out = Vec::new();
-    for c in all
-        .iter()
-        .filter(|c| !c.is_list && gone.contains(&c.digest))
-    {
-        out.extend(refs.release(&c.children));
-    }
-    out.sort();
-    out.dedup();
-    out.retain(|d| refs.get(d) == 0);
-    out
 }
 
 /// A manifest [`Remove`] took out of the cache.

@@ -62,6 +62,10 @@ pub struct Metrics {
     pub cached_manifests: Gauge,
     pub cached_blobs: Gauge,
     pub cached_blob_bytes: Gauge,
+    /// `maxCacheSize` in bytes (0: no bound).
+    pub cache_bound_bytes: Gauge,
+    /// Images evicted to keep the cache under its bound.
+    pub evictions: Counter,
     pub http_requests: Family<Request, Counter>,
     pub http_response_bytes: Family<Endpoint, Counter>,
     registry: Registry,
@@ -86,6 +90,8 @@ impl Metrics {
             cached_manifests: Gauge::default(),
             cached_blobs: Gauge::default(),
             cached_blob_bytes: Gauge::default(),
+            cache_bound_bytes: Gauge::default(),
+            evictions: Counter::default(),
             http_requests: Family::default(),
             http_response_bytes: Family::default(),
             registry: Registry::with_prefix("ociregistry"),
@@ -145,6 +151,16 @@ impl Metrics {
             "cached_blob_bytes",
             "Bytes of blobs in the cache",
             m.cached_blob_bytes.clone(),
+        );
+        r.register(
+            "cache_bound_bytes",
+            "The bound on the bytes of blobs in the cache (maxCacheSize); 0 when unbounded",
+            m.cache_bound_bytes.clone(),
+        );
+        r.register(
+            "evictions",
+            "Images evicted to keep the cache under maxCacheSize",
+            m.evictions.clone(),
         );
         r.register(
             "http_requests",

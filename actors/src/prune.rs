@@ -257,8 +257,15 @@ pub fn plan(all: &[Candidate], selector: &Selector, count: Option<usize>) -> Vec
     if let Some(n) = count {
         matched.truncate(n);
     }
+    expand(all, &matched, "pruned")
+}
+
+/// The manifests `matched` names, each with its reason, plus the cached image manifests of
+/// every matched list that no list staying behind also names (`verb` says what happens to the
+/// list, for their reason).
+fn expand(all: &[Candidate], matched: &[(&Candidate, String)], verb: &str) -> Vec<Doomed> {
     let mut chosen: BTreeMap<Digest, Doomed> = BTreeMap::new();
-    for (c, reason) in &matched {
+    for (c, reason) in matched {
         chosen.insert(
             c.digest.clone(),
             Doomed {
@@ -290,7 +297,7 @@ pub fn plan(all: &[Candidate], selector: &Selector, count: Option<usize>) -> Vec
                     digest: child.clone(),
                     url: image.url.clone(),
                     is_list: false,
-                    reason: format!("listed by {}, which is pruned", list.url),
+                    reason: format!("listed by {}, which is {verb}", list.url),
                 },
             );
         }
@@ -299,6 +306,207 @@ pub fn plan(all: &[Candidate], selector: &Selector, count: Option<usize>) -> Vec
     let mut out: Vec<Doomed> = chosen.into_values().collect();
     out.sort_by(|a, b| (!a.is_list, &a.url).cmp(&(!b.is_list, &b.url)));
     out
+}
+
+/// The blobs that only the `doomed` image manifests name.
+pub fn orphaned_blobs(all: &[Candidate], doomed: &[Doomed]) -> Vec<Digest> {
+    let mut refs = RefCounts::new();
+    for c in all.iter().filter(|c| !c.is_list) {
+        refs.add(&c.children);
+    }
+    let gone: HashSet<&Digest> = doomed.iter().map(|d| &d.digest).collect();
+    let mut out = Vec::new();
+    for c in all
+        .iter()
+        .filter(|c| !c.is_list && gone.contains(&c.digest))
+    {
+        out.extend(refs.release(&c.children));
+    }
+    out.sort();
+    out.dedup();
+    out.retain(|d| refs.get(d) == 0);
+    out
+}
+
+/// Parses a size in bytes: a whole number, optionally followed by a unit, e.g. `50GiB`,
+/// `500MiB`, `2GB` or `1048576`. Binary units (`KiB`, `MiB`, `GiB`, `TiB`) count in 1024s,
+/// decimal ones (`kB`, `MB`, `GB`, `TB`) in 1000s; `B` is bytes. Units are case-insensitive
+/// and may follow a space.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    if digits.is_empty() {
+        return Err(format!(
+            "\"{text}\" is not a size; use a whole number of bytes or e.g. 500MiB, 50GiB"
+        ));
+    }
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("\"{text}\" is too large"))?;
+    let factor: u64 = match unit.trim_start().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "kib" => 1 << 10,
+        "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        "tb" => 1_000_000_000_000,
+        "tib" => 1 << 40,
+        other => {
+            return Err(format!(
+                "\"{text}\": unknown unit \"{other}\"; use B, KiB, MiB, GiB, TiB (1024s) or kB, \
+                 MB, GB, TB (1000s)"
+            ))
+        }
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("\"{text}\" is too large"))
+}
+
+/// `1610612736` -> `1.5GiB`: a byte count for people (exact below 1 KiB).
+pub fn human_size(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n}B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = UNITS[0];
+    for u in &UNITS[1..] {
+        if v < 1024.0 {
+            break;
+        }
+        v /= 1024.0;
+        unit = u;
+    }
+    format!("{v:.1}{unit}")
+}
+
+/// The size bound on the cache: `maxCacheSize`, and what eviction never touches.
+#[derive(Debug, Clone)]
+pub struct CacheBound {
+    /// Blob bytes the cache should stay under.
+    pub max_bytes: u64,
+    /// `pin`: images whose URL or a tag matches one of these are never evicted.
+    pub pins: Vec<Regex>,
+    /// An image pulled within this long counts as being pulled and is never evicted.
+    pub grace: Duration,
+}
+
+/// What the blobs of the cache weigh, as eviction needs to know it.
+#[derive(Debug, Clone, Default)]
+pub struct Usage {
+    /// Bytes of the blobs on disk, plus the announced sizes of downloads under way.
+    pub total: u64,
+    /// The blobs on disk and their sizes.
+    pub sizes: HashMap<Digest, u64>,
+    /// Blobs being downloaded or verified: an image naming one is being pulled.
+    pub busy: HashSet<Digest>,
+}
+
+/// What an eviction chose.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SizePlan {
+    /// The manifests to remove (lists first), each with why.
+    pub doomed: Vec<Doomed>,
+    /// How many images (a list with its cached image manifests, or a lone image manifest).
+    pub images: usize,
+    /// Bytes of the blobs that only the chosen images name.
+    pub freed: u64,
+    /// Bytes left once they are gone; above the bound when what may not go is too big.
+    pub remaining: u64,
+}
+
+/// Chooses the images to evict so the cache fits `bound`: least recently pulled first, never
+/// a pinned image, never one pulled within `bound.grace` of `now` or naming a blob in
+/// `usage.busy`. An image is a list with its cached image manifests, or an image manifest no
+/// cached list names; it counts as pulled when any of its manifests last was. Blobs another
+/// kept image names stay, and do not count as freed.
+pub fn plan_size(
+    all: &[Candidate],
+    usage: &Usage,
+    bound: &CacheBound,
+    now: PrimitiveDateTime,
+) -> SizePlan {
+    let mut plan = SizePlan {
+        remaining: usage.total,
+        ..SizePlan::default()
+    };
+    if usage.total <= bound.max_bytes {
+        return plan;
+    }
+    let by_digest: HashMap<&Digest, &Candidate> = all.iter().map(|c| (&c.digest, c)).collect();
+    let listed: HashSet<&Digest> = all
+        .iter()
+        .filter(|c| c.is_list)
+        .flat_map(|c| c.children.iter())
+        .collect();
+    let recent = time::Duration::try_from(bound.grace)
+        .ok()
+        .and_then(|g| now.checked_sub(g))
+        .unwrap_or(PrimitiveDateTime::MIN);
+    let mut images: Vec<(PrimitiveDateTime, &Candidate)> = Vec::new();
+    for root in all
+        .iter()
+        .filter(|c| c.is_list || !listed.contains(&c.digest))
+    {
+        let mut members = vec![root];
+        if root.is_list {
+            members.extend(
+                root.children
+                    .iter()
+                    .filter_map(|d| by_digest.get(d).copied())
+                    .filter(|c| !c.is_list),
+            );
+        }
+        let pulled = members
+            .iter()
+            .map(|c| c.pulled)
+            .max()
+            .unwrap_or(root.pulled);
+        let pinned = members.iter().any(|c| {
+            bound
+                .pins
+                .iter()
+                .any(|re| re.is_match(&c.url) || c.tags.iter().any(|t| re.is_match(t)))
+        });
+        let busy = pulled >= recent
+            || members
+                .iter()
+                .filter(|c| !c.is_list)
+                .any(|c| c.children.iter().any(|b| usage.busy.contains(b)));
+        if !pinned && !busy {
+            images.push((pulled, root));
+        }
+    }
+    images.sort_by(|(a, x), (b, y)| (a, &x.url).cmp(&(b, &y.url)));
+    let over = usage.total - bound.max_bytes;
+    let mut matched: Vec<(&Candidate, String)> = Vec::new();
+    for (pulled, root) in images {
+        if plan.freed >= over {
+            break;
+        }
+        matched.push((
+            root,
+            format!(
+                "least recently pulled image (last pulled {}) while the cache holds {} over \
+                 its bound of {}",
+                crate::store::format_time(pulled),
+                human_size(usage.total),
+                human_size(bound.max_bytes)
+            ),
+        ));
+        let doomed = expand(all, &matched, "evicted");
+        plan.freed = orphaned_blobs(all, &doomed)
+            .iter()
+            .filter_map(|d| usage.sizes.get(d))
+            .sum();
+        plan.doomed = doomed;
+        plan.images = matched.len();
+    }
+    plan.remaining = usage.total.saturating_sub(plan.freed);
+    plan
 }
 
 /// How many image manifests name each blob.
@@ -467,6 +675,121 @@ mod tests {
             .map(|x| x.digest)
             .collect();
         assert_eq!(doomed, vec![d('b'), d('c')]);
+    }
+
+    #[test]
+    fn sizes_parse_with_binary_and_decimal_units() {
+        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
+        assert_eq!(parse_size("50GiB").unwrap(), 50 << 30);
+        assert_eq!(parse_size("500MiB").unwrap(), 500 << 20);
+        assert_eq!(parse_size("500 mib").unwrap(), 500 << 20);
+        assert_eq!(parse_size("2GB").unwrap(), 2_000_000_000);
+        assert_eq!(parse_size("4kB").unwrap(), 4_000);
+        assert_eq!(parse_size("3KiB").unwrap(), 3 << 10);
+        assert_eq!(parse_size("1TiB").unwrap(), 1 << 40);
+        assert_eq!(parse_size(" 7B ").unwrap(), 7);
+        for bad in [
+            "",
+            "GiB",
+            "1.5GiB",
+            "-1",
+            "10 gigs",
+            "5Gi",
+            "1e9",
+            "99999999999TiB",
+            "18446744073709551616",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad:?} should be refused");
+        }
+        assert_eq!(human_size(512), "512B");
+        assert_eq!(human_size(3 << 29), "1.5GiB");
+    }
+
+    fn sized(blobs: &[(char, u64)]) -> Usage {
+        Usage {
+            total: blobs.iter().map(|(_, s)| s).sum(),
+            sizes: blobs.iter().map(|&(c, s)| (d(c), s)).collect(),
+            busy: HashSet::new(),
+        }
+    }
+
+    fn bound(max_bytes: u64, pins: &[&str]) -> CacheBound {
+        CacheBound {
+            max_bytes,
+            pins: pins.iter().map(|p| Regex::new(p).unwrap()).collect(),
+            grace: Duration::from_secs(60),
+        }
+    }
+
+    fn digests(plan: &SizePlan) -> Vec<Digest> {
+        plan.doomed.iter().map(|x| x.digest.clone()).collect()
+    }
+
+    const NOW: PrimitiveDateTime = datetime!(2025-03-31 12:00:00);
+
+    #[test]
+    fn eviction_takes_least_recently_pulled_images_until_under_the_bound() {
+        // Three lone images of 100 bytes each, pulled on the 1st, 2nd and 3rd.
+        let all = vec![
+            cand('a', "r/a:1", false, &['1'], 3),
+            cand('b', "r/b:1", false, &['2'], 1),
+            cand('c', "r/c:1", false, &['3'], 2),
+        ];
+        let usage = sized(&[('1', 100), ('2', 100), ('3', 100)]);
+        let plan = plan_size(&all, &usage, &bound(250, &[]), NOW);
+        assert_eq!(digests(&plan), vec![d('b')]);
+        assert_eq!((plan.images, plan.freed, plan.remaining), (1, 100, 200));
+        assert!(plan.doomed[0].reason.contains("least recently pulled"));
+        let plan = plan_size(&all, &usage, &bound(150, &[]), NOW);
+        assert_eq!(digests(&plan), vec![d('b'), d('c')]);
+        // Under the bound: nothing.
+        assert_eq!(
+            plan_size(&all, &usage, &bound(300, &[]), NOW),
+            SizePlan {
+                remaining: 300,
+                ..SizePlan::default()
+            }
+        );
+    }
+
+    #[test]
+    fn eviction_skips_pinned_and_in_flight_images() {
+        let mut recent = cand('c', "r/c:1", false, &['3'], 1);
+        recent.pulled = NOW - time::Duration::seconds(10);
+        let all = vec![
+            cand('a', "r/pinned:1", false, &['1'], 1),
+            cand('b', "r/pulling:1", false, &['2'], 1),
+            recent,
+            cand('e', "r/e:1", false, &['5'], 9),
+        ];
+        let mut usage = sized(&[('1', 100), ('3', 100), ('5', 100)]);
+        usage.busy.insert(d('2'));
+        usage.total += 100;
+        let plan = plan_size(&all, &usage, &bound(100, &["pinned"]), NOW);
+        // Only `e` may go; the rest stays over the bound.
+        assert_eq!(digests(&plan), vec![d('e')]);
+        assert_eq!(plan.remaining, 300);
+    }
+
+    #[test]
+    fn eviction_takes_a_list_with_its_images_and_keeps_shared_blobs() {
+        let mut all = vec![
+            cand('e', "r/app:1", true, &['a', 'b'], 1),
+            cand('a', "r/app@sha256:aa", false, &['1', '2'], 1),
+            cand('b', "r/app@sha256:bb", false, &['1', '3'], 1),
+            cand('c', "r/other:1", false, &['1', '4'], 5),
+        ];
+        // Pulling one image of the list by digest makes the whole list recent.
+        all[2].pulled = datetime!(2025-03-02 00:00:00);
+        let usage = sized(&[('1', 100), ('2', 10), ('3', 10), ('4', 10)]);
+        let plan = plan_size(&all, &usage, &bound(120, &[]), NOW);
+        assert_eq!(digests(&plan), vec![d('e'), d('a'), d('b')]);
+        // `1` is shared with `r/other:1`, which stays.
+        assert_eq!((plan.images, plan.freed), (1, 20));
+        assert!(plan.doomed[1].reason.contains("which is evicted"));
+        // A pin on an image of the list keeps the whole list.
+        let plan = plan_size(&all, &usage, &bound(120, &["sha256:bb"]), NOW);
+        assert_eq!(digests(&plan), vec![d('c')]);
     }
 
     #[test]

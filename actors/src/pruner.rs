@@ -9,16 +9,23 @@
 //! refuses to delete a blob that is being downloaded or has been named again meanwhile, so a
 //! pull running during a prune still completes. Prunes run one at a time. Every decision is
 //! logged at `warn` level, so it shows at the usual log levels.
+//!
+//! Eviction (`maxCacheSize`) is a prune of type size: the blob table reports that the total
+//! crossed the bound ([`OverBound`]), and the pruner, in turn with every other prune, asks the
+//! index for the least recently pulled images that may go ([`SelectBySize`]) and removes them
+//! the same way.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::blob_table::{self, BlobTable, ReleaseRefs, Remove as BlobRemove};
+use crate::blob_table::{self, BlobTable, OverBound, ReleaseRefs, Remove as BlobRemove};
 use crate::error::EngineError;
-use crate::manifest_index::{ManifestIndex, Remove as ManifestRemove, Select};
+use crate::manifest_index::{
+    ManifestIndex, Remove as ManifestRemove, Select, SelectBySize, Selection,
+};
 use crate::oci::Digest;
-use crate::prune::{Doomed, PruneRule, Selector};
+use crate::prune::{human_size, CacheBound, Doomed, PruneRule, Selector};
 use crate::store::now_local;
 
 /// The background prune, as configured by `pruneConfig`.
@@ -49,7 +56,16 @@ pub struct Pruner {
     index: Addr<ManifestIndex>,
     blobs: Addr<BlobTable>,
     schedule: Option<PruneSchedule>,
+    /// `maxCacheSize` and `pin`.
+    bound: Option<CacheBound>,
+    /// An eviction is waiting its turn: further reports of the bound add nothing.
+    evict_queued: bool,
+    /// When the cache was last found over its bound with nothing left to evict.
+    warned: Option<Instant>,
 }
+
+/// How often the warning that nothing more may be evicted repeats while it holds.
+const STUCK_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 
 impl Pruner {
     pub fn new(
@@ -61,7 +77,16 @@ impl Pruner {
             index,
             blobs,
             schedule,
+            bound: None,
+            evict_queued: false,
+            warned: None,
         }
+    }
+
+    /// Keeps the cache under `bound` (see [`Evict`]).
+    pub fn with_bound(mut self, bound: Option<CacheBound>) -> Self {
+        self.bound = bound;
+        self
     }
 }
 
@@ -69,6 +94,25 @@ impl Actor for Pruner {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(b) = &self.bound {
+            crate::metrics::metrics()
+                .cache_bound_bytes
+                .set(b.max_bytes as i64);
+            let pins: Vec<&str> = b.pins.iter().map(regex::Regex::as_str).collect();
+            log::info!(
+                "cache bound: {} ({} bytes){}; images pulled within {} are kept",
+                human_size(b.max_bytes),
+                b.max_bytes,
+                if pins.is_empty() {
+                    String::new()
+                } else {
+                    format!(", never evicting images matching {}", pins.join(","))
+                },
+                crate::prune::humanize(b.grace)
+            );
+            // A cache already too big at start is trimmed right away.
+            ctx.notify(OverBound { total: 0 });
+        }
         let Some(s) = self.schedule.clone() else {
             return;
         };
@@ -124,31 +168,136 @@ impl Handler<Prune> for Pruner {
     }
 }
 
+impl Handler<OverBound> for Pruner {
+    type Result = ();
+
+    fn handle(&mut self, _: OverBound, ctx: &mut Context<Self>) {
+        if self.bound.is_none() || self.evict_queued {
+            return;
+        }
+        self.evict_queued = true;
+        ctx.notify(Evict);
+    }
+}
+
+/// Evicts the least recently pulled images until the cache is under `maxCacheSize` (a prune
+/// of type size); does nothing while it is under. Waits for a prune already running.
+#[derive(Message)]
+#[rtype(result = "Result<PruneReport, EngineError>")]
+pub struct Evict;
+
+impl Handler<Evict> for Pruner {
+    type Result = AtomicResponse<Self, Result<PruneReport, EngineError>>;
+
+    fn handle(&mut self, _: Evict, _: &mut Context<Self>) -> Self::Result {
+        self.evict_queued = false;
+        let index = self.index.clone();
+        let blobs = self.blobs.clone();
+        let bound = self.bound.clone();
+        AtomicResponse::new(Box::pin(
+            async move {
+                let Some(bound) = bound else {
+                    return Ok((PruneReport::default(), None));
+                };
+                evict(&index, &blobs, bound).await
+            }
+            .into_actor(self)
+            .map(|result, act, _| match result {
+                Ok((report, stuck)) => {
+                    if let Some(message) = stuck {
+                        if act
+                            .warned
+                            .is_none_or(|t| t.elapsed() >= STUCK_WARNING_INTERVAL)
+                        {
+                            log::warn!("{message}");
+                            act.warned = Some(Instant::now());
+                        }
+                    } else {
+                        act.warned = None;
+                    }
+                    Ok(report)
+                }
+                Err(e) => {
+                    log::error!("size bound: eviction failed: {e}");
+                    Err(e)
+                }
+            }),
+        ))
+    }
+}
+
+/// One eviction: the report, and a warning when the cache stays over its bound.
+async fn evict(
+    index: &Addr<ManifestIndex>,
+    blobs: &Addr<BlobTable>,
+    bound: CacheBound,
+) -> Result<(PruneReport, Option<String>), EngineError> {
+    let usage = blobs.send(blob_table::Usage).await?;
+    if usage.total <= bound.max_bytes {
+        return Ok((PruneReport::default(), None));
+    }
+    let total = usage.total;
+    let max = bound.max_bytes;
+    let (selection, plan) = index.send(SelectBySize { bound, usage }).await?;
+    let why = format!(
+        "size bound: the cache holds {} ({total} bytes), over maxCacheSize {} ({max} bytes)",
+        human_size(total),
+        human_size(max)
+    );
+    let report = if plan.images > 0 {
+        let report = apply(index, blobs, &why, selection, false).await?;
+        crate::metrics::metrics()
+            .evictions
+            .inc_by(plan.images as u64);
+        report
+    } else {
+        PruneReport::default()
+    };
+    let stuck = (plan.remaining > max).then(|| {
+        format!(
+            "size bound: the cache stays at {} ({} bytes), over maxCacheSize {} ({max} \
+             bytes): what is left is pinned, being pulled, or named by no cached image. \
+             Pulls go on; raise maxCacheSize or pin fewer images",
+            human_size(plan.remaining),
+            plan.remaining,
+            human_size(max)
+        )
+    });
+    Ok((report, stuck))
+}
+
 async fn prune(
     index: &Addr<ManifestIndex>,
     blobs: &Addr<BlobTable>,
     msg: &Prune,
 ) -> Result<PruneReport, EngineError> {
-    let why = &msg.why;
     let selection = index
         .send(Select {
             selector: msg.selector.clone(),
             count: msg.count,
         })
         .await?;
+    apply(index, blobs, &msg.why, selection, msg.dry_run).await
+}
+
+/// Removes what a selection chose: the manifests, then the blobs no remaining image manifest
+/// names (or, dry run, only reports them).
+async fn apply(
+    index: &Addr<ManifestIndex>,
+    blobs: &Addr<BlobTable>,
+    why: &str,
+    selection: Selection,
+    dry_run: bool,
+) -> Result<PruneReport, EngineError> {
     let mut report = PruneReport {
-        dry_run: msg.dry_run,
+        dry_run,
         ..PruneReport::default()
     };
-    let verb = if msg.dry_run {
-        "would remove"
-    } else {
-        "removing"
-    };
+    let verb = if dry_run { "would remove" } else { "removing" };
     for m in &selection.manifests {
         log::warn!("{why}: {verb} {m}");
     }
-    if msg.dry_run {
+    if dry_run {
         let sizes: std::collections::HashMap<Digest, Option<u64>> = blobs
             .send(blob_table::List)
             .await?

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tokio::sync::{oneshot, watch, Semaphore};
 
-use crate::blob_table::{AddRefs, BlobSource, BlobTable, Finished, Open, Progress};
+use crate::blob_table::{AddRefs, BlobSource, BlobTable, Expecting, Finished, Open, Progress};
 use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::manifest_index::{CachedManifest, Insert, ManifestIndex};
@@ -559,7 +559,11 @@ impl Handler<Download> for PullerPool {
                 Err(e) => Err(e),
                 Ok(client) => match limit.acquire().await {
                     Ok(_permit) => {
-                        download(&client, &store, &msg.digest, &msg.source, &msg.progress).await
+                        let to = Announce {
+                            blobs: blobs.as_ref(),
+                            progress: &msg.progress,
+                        };
+                        download(&client, &store, &msg.digest, &msg.source, to).await
                     }
                     Err(_) => Err(EngineError::Unavailable("download limiter closed".into())),
                 },
@@ -619,17 +623,30 @@ impl Handler<ActiveDownloads> for PullerPool {
     }
 }
 
+/// Who hears about a download: its readers, and the blob table (for the size bound).
+struct Announce<'a> {
+    blobs: Option<&'a Addr<BlobTable>>,
+    progress: &'a watch::Sender<Progress>,
+}
+
 async fn download(
     client: &UpstreamClient,
     store: &Store,
     digest: &Digest,
     source: &BlobSource,
-    progress: &watch::Sender<Progress>,
+    to: Announce<'_>,
 ) -> Result<u64, EngineError> {
     let up = |e| EngineError::upstream(client.name(), e);
     let st = |e: StoreError| EngineError::Store(e.to_string());
+    let progress = to.progress;
     let mut body = client.blob(&source.repo, digest).await.map_err(up)?;
     let total = body.size;
+    if let (Some(blobs), Some(size)) = (to.blobs, total) {
+        blobs.do_send(Expecting {
+            digest: digest.clone(),
+            size,
+        });
+    }
     let mut writer = store.create_blob_writer().await.map_err(st)?;
     progress.send_replace(Progress::Receiving {
         temp: Arc::new(writer.temp_path().to_path_buf()),

@@ -51,13 +51,11 @@ fn pattern(p: &str) -> Selector {
 async fn prune_takes_list_children_and_only_unshared_blobs() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let (shared, one, two, cfg1, cfg2): (&[u8], &[u8], &[u8], &[u8], &[u8]) = (
-        b"shared layer",
-        b"layer one",
-        b"layer two",
-        b"{\"a\":1}",
-        b"{\"b\":2}",
-    );
+    let shared: &[u8] = b"shared layer";
+    let one: &[u8] = b"layer one";
+    let two: &[u8] = b"layer two";
+    let cfg1: &[u8] = b"{\"a\":1}";
+    let cfg2: &[u8] = b"{\"b\":2}";
     for b in [shared, one, two, cfg1, cfg2] {
         store.write_blob(&Digest::of(b), b).unwrap();
     }

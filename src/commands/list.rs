@@ -1,6 +1,7 @@
 //! `list`: the manifests of the cache as they are on disk, for finding what to prune. Reads
 //! only; safe while a server runs, though a running server's newest `pulled` times may not be
-//! flushed to disk yet.
+//! flushed to disk yet. With `maxCacheSize` set, the text ends with a total line: the bytes of
+//! blobs in the cache against the bound.
 
 use std::fmt::Write as _;
 
@@ -69,6 +70,16 @@ pub fn render_text(rows: &[Row], header: bool) -> String {
     out
 }
 
+/// `TOTAL 1234 bytes in 5 blobs, bound 2000 bytes (60%)`: blob bytes against `maxCacheSize`.
+pub fn total_line(blobs: &[(actors::oci::Digest, u64)], bound: u64) -> String {
+    let total: u64 = blobs.iter().map(|(_, s)| s).sum();
+    format!(
+        "TOTAL {total} bytes in {} blobs, bound {bound} bytes ({}%)",
+        blobs.len(),
+        total.saturating_mul(100) / bound.max(1)
+    )
+}
+
 /// The `list` subcommand.
 pub fn run(config: Config, args: &ListArgs) -> Result<(), String> {
     let patterns = match &args.pattern {
@@ -94,11 +105,39 @@ pub fn run(config: Config, args: &ListArgs) -> Result<(), String> {
         .map(Row::from_holder)
         .collect();
     match args.format {
-        ListFormat::Text => print!("{}", render_text(&rows, args.header)),
+        ListFormat::Text => {
+            print!("{}", render_text(&rows, args.header));
+            if let Some(b) = &config.ops.cache_bound {
+                let blobs = Store::read_only(&config.image_path)
+                    .list_blobs()
+                    .map_err(|e| e.to_string())?;
+                println!("{}", total_line(&blobs, b.max_bytes));
+            }
+        }
         ListFormat::Json => println!(
             "{}",
             serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?
         ),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::total_line;
+    use actors::oci::Digest;
+
+    #[test]
+    fn the_total_line_sums_blobs_against_the_bound() {
+        let d = |c: char| Digest::from_hex(&c.to_string().repeat(64)).unwrap();
+        let blobs = vec![(d('a'), 300), (d('b'), 200)];
+        assert_eq!(
+            total_line(&blobs, 1000),
+            "TOTAL 500 bytes in 2 blobs, bound 1000 bytes (50%)"
+        );
+        assert_eq!(
+            total_line(&[], 1000),
+            "TOTAL 0 bytes in 0 blobs, bound 1000 bytes (0%)"
+        );
+    }
 }

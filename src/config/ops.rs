@@ -1,6 +1,7 @@
 //! Settings of the operations features: preloading (`preloadImages`, `imageFile`, `os`,
-//! `arch`), `helloWorld`, the `health` listener, the background prune (`pruneConfig`) and who
-//! may use the administrative API (`adminApi`).
+//! `arch`), `helloWorld`, the `health` listener, the background prune (`pruneConfig`), the size
+//! bound (`maxCacheSize`, `pin`, `evictionGrace`) and who may use the administrative API
+//! (`adminApi`).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -8,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use actors::preload::{PlatformSpec, Platforms};
-use actors::prune::{parse_age, parse_patterns, PruneRule};
+use actors::prune::{parse_age, parse_patterns, parse_size, CacheBound, PruneRule};
 use actors::pruner::PruneSchedule;
 use serde::Deserialize;
 
@@ -33,6 +34,8 @@ pub struct OpsConfig {
     pub prune: Option<PruneSettings>,
     /// Who may use `/cmd/...` (`adminApi`).
     pub admin: AdminConfig,
+    /// The size bound (`maxCacheSize`), when set.
+    pub cache_bound: Option<BoundSettings>,
     /// Images loaded at once by `load` (`load --jobs`).
     pub load_jobs: usize,
 }
@@ -47,6 +50,7 @@ impl Default for OpsConfig {
             health: None,
             prune: None,
             admin: AdminConfig::default(),
+            cache_bound: None,
             load_jobs: 4,
         }
     }
@@ -92,6 +96,34 @@ impl PruneSettings {
             frequency: self.frequency,
             count: self.count,
             dry_run: self.dry_run,
+        }
+    }
+}
+
+/// `maxCacheSize` with `pin` and `evictionGrace`, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundSettings {
+    pub max_bytes: u64,
+    /// Regexes over image URLs and tags (checked to compile).
+    pub pins: Vec<String>,
+    /// Images pulled within this long are never evicted.
+    pub grace: Duration,
+}
+
+/// How long an image counts as being pulled after its last pull, unless `evictionGrace` says.
+const DEFAULT_EVICTION_GRACE: Duration = Duration::from_secs(60);
+
+impl BoundSettings {
+    /// The engine's bound for these settings.
+    pub fn bound(&self) -> CacheBound {
+        CacheBound {
+            max_bytes: self.max_bytes,
+            pins: self
+                .pins
+                .iter()
+                .map(|p| regex::Regex::new(p).expect("checked when the config was loaded"))
+                .collect(),
+            grace: self.grace,
         }
     }
 }
@@ -163,6 +195,9 @@ pub(super) struct FileOps {
     pub health: Option<String>,
     pub prune_config: Option<FilePruneConfig>,
     pub admin_api: Option<FileAdmin>,
+    pub max_cache_size: Option<String>,
+    pub pin: Option<Vec<String>>,
+    pub eviction_grace: Option<String>,
 }
 
 fn non_empty(s: Option<String>) -> Option<String> {
@@ -200,6 +235,31 @@ impl FileOps {
         }
         if let Some(a) = self.admin_api {
             ops.admin = a.resolve(file)?;
+        }
+        // `pin` and `evictionGrace` are checked even without a bound, like `pruneConfig`.
+        let mut pins = Vec::new();
+        for p in self.pin.unwrap_or_default() {
+            let p = p.trim().to_string();
+            regex::Regex::new(&p).map_err(|e| {
+                file.invalid("pin", format!("pattern \"{p}\" is not a valid regex: {e}"))
+            })?;
+            pins.push(p);
+        }
+        let grace = match non_empty(self.eviction_grace) {
+            None => DEFAULT_EVICTION_GRACE,
+            Some(g) => parse_age(&g).map_err(|m| file.invalid("evictionGrace", m))?,
+        };
+        if let Some(size) = non_empty(self.max_cache_size) {
+            let max_bytes = match parse_size(&size) {
+                Ok(0) => return Err(file.invalid("maxCacheSize", "must be more than 0")),
+                Ok(n) => n,
+                Err(m) => return Err(file.invalid("maxCacheSize", m)),
+            };
+            ops.cache_bound = Some(BoundSettings {
+                max_bytes,
+                pins,
+                grace,
+            });
         }
         Ok(ops)
     }

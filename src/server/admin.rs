@@ -1,5 +1,5 @@
 //! The administrative API under `/cmd/`: prune the running cache, list images, manifests and
-//! blobs, stop the server. Handlers only check access, parse the query and send engine
+//! blobs, show the cache's weight against its bound, stop the server. Handlers only check access, parse the query and send engine
 //! messages.
 //!
 //! Access: a client is answered when its address is in `adminApi.allow` (default 127.0.0.1 and
@@ -42,6 +42,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/image/list", web::get().to(image_list))
             .route("/blob/list", web::get().to(blob_list))
             .route("/manifest/list", web::get().to(manifest_list))
+            .route("/cache/stats", web::get().to(cache_stats))
             .route("/stop", web::get().to(stop))
             .route("/stop", web::post().to(stop))
             .default_service(web::to(not_found)),
@@ -440,6 +441,34 @@ async fn manifest_list(
     text(out)
 }
 
+/// `GET /cmd/cache/stats`: the bytes of blobs in the cache (with downloads under way at their
+/// announced size), the bound (`maxCacheSize`, `none` when unbounded) and the images evicted
+/// since start.
+async fn cache_stats(
+    req: HttpRequest,
+    engine: web::Data<Engine>,
+    admin: web::Data<Admin>,
+) -> Answer {
+    check(&req, &admin)?;
+    let s = engine.cache_stats().await?;
+    if wants_json(&req) {
+        return json_answer(json!({
+            "totalBytes": s.total_bytes,
+            "blobs": s.blobs,
+            "boundBytes": s.bound_bytes,
+            "evictions": s.evictions,
+        }));
+    }
+    let bound = s
+        .bound_bytes
+        .map(|b| b.to_string())
+        .unwrap_or_else(|| "none".into());
+    text(format!(
+        "TOTAL_BYTES BLOBS BOUND_BYTES EVICTIONS\n{} {} {bound} {}\n",
+        s.total_bytes, s.blobs, s.evictions
+    ))
+}
+
 /// `GET|POST /cmd/stop`: stops the server gracefully (requests under way are finished).
 async fn stop(req: HttpRequest, admin: web::Data<Admin>) -> Answer {
     check(&req, &admin)?;
@@ -459,7 +488,7 @@ async fn not_found(req: HttpRequest, admin: web::Data<Admin>) -> Answer {
         .content_type("text/plain; charset=utf-8")
         .body(
             "unknown admin command; see DELETE /cmd/prune, GET /cmd/image/list, \
-             /cmd/blob/list, /cmd/manifest/list, /cmd/stop\n",
+             /cmd/blob/list, /cmd/manifest/list, /cmd/cache/stats, /cmd/stop\n",
         ))
 }
 
