@@ -114,6 +114,45 @@ impl PullerPool {
         Ok(client)
     }
 
+    /// Runs one small upstream request (bounded by `pullTimeout`) on this arbiter, where awc's
+    /// non-`Send` futures must run, and answers through a channel.
+    fn ask_upstream<T, F, Fut>(
+        &mut self,
+        registry: &str,
+        what: String,
+        request: F,
+    ) -> ResponseFuture<Result<T, EngineError>>
+    where
+        T: Send + 'static,
+        F: FnOnce(Rc<UpstreamClient>) -> Fut + 'static,
+        Fut: std::future::Future<Output = Result<T, UpstreamError>> + 'static,
+    {
+        let client = self.client(registry);
+        let timeout = self.config.pull_timeout;
+        let upstream = registry.to_string();
+        let (tx, rx) = oneshot::channel();
+        actix_rt::spawn(async move {
+            let fetch = async {
+                let client = client?;
+                let name = client.name().to_string();
+                request(client)
+                    .await
+                    .map_err(|e| EngineError::upstream(&name, e))
+            };
+            let result = tokio::time::timeout(timeout, fetch)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(EngineError::PullTimeout {
+                        upstream,
+                        what,
+                        millis: timeout.as_millis(),
+                    })
+                });
+            let _ = tx.send(result);
+        });
+        outcome(rx)
+    }
+
     fn limit(&mut self, registry: &str) -> Rc<Semaphore> {
         let n = self.config.max_concurrent_per_upstream.max(1);
         self.limits
@@ -380,30 +419,10 @@ impl Handler<FetchTags> for PullerPool {
     type Result = ResponseFuture<Result<(Vec<String>, bool), EngineError>>;
 
     fn handle(&mut self, msg: FetchTags, _: &mut Context<Self>) -> Self::Result {
-        let client = self.client(&msg.registry);
-        let timeout = self.config.pull_timeout;
-        let (tx, rx) = oneshot::channel();
-        // awc futures are not `Send`: run on this arbiter, answer through a channel.
-        actix_rt::spawn(async move {
-            let fetch = async {
-                let client = client?;
-                client
-                    .tags(&msg.repo, msg.n, msg.last.as_deref())
-                    .await
-                    .map_err(|e| EngineError::upstream(client.name(), e))
-            };
-            let result = tokio::time::timeout(timeout, fetch)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(EngineError::PullTimeout {
-                        upstream: msg.registry.clone(),
-                        what: format!("the tags of {}", msg.repo),
-                        millis: timeout.as_millis(),
-                    })
-                });
-            let _ = tx.send(result);
-        });
-        outcome(rx)
+        let what = format!("the tags of {}", msg.repo);
+        self.ask_upstream(&msg.registry, what, move |client| async move {
+            client.tags(&msg.repo, msg.n, msg.last.as_deref()).await
+        })
     }
 }
 
@@ -420,29 +439,10 @@ impl Handler<FetchReferrers> for PullerPool {
     type Result = ResponseFuture<Result<Option<bytes::Bytes>, EngineError>>;
 
     fn handle(&mut self, msg: FetchReferrers, _: &mut Context<Self>) -> Self::Result {
-        let client = self.client(&msg.registry);
-        let timeout = self.config.pull_timeout;
-        let (tx, rx) = oneshot::channel();
-        actix_rt::spawn(async move {
-            let fetch = async {
-                let client = client?;
-                client
-                    .referrers(&msg.repo, &msg.subject)
-                    .await
-                    .map_err(|e| EngineError::upstream(client.name(), e))
-            };
-            let result = tokio::time::timeout(timeout, fetch)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(EngineError::PullTimeout {
-                        upstream: msg.registry.clone(),
-                        what: format!("the referrers of {}", msg.subject),
-                        millis: timeout.as_millis(),
-                    })
-                });
-            let _ = tx.send(result);
-        });
-        outcome(rx)
+        let what = format!("the referrers of {}", msg.subject);
+        self.ask_upstream(&msg.registry, what, move |client| async move {
+            client.referrers(&msg.repo, &msg.subject).await
+        })
     }
 }
 
