@@ -22,36 +22,25 @@ use super::error::{ApiError, Target};
 const API_VERSION: (&str, &str) = ("Docker-Distribution-Api-Version", "registry/2.0");
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource(["/v2", "/v2/"])
-            .route(web::get().to(version_check))
-            .route(web::head().to(version_check))
-            .default_service(web::to(unsupported)),
-    )
-    .service(
-        web::resource("/v2/{name:.+}/manifests/{reference}")
-            .route(web::get().to(manifest))
-            .route(web::head().to(manifest))
-            .default_service(web::to(unsupported)),
-    )
-    .service(
-        web::resource("/v2/{name:.+}/referrers/{digest}")
-            .route(web::get().to(referrers))
-            .route(web::head().to(referrers))
-            .default_service(web::to(unsupported)),
-    )
-    .service(
-        web::resource("/v2/{name:.+}/tags/list")
-            .route(web::get().to(tags))
-            .route(web::head().to(tags))
-            .default_service(web::to(unsupported)),
-    )
-    .service(
-        web::resource("/v2/{name:.+}/blobs/{digest}")
-            .route(web::get().to(blob))
-            .route(web::head().to(blob))
-            .default_service(web::to(unsupported)),
-    );
+    cfg.service(pull_only(["/v2", "/v2/"], version_check))
+        .service(pull_only(["/v2/{name:.+}/manifests/{reference}"], manifest))
+        .service(pull_only(["/v2/{name:.+}/referrers/{digest}"], referrers))
+        .service(pull_only(["/v2/{name:.+}/tags/list"], tags))
+        .service(pull_only(["/v2/{name:.+}/blobs/{digest}"], blob));
+}
+
+/// A resource answered by `handler` for GET and HEAD (actix's `get()` does not cover HEAD),
+/// and refused as unsupported for every other method.
+fn pull_only<const N: usize, F, Args>(paths: [&str; N], handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args> + Clone,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(paths.to_vec())
+        .route(web::get().to(handler.clone()))
+        .route(web::head().to(handler))
+        .default_service(web::to(unsupported))
 }
 
 async fn version_check() -> HttpResponse {
