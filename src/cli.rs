@@ -116,6 +116,16 @@ pub struct ServeArgs {
     )]
     pub pull_timeout: Option<u64>,
 
+    /// Most client connections held open at once; more wait in the kernel's accept queue
+    /// until one closes. Lowered, with a warning, to what the open-file limit allows (two
+    /// descriptors a connection). [default: 10000]
+    #[arg(
+        long,
+        value_name = "COUNT",
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000)
+    )]
+    pub max_connections: Option<u64>,
+
     /// Never contact an upstream registry: serve only what is already cached and answer
     /// "not found" for everything else. For disconnected (air-gapped) sites.
     /// `--air-gapped=false` overrides `airGapped: true` in the config file. [default: false]
@@ -505,8 +515,11 @@ mod tests {
             "--always-pull-latest",
             "--default-ns",
             "docker.io",
+            "--max-connections",
+            "64",
         ]);
         let serve = cli.serve_args().unwrap();
+        assert_eq!(serve.max_connections, Some(64));
         assert_eq!(serve.port, Some(5000));
         assert_eq!(serve.host.as_deref(), Some("127.0.0.1"));
         assert_eq!(serve.pull_timeout, Some(1500));

@@ -41,6 +41,10 @@ pub const DEFAULT_HOST: &str = "0.0.0.0";
 pub const DEFAULT_PULL_TIMEOUT_MS: u64 = 60_000;
 /// Default time an upstream response body may stall before the transfer is abandoned, in ms.
 pub const DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS: u64 = 60_000;
+/// Client connections held at once unless configured (`maxConnections`).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// The most `maxConnections` may ask for.
+const MAX_CONNECTIONS_CEILING: u64 = 1_000_000;
 
 /// The server's resolved settings: defaults, then the config file, then the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +59,9 @@ pub struct Config {
     pub port: u16,
     /// Listening address (`host`, `--host`).
     pub host: String,
+    /// Client connections held at once (`maxConnections`, `--max-connections`), before the
+    /// open-file limit has its say (`server::connections`).
+    pub max_connections: usize,
     /// Upper bound on one upstream manifest pull (`pullTimeout`, `--pull-timeout`, in ms).
     pub pull_timeout: Duration,
     /// How long an upstream response body may send nothing before the transfer is abandoned
@@ -88,6 +95,7 @@ impl Default for Config {
             log_file: None,
             port: DEFAULT_PORT,
             host: DEFAULT_HOST.to_string(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             pull_timeout: Duration::from_millis(DEFAULT_PULL_TIMEOUT_MS),
             upstream_idle_timeout: Duration::from_millis(DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS),
             always_pull_latest: false,
@@ -246,6 +254,13 @@ impl Config {
             })?;
             self.host = host.clone();
         }
+        if let Some(n) = serve.max_connections {
+            self.max_connections =
+                max_connections(n).map_err(|message| ConfigError::InvalidOption {
+                    option: "max-connections",
+                    message,
+                })?;
+        }
         if let Some(ms) = serve.pull_timeout {
             self.pull_timeout = pull_timeout(ms).map_err(|message| ConfigError::InvalidOption {
                 option: "pull-timeout",
@@ -302,6 +317,7 @@ struct FileConfig {
     arch: Option<String>,
     pull_timeout: Option<u64>,
     upstream_idle_timeout: Option<u64>,
+    max_connections: Option<u64>,
     always_pull_latest: Option<bool>,
     air_gapped: Option<bool>,
     hello_world: Option<bool>,
@@ -476,6 +492,10 @@ impl FileConfig {
         }
         if let Some(ms) = self.pull_timeout {
             config.pull_timeout = pull_timeout(ms).map_err(|m| file.invalid("pullTimeout", m))?;
+        }
+        if let Some(n) = self.max_connections {
+            config.max_connections =
+                max_connections(n).map_err(|m| file.invalid("maxConnections", m))?;
         }
         if let Some(ms) = self.upstream_idle_timeout {
             config.upstream_idle_timeout =
@@ -738,6 +758,15 @@ impl FileServerTls {
             .map_err(|(sub, m)| file.invalid(format!("serverTlsConfig.{sub}"), m))?;
         Ok(Some(tls))
     }
+}
+
+fn max_connections(n: u64) -> Result<usize, String> {
+    if !(1..=MAX_CONNECTIONS_CEILING).contains(&n) {
+        return Err(format!(
+            "{n} is not a connection count: use 1 to {MAX_CONNECTIONS_CEILING}"
+        ));
+    }
+    usize::try_from(n).map_err(|_| format!("{n} connections do not fit this machine"))
 }
 
 fn pull_timeout(ms: u64) -> Result<Duration, String> {
@@ -1984,6 +2013,19 @@ imagePath: /data
             ours.max_concurrent_per_upstream,
             theirs.max_concurrent_per_upstream
         );
+    }
+
+    #[test]
+    fn max_connections_comes_from_the_file_or_the_command_line_and_is_bounded() {
+        assert_eq!(Config::default().max_connections, DEFAULT_MAX_CONNECTIONS);
+        let config = load_yaml("maxConnections: 500\n").unwrap();
+        assert_eq!(config.max_connections, 500);
+        load_err(
+            "maxConnections: 0\n",
+            &["key \"maxConnections\"", "1 to 1000000"],
+        );
+        load_err("maxConnections: 1000001\n", &["key \"maxConnections\""]);
+        load_err("maxConnections: many\n", &["maxConnections"]);
     }
 
     #[test]

@@ -104,11 +104,14 @@ fn serve(mut config: Config) -> Result<(), String> {
         let listener = TcpListener::bind(addr)
             .map_err(|e| format!("cannot listen on {}:{}: {e}", config.host, config.port))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
+        let limit = server::connections::settle(config.max_connections, server::default_workers());
         let mut err = std::io::stderr().lock();
         let _ = writeln!(
             err,
-            "ociregistry {} serving on {local} ({security}; {allowed}; cache {}, config {}, pid {}{})",
+            "ociregistry {} serving on {local} ({security}; {allowed}; at most {} connections; \
+             cache {}, config {}, pid {}{})",
             env!("CARGO_PKG_VERSION"),
+            limit.total(),
             config.image_path.display(),
             config
                 .config_file
@@ -127,7 +130,7 @@ fn serve(mut config: Config) -> Result<(), String> {
         // SIGTERM stops accepting and lets requests finish (bounded by the server's shutdown
         // timeout); SIGINT stops at once. Either way the engine then gets a bounded grace period
         // for background downloads and writes its bookkeeping; a further signal cuts that short.
-        let http = server::run_with_tls(listener, engine.clone(), tls, held.admin(&config))
+        let http = server::run_with_tls(listener, engine.clone(), tls, held.admin(&config), limit)
             .map_err(|e| e.to_string())?;
         let handle = http.handle();
         held.stop_on_request(handle.clone());

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use support::checks::{assert_cache_sound, assert_server_alive};
 use support::http::{self, MANIFEST_ACCEPT};
-use support::{sha256_hex, ImageTree, LocalImage, Server, Upstream, UPSTREAM_NAME};
+use support::{sha256_hex, ImageTree, LocalImage, Server, ServerOptions, Upstream, UPSTREAM_NAME};
 
 const REPO: &str = "e2e/clients";
 const SENTINEL: &str = "sentinel.txt";
@@ -487,8 +487,18 @@ fn raw_protocol_abuse(server: &Server, sentinel: &str) {
 }
 
 #[test]
-fn slow_and_idle_clients_do_not_stop_others_from_being_served() {
-    let (_upstream, _tree, mut server) = world();
+fn ten_thousand_idle_and_slow_clients_do_not_stop_others_from_being_served() {
+    let idle_count = idle_budget();
+    let upstream = Upstream::start();
+    let image = LocalImage::generate_for(&["64K"], "linux/amd64");
+    upstream.push_oci(&image, REPO, "v1");
+    // Room for every socket of this test: the limit itself is pinned by the next test.
+    let mut server = Server::start_with(ServerOptions {
+        extra_args: vec!["--max-connections".into(), (idle_count + 100).to_string()],
+        ..ServerOptions::new(&upstream.url())
+    });
+    let warm = http::get_manifest(server.port, &server.manifest_path(REPO, "v1"));
+    assert_eq!(warm.status, 200, "{}", warm.summary());
     let port = server.port;
     let manifest = server.manifest_path(REPO, "v1");
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -514,8 +524,7 @@ fn slow_and_idle_clients_do_not_stop_others_from_being_served() {
         })
         .collect();
     thread::sleep(Duration::from_millis(500));
-    // Idle connections: as many as the descriptor limit comfortably allows.
-    let idle_count = idle_budget();
+    // Idle connections: ten thousand, unless the descriptor limit cannot be raised that far.
     let mut idle = Vec::with_capacity(idle_count);
     for _ in 0..idle_count {
         match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
@@ -535,6 +544,11 @@ fn slow_and_idle_clients_do_not_stop_others_from_being_served() {
         let r = http::get(port, "/v2/");
         assert_eq!(r.status, 200);
     }
+    let open = open_descriptors(&server);
+    assert!(
+        open < idle_count + 16 + 600,
+        "the server holds {open} descriptors for {idle_count} idle and 16 slow connections"
+    );
     // The server drops connections that never send a complete request head.
     let mut closed = 0;
     thread::sleep(Duration::from_secs(8));
@@ -566,21 +580,99 @@ fn slow_and_idle_clients_do_not_stop_others_from_being_served() {
     assert_server_alive(&mut server, "after slow and idle clients");
 }
 
-/// How many idle sockets to open: 2,000, or fewer when the descriptor limit (shared by this
-/// process and, inherited, the server) is lower.
+/// How many idle sockets to open: 10,000, or fewer when this process cannot get the
+/// descriptors (the server inherits the limit and raises its own soft limit to it).
 fn idle_budget() -> usize {
-    let limit = std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("Max open files"))
-                .and_then(|l| l.split_whitespace().nth(3))
-                .and_then(|v| v.parse::<usize>().ok())
-        })
-        .unwrap_or(1024);
-    let budget = 2000.min(limit.saturating_sub(256) / 2);
-    if budget < 2000 {
-        eprintln!("descriptor limit {limit}: opening {budget} idle connections instead of 2000");
+    const WANTED: u64 = 10_000;
+    let limit = raise_descriptor_limit(2 * WANTED + 4096);
+    let budget = WANTED.min(limit.saturating_sub(512)) as usize;
+    if budget < WANTED as usize {
+        eprintln!(
+            "descriptor limit {limit}: opening {budget} idle connections instead of {WANTED}"
+        );
     }
     budget
+}
+
+/// Raises this process's open-file limit to `wanted` (the hard limit too when privileged, as
+/// the test runs in CI), or as far as the hard limit allows; returns the soft limit now.
+fn raise_descriptor_limit(wanted: u64) -> u64 {
+    use rlimit::Resource;
+    let (soft, hard) = Resource::NOFILE.get().unwrap_or((1024, 1024));
+    if soft >= wanted {
+        return soft;
+    }
+    if Resource::NOFILE.set(wanted, wanted.max(hard)).is_ok() {
+        return wanted;
+    }
+    rlimit::increase_nofile_limit(wanted).unwrap_or(soft)
+}
+
+fn open_descriptors(server: &Server) -> usize {
+    let pid = server.pid().expect("server running");
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// The connection limit the server reports in its start-up line ("at most N connections").
+fn reported_connection_limit(server: &Server) -> usize {
+    let log = server.log_text();
+    let at = log
+        .find("at most ")
+        .unwrap_or_else(|| panic!("no connection limit in the start-up line:\n{log}"));
+    log[at + "at most ".len()..]
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unreadable connection limit:\n{log}"))
+}
+
+#[test]
+fn connections_beyond_the_limit_wait_for_a_free_slot_instead_of_failing() {
+    let upstream = Upstream::start();
+    let mut server = Server::start_with(ServerOptions {
+        extra_args: vec!["--max-connections".into(), "6".into()],
+        ..ServerOptions::new(&upstream.url())
+    });
+    let limit = reported_connection_limit(&server);
+    assert!(
+        (6..6 + 64).contains(&limit),
+        "limit {limit} for --max-connections 6"
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], server.port));
+    let held: Vec<TcpStream> = (0..limit)
+        .map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect"))
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    // One more: the kernel completes the handshake, the server does not take it up yet.
+    let mut extra = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    extra
+        .write_all(b"GET /v2/ HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    extra
+        .set_read_timeout(Some(Duration::from_millis(1000)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let early = extra.read_to_end(&mut answer);
+    assert!(
+        answer.is_empty() && early.is_err(),
+        "connection {} of a limit of {limit} was served at once: {:?}",
+        limit + 1,
+        String::from_utf8_lossy(&answer)
+    );
+    // A slot frees: the waiting connection is taken up and answered.
+    drop(held);
+    extra
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = extra.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.starts_with("HTTP/1.1 200"),
+        "the waiting connection got: {text:?}"
+    );
+    let r = http::get(server.port, "/v2/");
+    assert_eq!(r.status, 200, "{}", r.summary());
+    assert_server_alive(&mut server, "after the connection limit was reached");
 }

@@ -3,6 +3,7 @@
 
 pub mod admin;
 mod blob_body;
+pub mod connections;
 mod distribution;
 pub mod error;
 pub mod health;
@@ -24,16 +25,26 @@ use actors::Engine;
 /// stop the whole actor system on one, and the engine's actors must outlive the HTTP server to
 /// finish downloads and write their bookkeeping (see `main.rs`).
 pub fn run(listener: TcpListener, engine: Engine) -> std::io::Result<Server> {
-    run_with_tls(listener, engine, None, admin::Admin::default())
+    // actix-web's own default: 25k connections a worker.
+    let limit = connections::plan(25_000 * default_workers(), default_workers(), u64::MAX);
+    run_with_tls(listener, engine, None, admin::Admin::default(), limit)
+}
+
+/// One worker per CPU, actix-web's own default, named here so the connection limit can be
+/// divided among them.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// [`run`], over HTTPS (HTTP/2 and HTTP/1.1) when `tls` is given. `admin` opens the `/cmd/`
-/// API to the clients it allows.
+/// API to the clients it allows; `limit` bounds the connections held at once (see
+/// [`connections`]).
 pub fn run_with_tls(
     listener: TcpListener,
     engine: Engine,
     tls: Option<rustls::ServerConfig>,
     admin: admin::Admin,
+    limit: connections::ConnectionLimit,
 ) -> std::io::Result<Server> {
     let engine = web::Data::new(engine);
     let admin = web::Data::new(admin);
@@ -47,7 +58,9 @@ pub fn run_with_tls(
             .configure(distribution::routes)
             .configure(admin::routes)
             .default_service(web::to(distribution::unsupported))
-    });
+    })
+    .workers(limit.workers)
+    .max_connections(limit.per_worker);
     let server = match tls {
         Some(cfg) => server.listen_rustls_0_23(listener, cfg)?,
         None => server.listen(listener)?,
