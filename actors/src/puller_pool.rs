@@ -164,6 +164,29 @@ impl PullerPool {
 
 impl Actor for PullerPool {
     type Context = Context<Self>;
+
+    /// Builds the clients of the configured upstreams now (TLS settings, trust roots, client
+    /// certificates), so the first pull does not pay for it while a client waits. A client
+    /// that cannot be built is reported here and again, to the client, on first use.
+    fn started(&mut self, _: &mut Context<Self>) {
+        if self.config.air_gapped {
+            return;
+        }
+        let names: Vec<String> = self
+            .config
+            .upstreams
+            .iter()
+            .map(|u| u.name.clone())
+            .collect();
+        for name in names {
+            if !self.config.upstream_allowed(&name) {
+                continue;
+            }
+            if let Err(e) = self.client(&name) {
+                log::warn!("upstream {name}: {e}");
+            }
+        }
+    }
 }
 
 /// Completes the wiring: the blob table is created after the pool.
@@ -639,7 +662,13 @@ async fn download(
     let up = |e| EngineError::upstream(client.name(), e);
     let st = |e: StoreError| EngineError::Store(e.to_string());
     let progress = to.progress;
-    let mut body = client.blob(&source.repo, digest).await.map_err(up)?;
+    // The temp file is made while the upstream answers, not after: readers get the response
+    // head and the first bytes sooner. It is removed again if the request fails.
+    let (body, writer) = tokio::join!(
+        client.blob(&source.repo, digest),
+        store.create_blob_writer()
+    );
+    let mut body = body.map_err(up)?;
     let total = body.size;
     if let (Some(blobs), Some(size)) = (to.blobs, total) {
         blobs.do_send(Expecting {
@@ -647,7 +676,7 @@ async fn download(
             size,
         });
     }
-    let mut writer = store.create_blob_writer().await.map_err(st)?;
+    let mut writer = writer.map_err(st)?;
     progress.send_replace(Progress::Receiving {
         temp: Arc::new(writer.temp_path().to_path_buf()),
         written: 0,

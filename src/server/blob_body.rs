@@ -4,7 +4,7 @@
 //! then waits for the next update; when the download is renamed into place the open file stays
 //! valid, so no reader ever restarts or waits for the end.
 
-use std::io::SeekFrom;
+use std::io::{Seek, SeekFrom};
 use std::path::PathBuf;
 
 use actix_web::error::ErrorInternalServerError;
@@ -12,7 +12,7 @@ use actors::blob_table::Progress;
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use tokio::fs::File;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
 /// Bytes per read: large enough that big blobs stream at disk speed.
@@ -146,18 +146,11 @@ impl Follow {
                 Progress::Done { size } => (*size, true, None),
                 Progress::Failed(e) => return Err(format!("download failed: {e}")),
             };
-            if self.file.is_none() && (available > self.pos || done) {
-                let opened = match &temp {
-                    Some(t) => File::open(t.as_path()).await,
-                    None => File::open(&self.final_path).await,
-                };
-                match opened {
-                    Ok(mut f) => {
-                        f.seek(SeekFrom::Start(self.pos))
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        self.file = Some(f);
-                    }
+            // Opened as soon as the temp file exists, so the first bytes need only a read.
+            if self.file.is_none() && (temp.is_some() || available > self.pos || done) {
+                let path = temp.as_deref().unwrap_or(&self.final_path).clone();
+                match open_at(path, self.pos).await {
+                    Ok(f) => self.file = Some(f),
                     // Renamed between our look at the progress and the open: look again.
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound && temp.is_some() => {
                         tokio::task::yield_now().await;
@@ -207,6 +200,19 @@ impl Follow {
             }
         }
     }
+}
+
+/// Opens `path` and seeks to `pos` in one trip to the blocking pool rather than two: the
+/// first byte of every blob response waits for it.
+async fn open_at(path: PathBuf, pos: u64) -> std::io::Result<File> {
+    let opened = tokio::task::spawn_blocking(move || {
+        let mut f = std::fs::File::open(path)?;
+        f.seek(SeekFrom::Start(pos))?;
+        Ok(f)
+    })
+    .await
+    .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    opened.map(File::from_std)
 }
 
 #[cfg(test)]
