@@ -7,9 +7,11 @@ Every subcommand prints one JSON object on stdout.
            N clients start together (barrier) and each GETs U to the end. Reports the wall
            time from the common start to the last byte, bytes per client and status codes.
   pull     --base http://HOST:PORT --name NAME --tag TAG --clients N [--arch amd64]
+           [--server-pid P ...]
            N clients pull one image at once, the way a registry client does: the manifest by
            tag (OCI index or image manifest), the platform manifest, then the config and every
-           layer in order, each read to the end and discarded. Reports the wall time.
+           layer in order, each read to the end and discarded. Reports the wall time, and the
+           CPU time the clients and the server processes P used meanwhile.
   mirror   --base http://HOST:PORT --name NAME --tag TAG --out DIR
            Fetches an image the way `pull` does and writes every response under DIR at its
            URL path (DIR/v2/NAME/manifests/TAG, .../blobs/sha256:HEX), so that a static file
@@ -35,6 +37,7 @@ import argparse
 import http.client
 import json
 import os
+import resource
 import re
 import statistics
 import subprocess
@@ -182,15 +185,36 @@ def cmd_mirror(args):
     return {"manifests": len(manifests), "blob_bytes": blobs}
 
 
+def cpu_seconds(pid):
+    """User plus system CPU time of a process (with its reaped children) so far."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rpartition(")")[2].split()
+    ticks = sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds():
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
 def cmd_pull(args):
+    server_before = sum(cpu_seconds(p) for p in args.server_pid)
+    clients_before = own_cpu_seconds()
     wall, results = run_together(args.clients, lambda _: pull_image(args.base, args.name, args.tag, args.arch))
-    errors = [r["error"] for r in results if "error" in r]
-    return {
+    out = {
         "wall_s": wall,
         "clients": args.clients,
         "bytes_per_client": sorted({r.get("bytes") for r in results if "bytes" in r}),
-        "errors": errors[:3],
+        "errors": [r["error"] for r in results if "error" in r][:3],
+        # Where the machine's CPU time went meanwhile: what the clients themselves needed
+        # shows whether any server could have been faster on this machine.
+        "clients_cpu_s": own_cpu_seconds() - clients_before,
+        "cpus": os.cpu_count(),
     }
+    if args.server_pid:
+        out["server_cpu_s"] = sum(cpu_seconds(p) for p in args.server_pid) - server_before
+    return out
 
 
 def cmd_ttfb(args):
@@ -291,6 +315,8 @@ def main():
     p.add_argument("--tag", required=True)
     p.add_argument("--clients", type=int, default=1)
     p.add_argument("--arch", default="amd64")
+    p.add_argument("--server-pid", type=int, action="append", default=[],
+                   help="also report the CPU time of this process (repeatable)")
     p = sub.add_parser("mirror")
     p.add_argument("--base", required=True)
     p.add_argument("--name", required=True)

@@ -57,6 +57,24 @@ def verdict(ok):
     return "met" if ok else "**missed**"
 
 
+def cpu_note(r):
+    """Where the CPU time of the concurrent pulls went: clients, server, and what was there."""
+    parts = []
+    for key, who in (("pull.many", "cold through us"), ("pull.many_warm", "warm through us"),
+                     ("pull.many_nginx", "from nginx")):
+        wall, cl, sv = (med(r, key, f) for f in ("wall_s", "clients_cpu_s", "server_cpu_s"))
+        cpus = max(values(r, key, "cpus"), default=None)
+        if None in (wall, cl, sv, cpus):
+            continue
+        parts.append("%s the clients used %s CPU-seconds and the server %s of the %s the machine "
+                     "had in that time (%s CPUs × %s s)"
+                     % (who, fmt(cl), fmt(sv), fmt(cpus * wall), cpus, fmt(wall)))
+    if not parts:
+        return ""
+    return " CPU time during the %s-client pulls (medians): %s." % (
+        max(values(r, "pull.many", "clients"), default="?"), "; ".join(parts))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--results", required=True)
@@ -228,7 +246,7 @@ def main():
         "GETs and bytes are counted in the upstream's access log. For the concurrent pull, the "
         "same %s clients pulling the image again from the warm cache took %s s, and from nginx "
         "serving the same files at the same paths %s s (medians): what serving alone costs on "
-        "this machine.\n" % (clients, fmt(warm), fmt(static))
+        "this machine.%s\n" % (clients, fmt(warm), fmt(static), cpu_note(r))
     )
     out.append("## Every run\n")
     out.append("Raw figures per repetition (`wrk`: bytes/s or requests/s; times in seconds; RSS in KiB).\n")

@@ -358,16 +358,18 @@ python3 benches/load.py pull --clients $PULL_CLIENTS --base $OURS --name upstrea
 (each on a server started with an empty cache; then once more from the warm cache)
 python3 benches/load.py pull --clients $PULL_CLIENTS --base $STATIC --name upstream.test/bench/pull --tag latest
 (nginx serving the same manifests and blobs as files at the same paths)"
+  local nginx_pids=() p
+  for p in $(pgrep -P "$(pid_of nginx)"); do nginx_pids+=(--server-pid "$p"); done
   for _ in $(seq "$REPS"); do
     start_ours "$W/ours-cold" "$W/conf/ours.yml" --fresh
-    record pull.one "$(load pull --clients 1 "${args[@]}")"
+    record pull.one "$(load pull --clients 1 "${args[@]}" --server-pid "$(pid_of ours)")"
     start_ours "$W/ours-cold" "$W/conf/ours.yml" --fresh
-    record pull.many "$(load pull --clients "$PULL_CLIENTS" "${args[@]}")"
-    record pull.many_warm "$(load pull --clients "$PULL_CLIENTS" "${args[@]}")"
+    record pull.many "$(load pull --clients "$PULL_CLIENTS" "${args[@]}" --server-pid "$(pid_of ours)")"
+    record pull.many_warm "$(load pull --clients "$PULL_CLIENTS" "${args[@]}" --server-pid "$(pid_of ours)")"
     # the physical anchor: nginx serving the same files at the same paths
     [ -d "$W/www/v2" ] || load mirror "${args[@]}" --out "$W/www" > /dev/null
     record pull.many_nginx "$(load pull --clients "$PULL_CLIENTS" --base "$STATIC" \
-      --name upstream.test/bench/pull --tag latest)"
+      --name upstream.test/bench/pull --tag latest "${nginx_pids[@]}")"
   done
 }
 
