@@ -2,7 +2,8 @@
 //! cut and stalled bodies, an oversized manifest, a redirect loop, error statuses and reset
 //! connections. Whatever it does, a client gets an OCI error or the right bytes, nothing wrong
 //! enters the cache, the next request after the fault clears succeeds, and a cached tag is
-//! served while the upstream fails.
+//! served while the upstream fails. An upstream's 429 or 503 reaches the client with its
+//! `Retry-After`.
 
 mod support;
 
@@ -131,7 +132,7 @@ fn faulty_blob_downloads_give_errors_or_right_bytes_and_never_enter_the_cache() 
         (Fault::Stall, &[502, 504]),
         (Fault::Reset, &[502]),
         (Fault::Status(500, None), &[502]),
-        (Fault::Status(503, Some(3)), &[502, 503]),
+        (Fault::Status(503, Some(3)), &[503]),
         (Fault::Status(429, Some(7)), &[429]),
         (Fault::RedirectLoop, &[502]),
     ];
@@ -185,7 +186,7 @@ fn faulty_manifest_responses_are_refused_and_never_indexed() {
         ("v1", Fault::RedirectLoop, &[502]),
         ("v1", Fault::Reset, &[502]),
         ("v1", Fault::Status(500, None), &[502]),
-        ("v1", Fault::Status(503, Some(2)), &[502, 503]),
+        ("v1", Fault::Status(503, Some(2)), &[503]),
         ("v1", Fault::Status(429, Some(7)), &[429]),
     ];
     let mut report = Vec::new();
@@ -227,6 +228,77 @@ fn faulty_manifest_responses_are_refused_and_never_indexed() {
         assert_server_alive(&mut server, &ctx);
         w.proxy.release_stalled();
         report.push(format!("{ctx}: {seen}"));
+    }
+    eprintln!("{}", report.join("\n"));
+}
+
+#[test]
+fn an_upstream_asking_to_retry_later_passes_its_retry_after_to_clients() {
+    let w = world();
+    let layer = w.tree.platform("amd64").layers[0].clone();
+    let expected_layer = w.upstream.blob(REPO, &layer);
+    let (_, index_bytes) = manifest_bytes(&w.upstream, "v1");
+    // (what is asked, upstream status, its Retry-After, the one our client must see)
+    let cases = [
+        ("manifest", 429, 7, "7"),
+        ("blob", 429, 11, "11"),
+        ("manifest", 503, 13, "13"),
+        ("blob", 503, 17, "17"),
+        ("blob", 429, 86_400, "3600"),
+    ];
+    let mut report = Vec::new();
+    for (what, status, retry_after, expected_header) in cases {
+        let fault = Fault::Status(status, Some(retry_after));
+        let ctx = format!("{what} with {fault:?}");
+        // A fresh server each time: a manifest that recovered is cached and asks no upstream.
+        let mut server = server_behind(&w.proxy);
+        let (rule, target, manifest, expected) = match what {
+            "manifest" => (
+                "/manifests/v1".to_string(),
+                server.manifest_path(REPO, "v1"),
+                true,
+                &index_bytes,
+            ),
+            _ => (
+                hex_of(&layer).to_string(),
+                server.blob_path(REPO, &layer),
+                false,
+                &expected_layer,
+            ),
+        };
+        w.proxy.add_rule(&rule, fault.clone(), usize::MAX);
+        let r = match fetch(server.port, &target, manifest) {
+            Outcome::Complete(r) => r,
+            Outcome::Broken(e) => panic!("{ctx}: no complete error response: {e}"),
+        };
+        assert_eq!(r.status, status, "{ctx}: {}", r.summary());
+        let code = if status == 429 {
+            "TOOMANYREQUESTS"
+        } else {
+            "UNAVAILABLE"
+        };
+        assert_eq!(
+            r.oci_error_codes(),
+            Some(vec![code.to_string()]),
+            "{ctx}: {}",
+            r.summary()
+        );
+        assert_eq!(
+            r.header("Retry-After"),
+            Some(expected_header),
+            "{ctx}: {}",
+            r.summary()
+        );
+        assert!(
+            w.proxy.faults_applied(&fault) > 0,
+            "{ctx}: the fault was never applied: {:?}",
+            w.proxy.seen()
+        );
+        w.proxy.clear_rules();
+        assert_recovers(&server, &target, manifest, expected, &ctx);
+        assert_cache_sound(&server, &ctx);
+        assert_server_alive(&mut server, &ctx);
+        report.push(format!("{ctx}: {} Retry-After {expected_header}", r.status));
     }
     eprintln!("{}", report.join("\n"));
 }
