@@ -210,6 +210,7 @@ pub fn error_label(e: &crate::EngineError) -> String {
         },
         E::PullTimeout { .. } => "timeout".into(),
         E::DigestMismatch { .. } => "digest".into(),
+        E::SizeMismatch { .. } => "size".into(),
         E::Store(_) => "store".into(),
         _ => "other".into(),
     }

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tokio::sync::{oneshot, watch, Semaphore};
 
-use crate::blob_table::{AddRefs, BlobSource, BlobTable, Expecting, Finished, Open, Progress};
+use crate::blob_table::{
+    AddRefs, BlobSource, BlobTable, Expecting, Finished, NamedBlob, Open, Progress, StatedSizes,
+};
 use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::manifest_index::{CachedManifest, Insert, ManifestIndex};
@@ -295,16 +297,12 @@ async fn persist_and_prefetch(
         })
         .await??;
     if let (false, Some(blobs)) = (cached.kind().is_list(), blobs) {
-        let digests: Vec<Digest> = cached
-            .manifest
-            .children
-            .iter()
-            .map(|c| c.digest.clone())
-            .collect();
+        let named: Vec<NamedBlob> = cached.manifest.children.iter().map(Into::into).collect();
+        // Sent before the opens, so that their downloads are held to the stated sizes.
         blobs.do_send(AddRefs {
-            manifests: vec![(cached.digest.clone(), digests.clone())],
+            manifests: vec![(cached.digest.clone(), named.clone())],
         });
-        for digest in digests {
+        for NamedBlob { digest, .. } in named {
             blobs.do_send(Open {
                 digest,
                 source: Some(BlobSource {
@@ -456,6 +454,8 @@ pub struct Verify {
     pub digest: Digest,
     pub size: u64,
     pub source: Option<BlobSource>,
+    /// For the download that replaces a damaged file: as [`Download::expected_size`].
+    pub expected_size: Option<StatedSizes>,
     pub progress: watch::Sender<Progress>,
 }
 
@@ -495,6 +495,7 @@ impl Handler<Verify> for PullerPool {
                 Some(source) => me.do_send(Download {
                     digest: msg.digest,
                     source,
+                    expected_size: msg.expected_size,
                     progress: msg.progress,
                 }),
                 None => {
@@ -538,6 +539,12 @@ fn file_digest(path: &std::path::Path) -> std::io::Result<(Digest, u64)> {
 pub struct Download {
     pub digest: Digest,
     pub source: BlobSource,
+    /// The size the cached image manifests' descriptors state for this blob. The body must be
+    /// that long: a `Content-Length` that disagrees fails the download before anything is
+    /// written, a body that runs past it fails there, one that ends short fails at its end.
+    /// Without it (a blob no cached image manifest names) only a `Content-Length`, if sent,
+    /// bounds the body before the digest check at its end.
+    pub expected_size: Option<StatedSizes>,
     pub progress: watch::Sender<Progress>,
 }
 
@@ -563,7 +570,8 @@ impl Handler<Download> for PullerPool {
                             blobs: blobs.as_ref(),
                             progress: &msg.progress,
                         };
-                        download(&client, &store, &msg.digest, &msg.source, to).await
+                        let expected = msg.expected_size.as_ref();
+                        download(&client, &store, &msg.digest, &msg.source, expected, to).await
                     }
                     Err(_) => Err(EngineError::Unavailable("download limiter closed".into())),
                 },
@@ -634,14 +642,30 @@ async fn download(
     store: &Store,
     digest: &Digest,
     source: &BlobSource,
+    expected: Option<&StatedSizes>,
     to: Announce<'_>,
 ) -> Result<u64, EngineError> {
     let up = |e| EngineError::upstream(client.name(), e);
     let st = |e: StoreError| EngineError::Store(e.to_string());
+    let wrong_size = |stated: &StatedSizes, sent: String| EngineError::SizeMismatch {
+        upstream: client.name().to_string(),
+        digest: digest.to_string(),
+        stated: stated.to_string(),
+        sent,
+    };
     let progress = to.progress;
     let mut body = client.blob(&source.repo, digest).await.map_err(up)?;
-    let total = body.size;
-    if let (Some(blobs), Some(size)) = (to.blobs, total) {
+    if let (Some(stated), Some(length)) = (expected, body.size) {
+        if !stated.allows(length) {
+            return Err(wrong_size(stated, format!("with Content-Length {length}")));
+        }
+    }
+    // What the body will come to, for readers (their Content-Length) and the cache's weight:
+    // its Content-Length, else the size its manifests agree on. The most it may come to:
+    // the same, else the largest size they state.
+    let total = body.size.or_else(|| expected.and_then(StatedSizes::agreed));
+    let bound = body.size.or_else(|| expected.map(StatedSizes::max));
+    if let (Some(blobs), Some(size)) = (to.blobs, bound) {
         blobs.do_send(Expecting {
             digest: digest.clone(),
             size,
@@ -660,26 +684,35 @@ async fn download(
         });
     while let Some(chunk) = body.next_batch(WRITE_BATCH).await.map_err(up)? {
         received.inc_by(chunk.len() as u64);
+        let after = writer.written() + chunk.len() as u64;
+        // Checked before the write: not one byte past the bound reaches the disk.
+        if bound.is_some_and(|b| after > b) {
+            return Err(match (body.size, expected) {
+                (None, Some(stated)) => wrong_size(stated, format!("of at least {after} bytes")),
+                _ => up(UpstreamError::Protocol(format!(
+                    "blob {digest} is longer than its Content-Length"
+                ))),
+            });
+        }
         writer.write(&chunk).await.map_err(st)?;
         let written = writer.written();
-        if matches!(total, Some(t) if written > t) {
-            return Err(up(UpstreamError::Protocol(format!(
-                "blob {digest} is longer than its Content-Length"
-            ))));
-        }
         progress.send_modify(|p| {
             if let Progress::Receiving { written: w, .. } = p {
                 *w = written;
             }
         });
     }
-    if let Some(t) = total {
-        if writer.written() != t {
+    let written = writer.written();
+    match (body.size, expected) {
+        (Some(length), _) if written != length => {
             return Err(up(UpstreamError::Protocol(format!(
-                "blob {digest} ended after {} of {t} bytes",
-                writer.written()
+                "blob {digest} ended after {written} of {length} bytes"
             ))));
         }
+        (None, Some(stated)) if !stated.allows(written) => {
+            return Err(wrong_size(stated, format!("of {written} bytes")));
+        }
+        _ => {}
     }
     match writer.commit(digest).await {
         Ok(size) => Ok(size),

@@ -70,7 +70,9 @@ impl ApiError {
                 _ => (StatusCode::BAD_GATEWAY, "UNKNOWN"),
             },
             EngineError::PullTimeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "UNKNOWN"),
-            EngineError::DigestMismatch { .. } => (StatusCode::BAD_GATEWAY, "UNKNOWN"),
+            EngineError::DigestMismatch { .. } | EngineError::SizeMismatch { .. } => {
+                (StatusCode::BAD_GATEWAY, "UNKNOWN")
+            }
             EngineError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
             EngineError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
         };
