@@ -472,14 +472,15 @@ impl Handler<Verify> for PullerPool {
                 .await
                 .ok()
                 .and_then(Result::ok);
+            // As after a download: the blob table hears before the readers.
             if found == Some((msg.digest.clone(), msg.size)) {
-                msg.progress.send_replace(Progress::Done { size: msg.size });
                 if let Some(blobs) = blobs {
                     blobs.do_send(Finished {
                         digest: msg.digest,
                         result: Ok(msg.size),
                     });
                 }
+                msg.progress.send_replace(Progress::Done { size: msg.size });
                 return;
             }
             log::warn!(
@@ -500,13 +501,13 @@ impl Handler<Verify> for PullerPool {
                 }),
                 None => {
                     let e = EngineError::NotCached(format!("{} (damaged on disk)", msg.digest));
-                    msg.progress.send_replace(Progress::Failed(e.clone()));
                     if let Some(blobs) = blobs {
                         blobs.do_send(Finished {
                             digest: msg.digest,
-                            result: Err(e),
+                            result: Err(e.clone()),
                         });
                     }
+                    msg.progress.send_replace(Progress::Failed(e));
                 }
             }
         });
@@ -588,7 +589,6 @@ impl Handler<Download> for PullerPool {
                         msg.digest,
                         msg.source.registry
                     );
-                    msg.progress.send_replace(Progress::Done { size: *size });
                 }
                 Err(e) => {
                     let level = if e.is_upstream_denied() {
@@ -604,15 +604,21 @@ impl Handler<Download> for PullerPool {
                         msg.source.repo
                     );
                     count_error(&msg.source.registry, e);
-                    msg.progress.send_replace(Progress::Failed(e.clone()));
                 }
             }
+            // The blob table hears first: a reader who sees the outcome and asks again must
+            // find the blob present, or forgotten so that its request starts a new download,
+            // never the failed one (the mailbox keeps the order of what was sent).
             if let Some(blobs) = blobs {
                 blobs.do_send(Finished {
                     digest: msg.digest,
-                    result,
+                    result: result.clone(),
                 });
             }
+            msg.progress.send_replace(match result {
+                Ok(size) => Progress::Done { size },
+                Err(e) => Progress::Failed(e),
+            });
             downloads.set(downloads.get().saturating_sub(1));
         });
     }
