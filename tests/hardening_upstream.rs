@@ -2,13 +2,17 @@
 //! cut and stalled bodies, an oversized manifest, a redirect loop, error statuses and reset
 //! connections. Whatever it does, a client gets an OCI error or the right bytes, nothing wrong
 //! enters the cache, the next request after the fault clears succeeds, and a cached tag is
-//! served while the upstream fails.
+//! served while the upstream fails. An upstream's 429 or 503 reaches the client with its
+//! `Retry-After`, and a blob body longer than the manifest naming it states (one without end,
+//! say) fails as soon as it passes that size.
 
 mod support;
 
 use std::time::Duration;
 
-use support::checks::{assert_cache_sound, assert_server_alive, cached_manifest_digests};
+use support::checks::{
+    assert_cache_sound, assert_server_alive, cached_manifest_digests, temp_files,
+};
 use support::http::{self, MANIFEST_ACCEPT};
 use support::{
     hex_of, sha256_hex, wait_for, Fault, FaultProxy, ImageTree, LocalImage, Server, ServerOptions,
@@ -60,6 +64,17 @@ fn fetch(port: u16, target: &str, manifest: bool) -> Outcome {
         Ok(r) => Outcome::Complete(r),
         Err(e) => Outcome::Broken(e.to_string()),
     }
+}
+
+/// [`fetch`], given up after `within` (the request goes on in the background).
+fn fetch_within(port: u16, target: &str, manifest: bool, within: Duration) -> Outcome {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let target_owned = target.to_string();
+    std::thread::spawn(move || {
+        let _ = tx.send(fetch(port, &target_owned, manifest));
+    });
+    rx.recv_timeout(within)
+        .unwrap_or_else(|_| panic!("GET {target}: no complete answer within {within:?}"))
 }
 
 /// A complete 200 must carry exactly `expected`; an error must be an OCI error body with one
@@ -131,7 +146,7 @@ fn faulty_blob_downloads_give_errors_or_right_bytes_and_never_enter_the_cache() 
         (Fault::Stall, &[502, 504]),
         (Fault::Reset, &[502]),
         (Fault::Status(500, None), &[502]),
-        (Fault::Status(503, Some(3)), &[502, 503]),
+        (Fault::Status(503, Some(3)), &[503]),
         (Fault::Status(429, Some(7)), &[429]),
         (Fault::RedirectLoop, &[502]),
     ];
@@ -185,7 +200,7 @@ fn faulty_manifest_responses_are_refused_and_never_indexed() {
         ("v1", Fault::RedirectLoop, &[502]),
         ("v1", Fault::Reset, &[502]),
         ("v1", Fault::Status(500, None), &[502]),
-        ("v1", Fault::Status(503, Some(2)), &[502, 503]),
+        ("v1", Fault::Status(503, Some(2)), &[503]),
         ("v1", Fault::Status(429, Some(7)), &[429]),
     ];
     let mut report = Vec::new();
@@ -227,6 +242,169 @@ fn faulty_manifest_responses_are_refused_and_never_indexed() {
         assert_server_alive(&mut server, &ctx);
         w.proxy.release_stalled();
         report.push(format!("{ctx}: {seen}"));
+    }
+    eprintln!("{}", report.join("\n"));
+}
+
+#[test]
+fn an_upstream_asking_to_retry_later_passes_its_retry_after_to_clients() {
+    let w = world();
+    let layer = w.tree.platform("amd64").layers[0].clone();
+    let expected_layer = w.upstream.blob(REPO, &layer);
+    let (_, index_bytes) = manifest_bytes(&w.upstream, "v1");
+    // (what is asked, upstream status, its Retry-After, the one our client must see)
+    let cases = [
+        ("manifest", 429, 7, "7"),
+        ("blob", 429, 11, "11"),
+        ("manifest", 503, 13, "13"),
+        ("blob", 503, 17, "17"),
+        ("blob", 429, 86_400, "3600"),
+    ];
+    let mut report = Vec::new();
+    for (what, status, retry_after, expected_header) in cases {
+        let fault = Fault::Status(status, Some(retry_after));
+        let ctx = format!("{what} with {fault:?}");
+        // A fresh server each time: a manifest that recovered is cached and asks no upstream.
+        let mut server = server_behind(&w.proxy);
+        let (rule, target, manifest, expected) = match what {
+            "manifest" => (
+                "/manifests/v1".to_string(),
+                server.manifest_path(REPO, "v1"),
+                true,
+                &index_bytes,
+            ),
+            _ => (
+                hex_of(&layer).to_string(),
+                server.blob_path(REPO, &layer),
+                false,
+                &expected_layer,
+            ),
+        };
+        w.proxy.add_rule(&rule, fault.clone(), usize::MAX);
+        let r = match fetch(server.port, &target, manifest) {
+            Outcome::Complete(r) => r,
+            Outcome::Broken(e) => panic!("{ctx}: no complete error response: {e}"),
+        };
+        assert_eq!(r.status, status, "{ctx}: {}", r.summary());
+        let code = if status == 429 {
+            "TOOMANYREQUESTS"
+        } else {
+            "UNAVAILABLE"
+        };
+        assert_eq!(
+            r.oci_error_codes(),
+            Some(vec![code.to_string()]),
+            "{ctx}: {}",
+            r.summary()
+        );
+        assert_eq!(
+            r.header("Retry-After"),
+            Some(expected_header),
+            "{ctx}: {}",
+            r.summary()
+        );
+        assert!(
+            w.proxy.faults_applied(&fault) > 0,
+            "{ctx}: the fault was never applied: {:?}",
+            w.proxy.seen()
+        );
+        w.proxy.clear_rules();
+        assert_recovers(&server, &target, manifest, expected, &ctx);
+        assert_cache_sound(&server, &ctx);
+        assert_server_alive(&mut server, &ctx);
+        report.push(format!("{ctx}: {} Retry-After {expected_header}", r.status));
+    }
+    eprintln!("{}", report.join("\n"));
+}
+
+#[test]
+fn blob_bodies_longer_than_their_manifest_states_fail_promptly_and_are_never_cached() {
+    let w = world();
+    let amd64 = w.tree.platform("amd64").clone();
+    let layer = amd64.layers[0].clone();
+    let expected = w.upstream.blob(REPO, &layer);
+    let (_, manifest) = manifest_bytes(&w.upstream, &amd64.manifest);
+    let mut report = Vec::new();
+    for fault in [Fault::ExtraBytes(1000), Fault::Endless] {
+        let ctx = format!("blob with {fault:?}");
+        let mut server = server_behind(&w.proxy);
+        let target = server.blob_path(REPO, &layer);
+        w.proxy.add_rule(hex_of(&layer), fault.clone(), usize::MAX);
+        // The image manifest first, so that the server knows the layer's size from its
+        // descriptor (its prefetch of the layer meets the fault too).
+        let manifest_target = server.manifest_path(REPO, &amd64.manifest);
+        match fetch(server.port, &manifest_target, true) {
+            Outcome::Complete(r) if r.status == 200 => {
+                assert!(r.body == manifest, "{ctx}: wrong manifest bytes")
+            }
+            Outcome::Complete(r) => panic!("{ctx}: manifest: {}", r.summary()),
+            Outcome::Broken(e) => panic!("{ctx}: manifest: {e}"),
+        }
+        let started = std::time::Instant::now();
+        let outcome = fetch_within(server.port, &target, false, Duration::from_secs(30));
+        let took = started.elapsed();
+        let seen = assert_no_wrong_bytes(&outcome, &expected, &[502], &ctx, &server);
+        assert!(
+            !matches!(&outcome, Outcome::Complete(r) if r.status == 200),
+            "{ctx}: the client got the blob although every body was wrong"
+        );
+        assert!(
+            took < Duration::from_secs(10),
+            "{ctx}: the error took {took:?}"
+        );
+        assert!(
+            w.proxy.faults_applied(&fault) > 0,
+            "{ctx}: the fault was never applied: {:?}",
+            w.proxy.seen()
+        );
+        match &fault {
+            Fault::ExtraBytes(extra) => {
+                // Refused on its Content-Length, before any byte is written: an error status
+                // naming both sizes.
+                let Outcome::Complete(r) = &outcome else {
+                    panic!("{ctx}: expected an error response, got {seen}");
+                };
+                let text = r.text();
+                let announced = format!("Content-Length {}", expected.len() + extra);
+                let stated = format!("state {} bytes", expected.len());
+                assert!(
+                    text.contains(&announced) && text.contains(&stated),
+                    "{ctx}: the error does not name both sizes: {}",
+                    r.summary()
+                );
+            }
+            _ => {
+                wait_for(
+                    &format!("{ctx}: the server to stop reading the endless bodies"),
+                    Duration::from_secs(10),
+                    Duration::from_millis(100),
+                    || (w.proxy.endless_bodies_open() == 0).then_some(()),
+                );
+                let sent = w.proxy.endless_bytes_sent();
+                assert!(
+                    sent < 64 * 1024 * 1024,
+                    "{ctx}: the server read {sent} bytes of a {}-byte blob",
+                    expected.len()
+                );
+            }
+        }
+        wait_for(
+            &format!("{ctx}: no temp file left"),
+            Duration::from_secs(5),
+            Duration::from_millis(100),
+            || temp_files(server.cache_dir()).is_empty().then_some(()),
+        );
+        assert!(
+            !server.cached_blobs().contains(&hex_of(&layer).to_string()),
+            "{ctx}: the blob was cached although every download of it failed"
+        );
+        assert_cache_sound(&server, &ctx);
+        w.proxy.clear_rules();
+        assert_recovers(&server, &target, false, &expected, &ctx);
+        assert!(server.cached_blobs().contains(&hex_of(&layer).to_string()));
+        assert_cache_sound(&server, &ctx);
+        assert_server_alive(&mut server, &ctx);
+        report.push(format!("{ctx}: {seen} after {took:?}"));
     }
     eprintln!("{}", report.join("\n"));
 }

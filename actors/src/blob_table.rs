@@ -9,6 +9,10 @@
 //! for a blob being downloaded or named again in the meantime. Both decisions happen inside
 //! one message each, so a prune can never delete a blob that a pull has just started using.
 //!
+//! It also keeps, for every blob a cached image manifest names, the size its descriptor
+//! states, and hands it to the download ([`Download::expected_size`]): a body that is not that
+//! size fails, so an endless one cannot fill the disk before its digest is checked.
+//!
 //! It also keeps the cache's weight: the bytes on disk plus the announced sizes of downloads
 //! under way. When `maxCacheSize` is set and a download starts ([`Expecting`]) or ends
 //! ([`Finished`]) with the total above it, it tells the pruner, which evicts ([`Usage`]).
@@ -42,6 +46,75 @@ pub enum Progress {
         size: u64,
     },
     Failed(EngineError),
+}
+
+/// A blob as an image manifest names it: its digest and the size its descriptor states
+/// ([`crate::oci::Descriptor::stated_size`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedBlob {
+    pub digest: Digest,
+    pub size: Option<u64>,
+}
+
+impl From<&crate::oci::Descriptor> for NamedBlob {
+    fn from(d: &crate::oci::Descriptor) -> Self {
+        NamedBlob {
+            digest: d.digest.clone(),
+            size: d.stated_size(),
+        }
+    }
+}
+
+/// The sizes that the cached image manifests naming a blob state for it: one, unless they
+/// disagree. Then one of them is wrong, and which is not for the cache to guess: a body of any
+/// of the sizes is accepted (its digest decides), and the largest bounds how much is read. So a
+/// manifest stating a wrong size for a digest (another upstream's, say) cannot fail the
+/// download for the manifests that state it right.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatedSizes(Vec<u64>);
+
+impl StatedSizes {
+    pub fn new(size: u64) -> Self {
+        StatedSizes(vec![size])
+    }
+
+    fn add(&mut self, size: u64) {
+        if let Err(at) = self.0.binary_search(&size) {
+            self.0.insert(at, size);
+        }
+    }
+
+    /// Whether a body of `size` bytes matches a statement.
+    pub fn allows(&self, size: u64) -> bool {
+        self.0.binary_search(&size).is_ok()
+    }
+
+    /// The most bytes a body may have.
+    pub fn max(&self) -> u64 {
+        self.0.last().copied().unwrap_or(0)
+    }
+
+    /// The size, when every statement agrees.
+    pub fn agreed(&self) -> Option<u64> {
+        match self.0[..] {
+            [one] => Some(one),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for StatedSizes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, size) in self.0.iter().enumerate() {
+            match i {
+                0 => {}
+                _ if i + 1 == self.0.len() => f.write_str(" or ")?,
+                _ => f.write_str(", ")?,
+            }
+            write!(f, "{size}")?;
+        }
+        Ok(())
+    }
 }
 
 /// Where to fetch a blob from when it is not cached.
@@ -93,6 +166,9 @@ pub struct BlobTable {
     refs: RefCounts,
     /// The image manifests whose blobs are counted in `refs`, so each counts once.
     counted: HashSet<Digest>,
+    /// What the cached image manifests' descriptors state for the size of each blob they
+    /// name (blobs without a stated size are absent).
+    stated: HashMap<Digest, StatedSizes>,
     store: Option<Arc<Store>>,
     /// Bytes of the blobs on disk (present or being verified).
     bytes: u64,
@@ -123,6 +199,7 @@ impl BlobTable {
                 .collect(),
             refs: RefCounts::new(),
             counted: HashSet::new(),
+            stated: HashMap::new(),
             store: None,
         }
     }
@@ -260,6 +337,7 @@ impl Handler<Open> for BlobTable {
                     },
                 );
                 self.puller.do_send(Verify {
+                    expected_size: self.stated.get(&msg.digest).cloned(),
                     digest: msg.digest,
                     size,
                     source: msg.source,
@@ -281,6 +359,7 @@ impl Handler<Open> for BlobTable {
                     self.blobs
                         .insert(msg.digest.clone(), State::Fetching(rx.clone()));
                     self.puller.do_send(Download {
+                        expected_size: self.stated.get(&msg.digest).cloned(),
                         digest: msg.digest,
                         source,
                         progress: tx,
@@ -337,11 +416,12 @@ impl Handler<Finished> for BlobTable {
 
 /// Image manifests naming these blobs entered the cache: each `(manifest, blobs)` pair counts
 /// once per manifest digest, however often it is sent (a tag re-fetched to the same digest
-/// does not count twice).
+/// does not count twice). The sizes the descriptors state bound the blobs' downloads from now
+/// on; a download already under way keeps the bound it started with.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct AddRefs {
-    pub manifests: Vec<(Digest, Vec<Digest>)>,
+    pub manifests: Vec<(Digest, Vec<NamedBlob>)>,
 }
 
 impl Handler<AddRefs> for BlobTable {
@@ -349,8 +429,20 @@ impl Handler<AddRefs> for BlobTable {
 
     fn handle(&mut self, msg: AddRefs, _: &mut Context<Self>) {
         for (manifest, blobs) in msg.manifests {
-            if self.counted.insert(manifest) {
-                self.refs.add(&blobs);
+            if !self.counted.insert(manifest) {
+                continue;
+            }
+            let digests: Vec<Digest> = blobs.iter().map(|b| b.digest.clone()).collect();
+            self.refs.add(&digests);
+            for blob in blobs {
+                if let Some(size) = blob.size {
+                    match self.stated.get_mut(&blob.digest) {
+                        Some(known) => known.add(size),
+                        None => {
+                            self.stated.insert(blob.digest, StatedSizes::new(size));
+                        }
+                    }
+                }
             }
         }
     }
@@ -377,6 +469,11 @@ impl Handler<ReleaseRefs> for BlobTable {
         zero.sort();
         zero.dedup();
         zero.retain(|d| self.refs.get(d) == 0);
+        // A size stays while any manifest naming the blob does (which one stated which is not
+        // kept): a release can only widen what a download accepts, never narrow it wrongly.
+        for d in &zero {
+            self.stated.remove(d);
+        }
         MessageResult(zero)
     }
 }
@@ -471,5 +568,25 @@ impl Handler<List> for BlobTable {
             .collect();
         out.sort_by(|a, b| a.digest.cmp(&b.digest));
         MessageResult(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disagreeing_statements_accept_each_stated_size_and_bound_by_the_largest() {
+        let mut sizes = StatedSizes::new(600);
+        assert_eq!((sizes.agreed(), sizes.max()), (Some(600), 600));
+        sizes.add(600);
+        assert_eq!(sizes.agreed(), Some(600), "a repeated statement is one");
+        sizes.add(590);
+        sizes.add(10_000);
+        assert_eq!((sizes.agreed(), sizes.max()), (None, 10_000));
+        assert!(sizes.allows(590) && sizes.allows(600) && sizes.allows(10_000));
+        assert!(!sizes.allows(599) && !sizes.allows(10_001));
+        assert_eq!(sizes.to_string(), "590, 600 or 10000");
+        assert_eq!(StatedSizes::new(7).to_string(), "7");
     }
 }

@@ -36,6 +36,20 @@ pub enum EngineError {
         expected: String,
         actual: String,
     },
+    /// The upstream sent a blob whose size is not the one the cached image manifests naming it
+    /// state. Either may be wrong (both came from the upstream); the blob is not cached.
+    #[error(
+        "upstream {upstream} sent blob {digest} {sent}, but the cached manifests naming it \
+         state {stated} bytes"
+    )]
+    SizeMismatch {
+        upstream: String,
+        digest: String,
+        /// The stated size ("N", or "N or M" when manifests disagree).
+        stated: String,
+        /// What arrived: "with Content-Length N", "of at least N bytes", "of N bytes".
+        sent: String,
+    },
     #[error("cache storage: {0}")]
     Store(String),
     /// An actor went away (only during shutdown).

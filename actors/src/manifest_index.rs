@@ -157,12 +157,15 @@ impl ManifestIndex {
     }
 
     /// Every indexed image manifest with the blobs it names: the blob table's reference
-    /// counts at start.
-    pub fn blob_refs(&self) -> Vec<(Digest, Vec<Digest>)> {
+    /// counts, and the sizes it holds downloads to, at start.
+    pub fn blob_refs(&self) -> Vec<(Digest, Vec<crate::blob_table::NamedBlob>)> {
         self.by_digest
             .values()
             .filter(|e| !e.manifest.kind().is_list())
-            .map(|e| (e.manifest.digest.clone(), e.child_digests()))
+            .map(|e| {
+                let named = e.manifest.manifest.children.iter().map(Into::into);
+                (e.manifest.digest.clone(), named.collect())
+            })
             .collect()
     }
 

@@ -199,7 +199,8 @@ pub fn error_label(e: &crate::EngineError) -> String {
         E::Upstream { source, .. } => match source {
             U::NotFound => "404".into(),
             U::Denied(_) => "denied".into(),
-            U::TooManyRequests(_) => "429".into(),
+            U::TooManyRequests { .. } => "429".into(),
+            U::Unavailable { .. } => "503".into(),
             U::Status(s) => s.split_whitespace().next().unwrap_or("status").to_string(),
             U::Connect(_) => "connect".into(),
             U::Tls(_) => "tls".into(),
@@ -209,6 +210,7 @@ pub fn error_label(e: &crate::EngineError) -> String {
         },
         E::PullTimeout { .. } => "timeout".into(),
         E::DigestMismatch { .. } => "digest".into(),
+        E::SizeMismatch { .. } => "size".into(),
         E::Store(_) => "store".into(),
         _ => "other".into(),
     }

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tokio::sync::{oneshot, watch, Semaphore};
 
-use crate::blob_table::{AddRefs, BlobSource, BlobTable, Expecting, Finished, Open, Progress};
+use crate::blob_table::{
+    AddRefs, BlobSource, BlobTable, Expecting, Finished, NamedBlob, Open, Progress, StatedSizes,
+};
 use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::manifest_index::{CachedManifest, Insert, ManifestIndex};
@@ -318,16 +320,12 @@ async fn persist_and_prefetch(
         })
         .await??;
     if let (false, Some(blobs)) = (cached.kind().is_list(), blobs) {
-        let digests: Vec<Digest> = cached
-            .manifest
-            .children
-            .iter()
-            .map(|c| c.digest.clone())
-            .collect();
+        let named: Vec<NamedBlob> = cached.manifest.children.iter().map(Into::into).collect();
+        // Sent before the opens, so that their downloads are held to the stated sizes.
         blobs.do_send(AddRefs {
-            manifests: vec![(cached.digest.clone(), digests.clone())],
+            manifests: vec![(cached.digest.clone(), named.clone())],
         });
-        for digest in digests {
+        for NamedBlob { digest, .. } in named {
             blobs.do_send(Open {
                 digest,
                 source: Some(BlobSource {
@@ -479,6 +477,8 @@ pub struct Verify {
     pub digest: Digest,
     pub size: u64,
     pub source: Option<BlobSource>,
+    /// For the download that replaces a damaged file: as [`Download::expected_size`].
+    pub expected_size: Option<StatedSizes>,
     pub progress: watch::Sender<Progress>,
 }
 
@@ -495,14 +495,15 @@ impl Handler<Verify> for PullerPool {
                 .await
                 .ok()
                 .and_then(Result::ok);
+            // As after a download: the blob table hears before the readers.
             if found == Some((msg.digest.clone(), msg.size)) {
-                msg.progress.send_replace(Progress::Done { size: msg.size });
                 if let Some(blobs) = blobs {
                     blobs.do_send(Finished {
                         digest: msg.digest,
                         result: Ok(msg.size),
                     });
                 }
+                msg.progress.send_replace(Progress::Done { size: msg.size });
                 return;
             }
             log::warn!(
@@ -518,17 +519,18 @@ impl Handler<Verify> for PullerPool {
                 Some(source) => me.do_send(Download {
                     digest: msg.digest,
                     source,
+                    expected_size: msg.expected_size,
                     progress: msg.progress,
                 }),
                 None => {
                     let e = EngineError::NotCached(format!("{} (damaged on disk)", msg.digest));
-                    msg.progress.send_replace(Progress::Failed(e.clone()));
                     if let Some(blobs) = blobs {
                         blobs.do_send(Finished {
                             digest: msg.digest,
-                            result: Err(e),
+                            result: Err(e.clone()),
                         });
                     }
+                    msg.progress.send_replace(Progress::Failed(e));
                 }
             }
         });
@@ -561,6 +563,12 @@ fn file_digest(path: &std::path::Path) -> std::io::Result<(Digest, u64)> {
 pub struct Download {
     pub digest: Digest,
     pub source: BlobSource,
+    /// The size the cached image manifests' descriptors state for this blob. The body must be
+    /// that long: a `Content-Length` that disagrees fails the download before anything is
+    /// written, a body that runs past it fails there, one that ends short fails at its end.
+    /// Without it (a blob no cached image manifest names) only a `Content-Length`, if sent,
+    /// bounds the body before the digest check at its end.
+    pub expected_size: Option<StatedSizes>,
     pub progress: watch::Sender<Progress>,
 }
 
@@ -586,7 +594,8 @@ impl Handler<Download> for PullerPool {
                             blobs: blobs.as_ref(),
                             progress: &msg.progress,
                         };
-                        download(&client, &store, &msg.digest, &msg.source, to).await
+                        let expected = msg.expected_size.as_ref();
+                        download(&client, &store, &msg.digest, &msg.source, expected, to).await
                     }
                     Err(_) => Err(EngineError::Unavailable("download limiter closed".into())),
                 },
@@ -603,7 +612,6 @@ impl Handler<Download> for PullerPool {
                         msg.digest,
                         msg.source.registry
                     );
-                    msg.progress.send_replace(Progress::Done { size: *size });
                 }
                 Err(e) => {
                     let level = if e.is_upstream_denied() {
@@ -619,15 +627,21 @@ impl Handler<Download> for PullerPool {
                         msg.source.repo
                     );
                     count_error(&msg.source.registry, e);
-                    msg.progress.send_replace(Progress::Failed(e.clone()));
                 }
             }
+            // The blob table hears first: a reader who sees the outcome and asks again must
+            // find the blob present, or forgotten so that its request starts a new download,
+            // never the failed one (the mailbox keeps the order of what was sent).
             if let Some(blobs) = blobs {
                 blobs.do_send(Finished {
                     digest: msg.digest,
-                    result,
+                    result: result.clone(),
                 });
             }
+            msg.progress.send_replace(match result {
+                Ok(size) => Progress::Done { size },
+                Err(e) => Progress::Failed(e),
+            });
             downloads.set(downloads.get().saturating_sub(1));
         });
     }
@@ -657,10 +671,17 @@ async fn download(
     store: &Store,
     digest: &Digest,
     source: &BlobSource,
+    expected: Option<&StatedSizes>,
     to: Announce<'_>,
 ) -> Result<u64, EngineError> {
     let up = |e| EngineError::upstream(client.name(), e);
     let st = |e: StoreError| EngineError::Store(e.to_string());
+    let wrong_size = |stated: &StatedSizes, sent: String| EngineError::SizeMismatch {
+        upstream: client.name().to_string(),
+        digest: digest.to_string(),
+        stated: stated.to_string(),
+        sent,
+    };
     let progress = to.progress;
     // The temp file is made while the upstream answers, not after: readers get the response
     // head and the first bytes sooner. It is removed again if the request fails.
@@ -669,8 +690,17 @@ async fn download(
         store.create_blob_writer()
     );
     let mut body = body.map_err(up)?;
-    let total = body.size;
-    if let (Some(blobs), Some(size)) = (to.blobs, total) {
+    if let (Some(stated), Some(length)) = (expected, body.size) {
+        if !stated.allows(length) {
+            return Err(wrong_size(stated, format!("with Content-Length {length}")));
+        }
+    }
+    // What the body will come to, for readers (their Content-Length) and the cache's weight:
+    // its Content-Length, else the size its manifests agree on. The most it may come to:
+    // the same, else the largest size they state.
+    let total = body.size.or_else(|| expected.and_then(StatedSizes::agreed));
+    let bound = body.size.or_else(|| expected.map(StatedSizes::max));
+    if let (Some(blobs), Some(size)) = (to.blobs, bound) {
         blobs.do_send(Expecting {
             digest: digest.clone(),
             size,
@@ -689,26 +719,35 @@ async fn download(
         });
     while let Some(chunk) = body.next_batch(WRITE_BATCH).await.map_err(up)? {
         received.inc_by(chunk.len() as u64);
+        let after = writer.written() + chunk.len() as u64;
+        // Checked before the write: not one byte past the bound reaches the disk.
+        if bound.is_some_and(|b| after > b) {
+            return Err(match (body.size, expected) {
+                (None, Some(stated)) => wrong_size(stated, format!("of at least {after} bytes")),
+                _ => up(UpstreamError::Protocol(format!(
+                    "blob {digest} is longer than its Content-Length"
+                ))),
+            });
+        }
         writer.write(&chunk).await.map_err(st)?;
         let written = writer.written();
-        if matches!(total, Some(t) if written > t) {
-            return Err(up(UpstreamError::Protocol(format!(
-                "blob {digest} is longer than its Content-Length"
-            ))));
-        }
         progress.send_modify(|p| {
             if let Progress::Receiving { written: w, .. } = p {
                 *w = written;
             }
         });
     }
-    if let Some(t) = total {
-        if writer.written() != t {
+    let written = writer.written();
+    match (body.size, expected) {
+        (Some(length), _) if written != length => {
             return Err(up(UpstreamError::Protocol(format!(
-                "blob {digest} ended after {} of {t} bytes",
-                writer.written()
+                "blob {digest} ended after {written} of {length} bytes"
             ))));
         }
+        (None, Some(stated)) if !stated.allows(written) => {
+            return Err(wrong_size(stated, format!("of {written} bytes")));
+        }
+        _ => {}
     }
     match writer.commit(digest).await {
         Ok(size) => Ok(size),

@@ -2,7 +2,7 @@
 //! (`{"errors":[{"code":..,"message":..,"detail":..}]}`), so every failure a client sees has a
 //! status, a code from the distribution spec and a message that names the cause.
 
-use actix_web::http::StatusCode;
+use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use actors::oci::OciError;
 use actors::upstream::UpstreamError;
@@ -24,6 +24,9 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header: the upstream's own, when it rate-limits us or is
+    /// unavailable, so our clients back off as it asked.
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -32,6 +35,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -46,6 +50,7 @@ impl ApiError {
             Target::Other => "NAME_UNKNOWN",
         };
         let msg = e.to_string();
+        let mut retry_after = None;
         let (status, code) = match &e {
             EngineError::Invalid(o) => return o.clone().into(),
             EngineError::NotCached(_) => (StatusCode::NOT_FOUND, unknown),
@@ -53,18 +58,28 @@ impl ApiError {
             EngineError::Upstream { source, .. } => match source {
                 UpstreamError::NotFound => (StatusCode::NOT_FOUND, unknown),
                 UpstreamError::Denied(_) => (StatusCode::BAD_GATEWAY, "DENIED"),
-                UpstreamError::TooManyRequests(_) => {
+                UpstreamError::TooManyRequests { retry_after: r, .. } => {
+                    retry_after = r.map(|r| r.seconds());
                     (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS")
+                }
+                UpstreamError::Unavailable { retry_after: r, .. } => {
+                    retry_after = r.map(|r| r.seconds());
+                    (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE")
                 }
                 UpstreamError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "UNKNOWN"),
                 _ => (StatusCode::BAD_GATEWAY, "UNKNOWN"),
             },
             EngineError::PullTimeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "UNKNOWN"),
-            EngineError::DigestMismatch { .. } => (StatusCode::BAD_GATEWAY, "UNKNOWN"),
+            EngineError::DigestMismatch { .. } | EngineError::SizeMismatch { .. } => {
+                (StatusCode::BAD_GATEWAY, "UNKNOWN")
+            }
             EngineError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
             EngineError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
         };
-        ApiError::new(status, code, msg)
+        ApiError {
+            retry_after,
+            ..ApiError::new(status, code, msg)
+        }
     }
 }
 
@@ -85,11 +100,14 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status)
-            .insert_header(("Docker-Distribution-Api-Version", "registry/2.0"))
-            .json(json!({
-                "errors": [{"code": self.code, "message": self.message, "detail": null}]
-            }))
+        let mut response = HttpResponse::build(self.status);
+        response.insert_header(("Docker-Distribution-Api-Version", "registry/2.0"));
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
+        response.json(json!({
+            "errors": [{"code": self.code, "message": self.message, "detail": null}]
+        }))
     }
 }
 
@@ -144,6 +162,73 @@ mod tests {
             "{}",
             d.message
         );
+    }
+
+    fn retry_after(seconds: &str) -> Option<actors::upstream::RetryAfter> {
+        actors::upstream::RetryAfter::parse(seconds, std::time::SystemTime::now())
+    }
+
+    fn retry_after_header(a: &ApiError) -> Option<String> {
+        let response = a.error_response();
+        let value = response.headers().get(header::RETRY_AFTER)?;
+        Some(value.to_str().ok()?.to_string())
+    }
+
+    #[test]
+    fn an_upstream_rate_limit_is_a_429_carrying_its_retry_after() {
+        let e = EngineError::upstream(
+            "quay.io",
+            UpstreamError::TooManyRequests {
+                detail: "slow down".into(),
+                retry_after: retry_after("42"),
+            },
+        );
+        let a = ApiError::from_engine(e, Target::Blob);
+        assert_eq!(
+            (a.status, a.code),
+            (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS")
+        );
+        assert_eq!(retry_after_header(&a).as_deref(), Some("42"));
+        assert!(a.message.contains("quay.io"), "{}", a.message);
+
+        let without = ApiError::from_engine(
+            EngineError::upstream(
+                "quay.io",
+                UpstreamError::TooManyRequests {
+                    detail: String::new(),
+                    retry_after: None,
+                },
+            ),
+            Target::Manifest,
+        );
+        assert_eq!(without.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(retry_after_header(&without), None);
+    }
+
+    #[test]
+    fn an_unavailable_upstream_is_a_503_carrying_its_retry_after() {
+        let e = EngineError::upstream(
+            "quay.io",
+            UpstreamError::Unavailable {
+                detail: "503 maintenance".into(),
+                retry_after: retry_after("5000"),
+            },
+        );
+        let a = ApiError::from_engine(e, Target::Manifest);
+        assert_eq!(
+            (a.status, a.code),
+            (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE")
+        );
+        assert_eq!(retry_after_header(&a).as_deref(), Some("3600"), "capped");
+    }
+
+    #[test]
+    fn other_errors_carry_no_retry_after() {
+        let a = ApiError::from_engine(
+            EngineError::upstream("quay.io", UpstreamError::Status("500 boom".into())),
+            Target::Blob,
+        );
+        assert_eq!(retry_after_header(&a), None);
     }
 
     #[test]

@@ -4,13 +4,14 @@
 //! Requests pass through unchanged (one request per connection: the proxy asks the upstream
 //! to close after answering and closes the client connection after the response), except
 //! those matching a [`Rule`], which get the rule's [`Fault`] instead: wrong bytes, a cut or
-//! stalled body, an oversized manifest, a redirect loop, an error status, or a reset
-//! connection. Rules can be added and cleared while the proxy runs, so a test can break the
-//! upstream, watch what the server does, then let the next request through.
+//! stalled body, a body longer than announced or without end, an oversized manifest, a
+//! redirect loop, an error status, or a reset connection. Rules can be added and cleared while
+//! the proxy runs, so a test can break the upstream, watch what the server does, then let the
+//! next request through.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -36,7 +37,17 @@ pub enum Fault {
     Status(u16, Option<u32>),
     /// The connection is reset (RST) without an answer.
     Reset,
+    /// The upstream's response with this many zero bytes after its body, counted in its
+    /// `Content-Length`.
+    ExtraBytes(usize),
+    /// The upstream's head without its `Content-Length`, then its body, chunked, followed by
+    /// zeros without end: until the peer closes the connection or the proxy is dropped (or
+    /// [`ENDLESS_CAP`] bytes, so that a server that never stops reading cannot fill the disk).
+    Endless,
 }
+
+/// The most bytes one [`Fault::Endless`] body sends.
+pub const ENDLESS_CAP: u64 = 256 * 1024 * 1024;
 
 /// Applies `fault` to requests whose target contains `path_contains`, `times` times
 /// (`usize::MAX`: until cleared).
@@ -61,6 +72,9 @@ struct Shared {
     seen: Mutex<Vec<Seen>>,
     held: Mutex<Vec<TcpStream>>,
     stop: AtomicBool,
+    /// [`Fault::Endless`] bodies still being sent, and the bytes they sent in all.
+    endless_open: AtomicUsize,
+    endless_sent: AtomicU64,
 }
 
 pub struct FaultProxy {
@@ -122,6 +136,16 @@ impl FaultProxy {
 
     pub fn seen(&self) -> Vec<Seen> {
         lock(&self.shared.seen).clone()
+    }
+
+    /// How many [`Fault::Endless`] bodies are still being sent (their peer has not closed).
+    pub fn endless_bodies_open(&self) -> usize {
+        self.shared.endless_open.load(Ordering::SeqCst)
+    }
+
+    /// The bytes every [`Fault::Endless`] body has sent so far, heads not counted.
+    pub fn endless_bytes_sent(&self) -> u64 {
+        self.shared.endless_sent.load(Ordering::SeqCst)
     }
 
     /// How many requests got `fault`.
@@ -250,6 +274,52 @@ fn serve(client: TcpStream, target_port: u16, own_port: u16, shared: &Shared) {
                 }
             }
         }
+        Some(Fault::ExtraBytes(extra)) => {
+            let Some(resp) = forward(&head, target_port) else {
+                return;
+            };
+            let split = find(&resp, b"\r\n\r\n").map_or(resp.len(), |e| e + 4);
+            let (resp_head, body) = resp.split_at(split);
+            let length = (body.len() + if has_body { extra } else { 0 }) as u64;
+            let _ = client.write_all(&with_length(resp_head, Some(length)));
+            if has_body {
+                let _ = client.write_all(body);
+                let _ = client.write_all(&vec![0u8; extra]);
+            }
+        }
+        Some(Fault::Endless) => {
+            let Some(resp) = forward(&head, target_port) else {
+                return;
+            };
+            let split = find(&resp, b"\r\n\r\n").map_or(resp.len(), |e| e + 4);
+            let (resp_head, body) = resp.split_at(split);
+            if client.write_all(&with_length(resp_head, None)).is_err() || !has_body {
+                return;
+            }
+            shared.endless_open.fetch_add(1, Ordering::SeqCst);
+            let zeros = vec![0u8; 64 * 1024];
+            // An empty chunk would be the last one: an empty body goes straight to the zeros.
+            let mut next: &[u8] = if body.is_empty() { &zeros } else { body };
+            let mut sent = 0u64;
+            while sent < ENDLESS_CAP && !shared.stop.load(Ordering::SeqCst) {
+                let chunk = format!("{:x}\r\n", next.len());
+                let written = client
+                    .write_all(chunk.as_bytes())
+                    .and_then(|_| client.write_all(next))
+                    .and_then(|_| client.write_all(b"\r\n"));
+                if written.is_err() {
+                    break;
+                }
+                sent += next.len() as u64;
+                shared
+                    .endless_sent
+                    .fetch_add(next.len() as u64, Ordering::SeqCst);
+                next = &zeros;
+            }
+            shared.endless_open.fetch_sub(1, Ordering::SeqCst);
+            // No last chunk: the body never ends properly.
+            return;
+        }
         Some(fault @ (Fault::FlipBytes | Fault::Truncate | Fault::Stall)) => {
             let Some(resp) = forward(&head, target_port) else {
                 return;
@@ -299,6 +369,27 @@ fn serve(client: TcpStream, target_port: u16, own_port: u16, shared: &Shared) {
         }
     }
     let _ = client.shutdown(Shutdown::Write);
+}
+
+/// A response head with its `Content-Length` and `Transfer-Encoding` replaced: by
+/// `Content-Length: n`, or by `Transfer-Encoding: chunked` when `length` is `None`.
+fn with_length(head: &[u8], length: Option<u64>) -> Vec<u8> {
+    let text = String::from_utf8_lossy(head);
+    let mut out = String::new();
+    for line in text.split("\r\n").filter(|l| !l.is_empty()) {
+        let lower = line.to_ascii_lowercase();
+        if lower.starts_with("content-length:") || lower.starts_with("transfer-encoding:") {
+            continue;
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    match length {
+        Some(n) => out.push_str(&format!("Content-Length: {n}\r\n")),
+        None => out.push_str("Transfer-Encoding: chunked\r\n"),
+    }
+    out.push_str("\r\n");
+    out.into_bytes()
 }
 
 /// Sends the request head to the upstream with `Connection: close` and returns its whole

@@ -92,6 +92,15 @@ pub struct Descriptor {
     pub platform: Option<Platform>,
 }
 
+impl Descriptor {
+    /// The size to hold a download of this content to. `None` for 0: a manifest that leaves
+    /// the size out parses as 0 too, and such manifests exist, so a 0 bounds nothing (the
+    /// digest check still stands).
+    pub fn stated_size(&self) -> Option<u64> {
+        (self.size > 0).then_some(self.size)
+    }
+}
+
 /// A parsed manifest: its kind, and what it points at.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Manifest {
@@ -218,6 +227,20 @@ mod tests {
         assert_eq!(m.kind, ManifestKind::OciManifest);
         let sizes: Vec<u64> = m.children.iter().map(|c| c.size).collect();
         assert_eq!(sizes, [3, 10, 20]);
+    }
+
+    #[test]
+    fn a_descriptor_without_a_size_states_none() {
+        let body = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"digest":"{}"}},
+               "layers":[{{"digest":"{}","size":0}},{{"digest":"{}","size":20}}]}}"#,
+            d('a'),
+            d('b'),
+            d('c')
+        );
+        let m = Manifest::parse(body.as_bytes(), None).unwrap();
+        let stated: Vec<Option<u64>> = m.children.iter().map(|c| c.stated_size()).collect();
+        assert_eq!(stated, [None, None, Some(20)]);
     }
 
     #[test]

@@ -9,10 +9,11 @@ pub mod tls;
 
 use std::cell::{Cell, RefCell};
 use std::pin::Pin;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use awc::http::header::{
-    HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE,
+    HeaderMap, HeaderValue, HttpDate, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE,
+    RETRY_AFTER, WWW_AUTHENTICATE,
 };
 use awc::http::{Method, StatusCode};
 use bytes::{Bytes, BytesMut};
@@ -41,8 +42,18 @@ pub enum UpstreamError {
     NotFound,
     #[error("upstream refused our credentials: {0}")]
     Denied(String),
-    #[error("upstream rate limit: {0}")]
-    TooManyRequests(String),
+    /// 429: the upstream rate-limits us; `retry_after` is what it asked us to wait.
+    #[error("upstream rate limit: {detail}")]
+    TooManyRequests {
+        detail: String,
+        retry_after: Option<RetryAfter>,
+    },
+    /// 503: the upstream is down for now; `retry_after` as for a 429.
+    #[error("upstream unavailable: {detail}")]
+    Unavailable {
+        detail: String,
+        retry_after: Option<RetryAfter>,
+    },
     #[error("upstream answered {0}")]
     Status(String),
     #[error("cannot reach upstream: {0}")]
@@ -55,6 +66,57 @@ pub enum UpstreamError {
     Protocol(String),
     #[error("upstream client setup: {0}")]
     Config(String),
+}
+
+/// How long an upstream asked us to wait before trying again (`Retry-After` on a 429 or 503,
+/// RFC 9110 §10.2.3), in whole seconds from when its answer arrived. Passed on to our clients,
+/// so that they back off as the upstream asked rather than retrying into its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryAfter(u32);
+
+impl RetryAfter {
+    /// The longest wait passed on. A client honouring a day or a year (a broken or hostile
+    /// upstream, or a date from a wrong clock) would stop pulling for that long; after an hour
+    /// it asks again and hears the upstream's current answer.
+    pub const MAX_SECONDS: u32 = 3600;
+
+    /// Reads a `Retry-After` value: delta-seconds, or an HTTP-date (any of the three formats)
+    /// measured from `now`. Anything else (a sign, a fraction, words, an impossible date) is
+    /// `None`: better no advice than wrong advice. A date already past is 0; a wait longer than
+    /// [`Self::MAX_SECONDS`] is capped to it.
+    pub fn parse(value: &str, now: SystemTime) -> Option<RetryAfter> {
+        let value = value.trim();
+        let seconds = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+            // Too many digits for a u64 is still just a very long wait.
+            value.parse::<u64>().unwrap_or(u64::MAX)
+        } else {
+            let at: SystemTime = value.parse::<HttpDate>().ok()?.into();
+            match at.duration_since(now) {
+                // Rounded up: never tell a client to come back before the upstream said.
+                Ok(d) => d.as_secs() + u64::from(d.subsec_nanos() > 0),
+                Err(_) => 0,
+            }
+        };
+        let capped = seconds.min(u64::from(Self::MAX_SECONDS));
+        Some(RetryAfter(
+            u32::try_from(capped).unwrap_or(Self::MAX_SECONDS),
+        ))
+    }
+
+    /// The `Retry-After` of a response. The field is a singleton: a response carrying it more
+    /// than once says nothing reliable, so it counts as absent.
+    fn of(headers: &HeaderMap, now: SystemTime) -> Option<RetryAfter> {
+        let mut values = headers.get_all(RETRY_AFTER);
+        let value = values.next()?;
+        if values.next().is_some() {
+            return None;
+        }
+        RetryAfter::parse(value.to_str().ok()?, now)
+    }
+
+    pub fn seconds(self) -> u32 {
+        self.0
+    }
 }
 
 type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, awc::error::PayloadError>>>>;
@@ -393,9 +455,14 @@ impl UpstreamClient {
                     resp.snippet().await
                 )))
             }
-            StatusCode::TOO_MANY_REQUESTS => {
-                Err(UpstreamError::TooManyRequests(resp.snippet().await))
-            }
+            StatusCode::TOO_MANY_REQUESTS => Err(UpstreamError::TooManyRequests {
+                retry_after: RetryAfter::of(&resp.headers, SystemTime::now()),
+                detail: resp.snippet().await,
+            }),
+            s @ StatusCode::SERVICE_UNAVAILABLE => Err(UpstreamError::Unavailable {
+                retry_after: RetryAfter::of(&resp.headers, SystemTime::now()),
+                detail: format!("{s} {}", resp.snippet().await),
+            }),
             s => Err(UpstreamError::Status(format!(
                 "{s} {}",
                 resp.snippet().await
@@ -547,4 +614,89 @@ fn classify_connect_error(msg: String) -> UpstreamError {
         return UpstreamError::Connect(msg);
     };
     UpstreamError::Tls(format!("{msg}{hint}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 1994-11-06 08:49:37 UTC, the example date of RFC 9110.
+    fn rfc_example_time() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777)
+    }
+
+    fn secs(value: &str) -> Option<u32> {
+        RetryAfter::parse(value, rfc_example_time()).map(RetryAfter::seconds)
+    }
+
+    #[test]
+    fn retry_after_delta_seconds_are_passed_on_and_huge_ones_capped_to_an_hour() {
+        assert_eq!(secs("0"), Some(0));
+        assert_eq!(secs("120"), Some(120));
+        assert_eq!(secs(" 7 "), Some(7));
+        assert_eq!(secs("3600"), Some(3600));
+        assert_eq!(secs("3601"), Some(RetryAfter::MAX_SECONDS));
+        assert_eq!(secs("31536000"), Some(RetryAfter::MAX_SECONDS));
+        assert_eq!(
+            secs("999999999999999999999999999999"),
+            Some(RetryAfter::MAX_SECONDS)
+        );
+    }
+
+    #[test]
+    fn retry_after_dates_in_all_three_formats_count_from_now() {
+        // Two minutes after the reference time, in IMF-fixdate, RFC 850 and asctime form.
+        for later in [
+            "Sun, 06 Nov 1994 08:51:37 GMT",
+            "Sunday, 06-Nov-94 08:51:37 GMT",
+            "Sun Nov  6 08:51:37 1994",
+        ] {
+            assert_eq!(secs(later), Some(120), "{later}");
+        }
+        assert_eq!(secs("Sun, 06 Nov 1994 08:49:37 GMT"), Some(0));
+        assert_eq!(secs("Sat, 05 Nov 1994 08:49:37 GMT"), Some(0), "past");
+        assert_eq!(
+            secs("Fri, 31 Dec 9999 23:59:59 GMT"),
+            Some(RetryAfter::MAX_SECONDS)
+        );
+        // Part of a second still to wait is a whole second.
+        let just_before = rfc_example_time() - Duration::from_millis(1);
+        assert_eq!(
+            RetryAfter::parse("Sun, 06 Nov 1994 08:49:38 GMT", just_before).map(|r| r.seconds()),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn malformed_retry_after_values_are_dropped() {
+        for bad in [
+            "",
+            "  ",
+            "-5",
+            "+5",
+            "1.5",
+            "1e3",
+            "0x10",
+            "5 seconds",
+            "soon",
+            "Sun, 32 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 25:49:37 GMT",
+            "2024-01-01T00:00:00Z",
+        ] {
+            assert_eq!(secs(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_response_with_more_than_one_retry_after_gives_no_advice() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(RetryAfter::of(&headers, rfc_example_time()), None);
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("30"));
+        assert_eq!(
+            RetryAfter::of(&headers, rfc_example_time()),
+            Some(RetryAfter(30))
+        );
+        headers.append(RETRY_AFTER, HeaderValue::from_static("60"));
+        assert_eq!(RetryAfter::of(&headers, rfc_example_time()), None);
+    }
 }
