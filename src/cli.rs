@@ -93,6 +93,22 @@ pub enum Command {
     Version,
 }
 
+/// `--NAME` alone is `true`; `--NAME=true` and `--NAME=false` set it either way, so that the
+/// command line can override the config file in both directions. Used from the derive as
+/// `#[arg(long, bool_flag())]` on an `Option<bool>` field.
+trait BoolFlag {
+    fn bool_flag(self) -> Self;
+}
+
+impl BoolFlag for clap::Arg {
+    fn bool_flag(self) -> Self {
+        self.value_name("BOOL")
+            .num_args(0..=1)
+            .require_equals(true)
+            .default_missing_value("true")
+    }
+}
+
 /// Options of `serve`.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ServeArgs {
@@ -129,25 +145,13 @@ pub struct ServeArgs {
     /// Never contact an upstream registry: serve only what is already cached and answer
     /// "not found" for everything else. For disconnected (air-gapped) sites.
     /// `--air-gapped=false` overrides `airGapped: true` in the config file. [default: false]
-    #[arg(
-        long,
-        value_name = "BOOL",
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true"
-    )]
+    #[arg(long, bool_flag())]
     pub air_gapped: Option<bool>,
 
     /// Always fetch `:latest` tags from the upstream instead of the cache, so clients see the
     /// newest image (useful in development where `latest` changes often).
     /// `--always-pull-latest=false` overrides the config file. [default: false]
-    #[arg(
-        long,
-        value_name = "BOOL",
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true"
-    )]
+    #[arg(long, bool_flag())]
     pub always_pull_latest: Option<bool>,
 
     /// Upstream registry (host or host:port, e.g. `docker.io`) to use for requests that name
@@ -170,13 +174,7 @@ pub struct ServeArgs {
     /// Try the server without any network: serve only the embedded image
     /// docker.io/library/hello-world:latest (linux/amd64 and linux/arm64) from a temporary
     /// cache, air-gapped. `--image-path` is not used. [default: false]
-    #[arg(
-        long,
-        value_name = "BOOL",
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true"
-    )]
+    #[arg(long, bool_flag())]
     pub hello_world: Option<bool>,
 
     #[command(flatten)]

@@ -1500,10 +1500,16 @@ serverTlsConfig:
         unknown_key("adminApi:\n  tokens: x\n", "adminApi.tokens");
     }
 
-    /// A CA, a certificate it signed (server and client use) and that certificate's key, made
-    /// with the openssl command line tool.
+    /// A CA (`ca`), a certificate it signed for server and client use (`cert`) and that
+    /// certificate's `key`, made with the openssl command line tool; `junk` is a file that is
+    /// not PEM, `missing` a path with no file. The files are removed with the value.
     struct Pki {
-        dir: tempfile::TempDir,
+        cert: String,
+        key: String,
+        ca: String,
+        junk: String,
+        missing: String,
+        _dir: tempfile::TempDir,
     }
 
     impl Pki {
@@ -1572,36 +1578,36 @@ serverTlsConfig:
                 "leaf.crt",
             ]);
             std::fs::write(dir.path().join("junk.pem"), "not a pem file\n").unwrap();
-            Pki { dir }
-        }
-
-        fn path(&self, name: &str) -> String {
-            self.dir.path().join(name).display().to_string()
+            let path = |name: &str| dir.path().join(name).display().to_string();
+            Pki {
+                cert: path("leaf.crt"),
+                key: path("leaf.key"),
+                ca: path("ca.crt"),
+                junk: path("junk.pem"),
+                missing: path("missing.crt"),
+                _dir: dir,
+            }
         }
     }
 
     #[test]
     fn server_tls_one_way_and_mtls_load() {
         let pki = Pki::new();
-        let (cert, key, ca) = (
-            pki.path("leaf.crt"),
-            pki.path("leaf.key"),
-            pki.path("ca.crt"),
-        );
+        let (cert, key, ca) = (&pki.cert, &pki.key, &pki.ca);
         let config = load_yaml(&format!(
             "serverTlsConfig:\n  cert: {cert}\n  key: {key}\n  ca:\n  clientAuth: none\n"
         ))
         .unwrap();
         let tls = config.server_tls.unwrap();
         assert_eq!(tls.client_auth, ClientAuth::None);
-        assert_eq!(tls.cert, PathBuf::from(&cert));
+        assert_eq!(tls.cert, PathBuf::from(cert));
         let config = load_yaml(&format!(
             "serverTlsConfig:\n  cert: {cert}\n  key: {key}\n  ca: {ca}\n  clientAuth: verify\n"
         ))
         .unwrap();
         let tls = config.server_tls.unwrap();
         assert_eq!(tls.client_auth, ClientAuth::Verify);
-        assert_eq!(tls.ca, Some(PathBuf::from(&ca)));
+        assert_eq!(tls.ca, Some(PathBuf::from(ca)));
         // Verify without a CA uses the OS trust store.
         load_yaml(&format!(
             "serverTlsConfig:\n  cert: {cert}\n  key: {key}\n  clientAuth: verify\n"
@@ -1615,30 +1621,25 @@ serverTlsConfig:
     #[test]
     fn server_tls_errors_name_the_key_and_the_file() {
         let pki = Pki::new();
-        let (cert, key, junk) = (
-            pki.path("leaf.crt"),
-            pki.path("leaf.key"),
-            pki.path("junk.pem"),
-        );
-        let missing = pki.path("missing.crt");
+        let (cert, key, junk, missing) = (&pki.cert, &pki.key, &pki.junk, &pki.missing);
         load_err(
             &format!("serverTlsConfig:\n  cert: {missing}\n  key: {key}\n"),
-            &["serverTlsConfig.cert", &missing, "cannot read"],
+            &["serverTlsConfig.cert", missing, "cannot read"],
         );
         load_err(
             &format!("serverTlsConfig:\n  cert: {junk}\n  key: {key}\n"),
-            &["serverTlsConfig.cert", &junk, "no PEM certificate"],
+            &["serverTlsConfig.cert", junk, "no PEM certificate"],
         );
         load_err(
             &format!("serverTlsConfig:\n  cert: {cert}\n  key: {junk}\n"),
-            &["serverTlsConfig.key", &junk, "private key"],
+            &["serverTlsConfig.key", junk, "private key"],
         );
         load_err(
             &format!(
                 "serverTlsConfig:\n  cert: {cert}\n  key: {key}\n  ca: {junk}\n  \
                  clientAuth: verify\n"
             ),
-            &["serverTlsConfig.ca", &junk],
+            &["serverTlsConfig.ca", junk],
         );
         load_err(
             &format!("serverTlsConfig:\n  cert: {cert}\n"),
@@ -1661,11 +1662,7 @@ serverTlsConfig:
     #[test]
     fn registry_tls_settings_load() {
         let pki = Pki::new();
-        let (cert, key, ca) = (
-            pki.path("leaf.crt"),
-            pki.path("leaf.key"),
-            pki.path("ca.crt"),
-        );
+        let (cert, key, ca) = (&pki.cert, &pki.key, &pki.ca);
         let config = load_yaml(&format!(
             "registries:\n- name: a.io\n  tls:\n    ca: {ca}\n- name: b.io\n  tls:\n    \
              insecureSkipVerify: true\n- name: c.io\n  tls:\n    cert: {cert}\n    \
@@ -1674,11 +1671,11 @@ serverTlsConfig:
         ))
         .unwrap();
         let tls: Vec<&UpstreamTls> = config.registries.iter().map(|r| &r.tls).collect();
-        assert_eq!(tls[0].ca, Some(PathBuf::from(&ca)));
+        assert_eq!(tls[0].ca, Some(PathBuf::from(ca)));
         assert!(!tls[0].insecure_skip_verify);
         assert!(tls[1].insecure_skip_verify);
-        assert_eq!(tls[2].client_cert, Some(PathBuf::from(&cert)));
-        assert_eq!(tls[2].client_key, Some(PathBuf::from(&key)));
+        assert_eq!(tls[2].client_cert, Some(PathBuf::from(cert)));
+        assert_eq!(tls[2].client_key, Some(PathBuf::from(key)));
         assert!(tls[3].insecure_skip_verify && tls[3].client_cert.is_some());
         assert_eq!(tls[4], &UpstreamTls::default());
     }
@@ -1686,27 +1683,22 @@ serverTlsConfig:
     #[test]
     fn registry_tls_errors_name_the_key_and_the_file() {
         let pki = Pki::new();
-        let (cert, key, junk) = (
-            pki.path("leaf.crt"),
-            pki.path("leaf.key"),
-            pki.path("junk.pem"),
-        );
-        let missing = pki.path("missing.crt");
+        let (cert, key, junk, missing) = (&pki.cert, &pki.key, &pki.junk, &pki.missing);
         load_err(
             &format!("registries:\n- name: a.io\n  tls:\n    ca: {missing}\n"),
-            &["registries[0].tls.ca", &missing, "cannot read"],
+            &["registries[0].tls.ca", missing, "cannot read"],
         );
         load_err(
             &format!("registries:\n- name: a.io\n  tls:\n    ca: {junk}\n"),
-            &["registries[0].tls.ca", &junk, "no PEM certificate"],
+            &["registries[0].tls.ca", junk, "no PEM certificate"],
         );
         load_err(
             &format!("registries:\n- name: a.io\n  tls:\n    cert: {junk}\n    key: {key}\n"),
-            &["registries[0].tls.cert", &junk],
+            &["registries[0].tls.cert", junk],
         );
         load_err(
             &format!("registries:\n- name: a.io\n  tls:\n    cert: {cert}\n    key: {junk}\n"),
-            &["registries[0].tls.key", &junk],
+            &["registries[0].tls.key", junk],
         );
         load_err(
             &format!("registries:\n- name: a.io\n  tls:\n    cert: {cert}\n"),

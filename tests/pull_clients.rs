@@ -19,47 +19,53 @@ fn upstream_with_image() -> (Upstream, ImageTree, ImageTree) {
     (upstream, oci, docker)
 }
 
-#[test]
-fn skopeo_copy_all_in_path_oci_index_matches_upstream_digests() {
-    let (upstream, oci, _) = upstream_with_image();
-    let server = Server::start(&upstream.url());
-    let copy = SkopeoDir::new();
-    let out = copy.copy_all(&server.in_path_ref(REPO, "v1"));
-    assert!(
-        out.success(),
-        "{out}\n--- server log ---\n{}",
-        server.log_tail()
-    );
-    copy.assert_matches(&oci);
+/// What skopeo copies through the server: the tag or digest it names, and the upstream tree
+/// the copy must match.
+enum SkopeoSource {
+    /// `v1` by tag: the OCI index.
+    OciIndex,
+    /// `v1-docker` by tag: the Docker manifest list.
+    DockerManifestList,
+    /// The OCI index by its digest.
+    OciIndexByDigest,
 }
 
-#[test]
-fn skopeo_copy_all_in_path_docker_manifest_list_matches_upstream_digests() {
-    let (upstream, _, docker) = upstream_with_image();
+/// `skopeo copy --all` of `source` through a fresh server (cold cache) gives exactly the
+/// upstream's manifests and blobs.
+fn skopeo_copy_matches_upstream(source: SkopeoSource) {
+    let (upstream, oci, docker) = upstream_with_image();
     let server = Server::start(&upstream.url());
+    let (reference, tree) = match source {
+        SkopeoSource::OciIndex => (server.in_path_ref(REPO, "v1"), &oci),
+        SkopeoSource::DockerManifestList => (server.in_path_ref(REPO, "v1-docker"), &docker),
+        SkopeoSource::OciIndexByDigest => (
+            format!("{}/{UPSTREAM_NAME}/{REPO}@{}", server.addr(), oci.top),
+            &oci,
+        ),
+    };
     let copy = SkopeoDir::new();
-    let out = copy.copy_all(&server.in_path_ref(REPO, "v1-docker"));
-    assert!(
-        out.success(),
-        "{out}\n--- server log ---\n{}",
-        server.log_tail()
-    );
-    copy.assert_matches(&docker);
-}
-
-#[test]
-fn skopeo_copy_by_digest_in_path_matches_upstream_digests() {
-    let (upstream, oci, _) = upstream_with_image();
-    let server = Server::start(&upstream.url());
-    let copy = SkopeoDir::new();
-    let reference = format!("{}/{UPSTREAM_NAME}/{REPO}@{}", server.addr(), oci.top);
     let out = copy.copy_all(&reference);
     assert!(
         out.success(),
         "{out}\n--- server log ---\n{}",
         server.log_tail()
     );
-    copy.assert_matches(&oci);
+    copy.assert_matches(tree);
+}
+
+#[test]
+fn skopeo_copy_all_in_path_oci_index_matches_upstream_digests() {
+    skopeo_copy_matches_upstream(SkopeoSource::OciIndex);
+}
+
+#[test]
+fn skopeo_copy_all_in_path_docker_manifest_list_matches_upstream_digests() {
+    skopeo_copy_matches_upstream(SkopeoSource::DockerManifestList);
+}
+
+#[test]
+fn skopeo_copy_by_digest_in_path_matches_upstream_digests() {
+    skopeo_copy_matches_upstream(SkopeoSource::OciIndexByDigest);
 }
 
 #[test]

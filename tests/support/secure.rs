@@ -13,10 +13,8 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use super::proc::{run, ChildGuard, Output};
-use super::upstream::{parse_access_line, AccessEntry};
+use super::upstream::{parse_access_line, start_registry, AccessEntry, Probe, REGISTRY_BIN};
 use super::{free_port, require_tool, tail_of, wait_for};
-
-const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 
 /// A CA and certificates it signed: `server` (SAN 127.0.0.1 and localhost) and `client`
 /// (client authentication), plus a second, unrelated CA for negative tests.
@@ -211,24 +209,12 @@ impl SecureUpstream {
         )
         .expect("write secure upstream config");
         let log = dir.path().join("registry.log");
-        let mut cmd = Command::new(REGISTRY_BIN);
-        cmd.arg("serve").arg(&config);
-        let mut process = ChildGuard::spawn("secured docker-registry", &mut cmd, &log);
-        wait_for(
-            "the secured upstream to accept connections",
-            Duration::from_secs(30),
-            Duration::from_millis(100),
-            || {
-                if let Some(status) = process.exited() {
-                    panic!(
-                        "docker-registry exited with {status}:\n{}",
-                        tail_of(&log, 4096)
-                    );
-                }
-                TcpStream::connect(("127.0.0.1", port))
-                    .is_ok()
-                    .then_some(())
-            },
+        let process = start_registry(
+            "secured docker-registry",
+            &config,
+            &log,
+            port,
+            Probe::Connect,
         );
         SecureUpstream {
             process: Some(process),

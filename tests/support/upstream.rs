@@ -1,6 +1,7 @@
 //! The upstream: Debian's `docker-registry` (CNCF distribution 2.8), filesystem storage in a
 //! temporary directory, plain HTTP on loopback, access log enabled.
 
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -12,7 +13,57 @@ use super::image::{ImageTree, LocalImage, PlatformImage};
 use super::proc::{run, ChildGuard};
 use super::{free_port, require_tool, sha256_hex, wait_for};
 
-const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
+pub(super) const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
+
+/// How [`start_registry`] tells that a `docker-registry` it started is ready.
+#[derive(Debug, Clone, Copy)]
+pub enum Probe {
+    /// `GET /v2/` answers 200: plain HTTP without authentication.
+    V2Ok,
+    /// The port accepts TCP connections: for TLS or authentication in front of `/v2/`.
+    Connect,
+}
+
+/// Runs `docker-registry serve CONFIG` (output appended to `log`) and waits until the registry
+/// on `port` passes `probe`; panics with the log's tail if the process exits first.
+pub fn start_registry(
+    name: &str,
+    config: &Path,
+    log: &Path,
+    port: u16,
+    probe: Probe,
+) -> ChildGuard {
+    let mut cmd = Command::new(REGISTRY_BIN);
+    cmd.arg("serve").arg(config);
+    let mut process = ChildGuard::spawn(name, &mut cmd, log);
+    let what = match probe {
+        Probe::V2Ok => format!("the {name} to answer GET /v2/"),
+        Probe::Connect => format!("the {name} to accept connections"),
+    };
+    wait_for(
+        &what,
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            if let Some(status) = process.exited() {
+                panic!(
+                    "docker-registry exited with {status}:\n{}",
+                    super::tail_of(log, 4096)
+                );
+            }
+            match probe {
+                Probe::V2Ok => match http::request(port, "GET", "/v2/", &[]) {
+                    Ok(r) if r.status == 200 => Some(()),
+                    _ => None,
+                },
+                Probe::Connect => TcpStream::connect(("127.0.0.1", port))
+                    .is_ok()
+                    .then_some(()),
+            }
+        },
+    );
+    process
+}
 
 /// One line of the upstream's access log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,28 +162,13 @@ impl Upstream {
         if self.process.is_some() {
             self.stop();
         }
-        let mut cmd = Command::new(REGISTRY_BIN);
-        cmd.arg("serve").arg(&self.config);
-        let mut process = ChildGuard::spawn("upstream docker-registry", &mut cmd, &self.log);
-        let port = self.port;
-        wait_for(
-            "the upstream registry to answer GET /v2/",
-            Duration::from_secs(30),
-            Duration::from_millis(100),
-            || {
-                if let Some(status) = process.exited() {
-                    panic!(
-                        "docker-registry exited with {status}:\n{}",
-                        super::tail_of(&self.log, 4096)
-                    );
-                }
-                match http::request(port, "GET", "/v2/", &[]) {
-                    Ok(r) if r.status == 200 => Some(()),
-                    _ => None,
-                }
-            },
-        );
-        self.process = Some(process);
+        self.process = Some(start_registry(
+            "upstream docker-registry",
+            &self.config,
+            &self.log,
+            self.port,
+            Probe::V2Ok,
+        ));
     }
 
     /// Every request in the access log so far.
