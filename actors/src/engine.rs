@@ -111,8 +111,10 @@ impl Engine {
             present.len()
         );
 
-        // Reading the OS trust store takes a moment; do it now rather than on a first pull.
+        // Reading the OS trust store and compiling the reference patterns take a moment; do
+        // it now rather than on a first pull.
         std::thread::spawn(crate::upstream::warm_up);
+        crate::oci::compile_patterns();
         let bookkeeping = Arbiter::new().handle();
         let pulling = Arbiter::new().handle();
         let index = ManifestIndex::start_in_arbiter(&bookkeeping, move |_| index);

@@ -88,34 +88,58 @@ pub fn file_stream(
     range: ByteRange,
 ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
     let (tx, rx) = watch::channel(Progress::Done { size: range.end });
-    // A finished file is the degenerate case of a download: nothing more will arrive.
+    // A finished file is the degenerate case of a download: nothing more will arrive. Its
+    // bytes may have to come from the disk, so they are read on the blocking pool.
     drop(tx);
-    follow_stream(rx, path, range.start, Some(range.end))
+    stream(Follow::new(
+        rx,
+        path,
+        range.start,
+        Some(range.end),
+        Reads::Pool,
+    ))
+}
+
+/// How a body reads its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reads {
+    /// On the blocking pool: the file may be cold on a slow disk, and a read must not stall
+    /// every other connection of the worker.
+    Pool,
+    /// On the worker itself: the bytes were written by the download moments ago and are in
+    /// the page cache, so a read is a memory copy. A trip to the blocking pool would cost more
+    /// than the copy and, when the pool has to start a thread, milliseconds before the first
+    /// byte.
+    Direct,
+}
+
+/// The open file, read the way [`Reads`] says.
+enum Opened {
+    Pool(File),
+    Direct(std::fs::File),
 }
 
 struct Follow {
     progress: watch::Receiver<Progress>,
     final_path: PathBuf,
-    file: Option<File>,
+    reads: Reads,
+    file: Option<Opened>,
     pos: u64,
     end: Option<u64>,
 }
 
-/// Follows a download (or a finished file) from byte `start` to `end` (the blob's end when
-/// `None`).
+/// Follows a download from byte `start` to `end` (the blob's end when `None`), reading the
+/// bytes as they land.
 pub fn follow_stream(
     progress: watch::Receiver<Progress>,
     final_path: PathBuf,
     start: u64,
     end: Option<u64>,
 ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
-    let state = Follow {
-        progress,
-        final_path,
-        file: None,
-        pos: start,
-        end,
-    };
+    stream(Follow::new(progress, final_path, start, end, Reads::Direct))
+}
+
+fn stream(state: Follow) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
     futures_util::stream::unfold(state, |mut st| async move {
         match st.next_chunk().await {
             Ok(Some(b)) => Some((Ok(b), st)),
@@ -129,6 +153,23 @@ pub fn follow_stream(
 }
 
 impl Follow {
+    fn new(
+        progress: watch::Receiver<Progress>,
+        final_path: PathBuf,
+        start: u64,
+        end: Option<u64>,
+        reads: Reads,
+    ) -> Self {
+        Follow {
+            progress,
+            final_path,
+            reads,
+            file: None,
+            pos: start,
+            end,
+        }
+    }
+
     /// After an error the stream must end: a state that yields nothing more.
     fn finished(mut self) -> Self {
         self.end = Some(self.pos);
@@ -149,7 +190,11 @@ impl Follow {
             // Opened as soon as the temp file exists, so the first bytes need only a read.
             if self.file.is_none() && (temp.is_some() || available > self.pos || done) {
                 let path = temp.as_deref().unwrap_or(&self.final_path).clone();
-                match open_at(path, self.pos).await {
+                let opened = match self.reads {
+                    Reads::Pool => open_at(path, self.pos).await.map(Opened::Pool),
+                    Reads::Direct => open_at_now(&path, self.pos).map(Opened::Direct),
+                };
+                match opened {
                     Ok(f) => self.file = Some(f),
                     // Renamed between our look at the progress and the open: look again.
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound && temp.is_some() => {
@@ -169,19 +214,14 @@ impl Follow {
             }
             if self.pos < limit {
                 let want = (limit - self.pos).min(CHUNK as u64);
-                // Read into uninitialised capacity: no zero-filling of every chunk.
-                let mut buf = BytesMut::with_capacity(want as usize);
                 let file = self.file.as_mut().ok_or("blob file not open")?;
-                let n = file
-                    .take(want)
-                    .read_buf(&mut buf)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let buf = read_chunk(file, want).await.map_err(|e| e.to_string())?;
+                let n = buf.len();
                 if n == 0 {
                     return Err(format!("blob file ended early at byte {}", self.pos));
                 }
                 self.pos += n as u64;
-                return Ok(Some(buf.freeze()));
+                return Ok(Some(buf));
             }
             if done {
                 return match self.end {
@@ -205,14 +245,33 @@ impl Follow {
 /// Opens `path` and seeks to `pos` in one trip to the blocking pool rather than two: the
 /// first byte of every blob response waits for it.
 async fn open_at(path: PathBuf, pos: u64) -> std::io::Result<File> {
-    let opened = tokio::task::spawn_blocking(move || {
-        let mut f = std::fs::File::open(path)?;
-        f.seek(SeekFrom::Start(pos))?;
-        Ok(f)
-    })
-    .await
-    .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    let opened = tokio::task::spawn_blocking(move || open_at_now(&path, pos))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
     opened.map(File::from_std)
+}
+
+fn open_at_now(path: &std::path::Path, pos: u64) -> std::io::Result<std::fs::File> {
+    let mut f = std::fs::File::open(path)?;
+    f.seek(SeekFrom::Start(pos))?;
+    Ok(f)
+}
+
+/// Up to `want` bytes from the file's position (fewer only at its end), into uninitialised
+/// capacity: no zero-filling of every chunk.
+async fn read_chunk(file: &mut Opened, want: u64) -> std::io::Result<Bytes> {
+    match file {
+        Opened::Pool(f) => {
+            let mut buf = BytesMut::with_capacity(want as usize);
+            f.take(want).read_buf(&mut buf).await?;
+            Ok(buf.freeze())
+        }
+        Opened::Direct(f) => {
+            let mut buf = Vec::with_capacity(want as usize);
+            std::io::Read::read_to_end(&mut std::io::Read::take(&mut *f, want), &mut buf)?;
+            Ok(Bytes::from(buf))
+        }
+    }
 }
 
 #[cfg(test)]

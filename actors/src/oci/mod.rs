@@ -11,7 +11,8 @@ pub use manifest::{
     DOCKER_MANIFEST_LIST, MANIFEST_MEDIA_TYPES, MAX_MANIFEST_BYTES, OCI_INDEX, OCI_MANIFEST,
 };
 pub use reference::{
-    is_registry_host, ImageRef, Reference, RepoName, DOCKER_HUB, DOCKER_HUB_ENDPOINT_HOST,
+    compile_patterns, is_registry_host, ImageRef, Reference, RepoName, DOCKER_HUB,
+    DOCKER_HUB_ENDPOINT_HOST,
 };
 
 /// Malformed input, caught where it enters the engine. Each variant is one OCI error code.

@@ -44,6 +44,12 @@ fn host_re() -> &'static Regex {
     })
 }
 
+/// Compiles the name, tag and host patterns now, so the first request does not wait for it
+/// (a few hundred microseconds).
+pub fn compile_patterns() {
+    let _ = (name_component(), tag_re(), host_re());
+}
+
 /// Whether `s` is a registry host as it may appear in `ns=` or a config file: a DNS name or
 /// IPv4 address with an optional port.
 pub fn is_registry_host(s: &str) -> bool {
