@@ -54,7 +54,7 @@ fn kill_9_mid_download_leaves_only_verified_blobs_and_the_pull_completes_after_r
         "the download finished before the kill; the relay is not slowing it down"
     );
 
-    server.kill();
+    server.crash();
     // The client sees a cut connection; what matters is the cache.
     let _ = client.join().expect("client thread");
     let at_kill = cache_listing(server.cache_dir());

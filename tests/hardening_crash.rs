@@ -58,7 +58,7 @@ fn random_sigkills_during_concurrent_cold_pulls_never_corrupt_or_lose_the_cache(
         thread::sleep(Duration::from_millis(rng.range(50, 900)));
         let partial = temp_files(server.cache_dir());
         kills_mid_download += usize::from(!partial.is_empty());
-        server.kill();
+        server.crash();
         stop.store(true, Ordering::SeqCst);
         for c in clients {
             let served_wrong = c.join().expect("client thread");

@@ -41,6 +41,13 @@ pub enum Progress {
         written: u64,
         total: Option<u64>,
     },
+    /// Every byte is in `temp` and hashes to the digest: readers may send the last byte. The
+    /// fsync and the rename into `blobs/` (which make it durable) are still under way; a
+    /// client need not wait for them, since nothing it gets can be wrong any more.
+    Verified {
+        temp: Arc<PathBuf>,
+        size: u64,
+    },
     /// Verified and renamed into `blobs/`.
     Done {
         size: u64,

@@ -226,7 +226,8 @@ async fn blob(engine: &Engine, image: &ImageRef, digest: &Digest) -> Result<bool
         match &*rx.borrow_and_update() {
             Progress::Done { .. } => return Ok(received),
             Progress::Failed(e) => return Err(e.clone()),
-            Progress::Receiving { .. } => received = true,
+            // Loaded means in the cache: a verified blob is not there until it is renamed.
+            Progress::Receiving { .. } | Progress::Verified { .. } => received = true,
             Progress::Queued => {}
         }
         if rx.changed().await.is_err() {

@@ -749,16 +749,25 @@ async fn download(
         }
         _ => {}
     }
-    match writer.commit(digest).await {
-        Ok(size) => Ok(size),
-        Err(StoreError::DigestMismatch { expected, actual }) => Err(EngineError::DigestMismatch {
-            upstream: client.name().to_string(),
-            what: format!("blob {digest}"),
-            expected: expected.to_string(),
-            actual: actual.to_string(),
-        }),
-        Err(e) => Err(st(e)),
-    }
+    let verified = match writer.verify(digest).await {
+        Ok(v) => v,
+        Err(StoreError::DigestMismatch { expected, actual }) => {
+            return Err(EngineError::DigestMismatch {
+                upstream: client.name().to_string(),
+                what: format!("blob {digest}"),
+                expected: expected.to_string(),
+                actual: actual.to_string(),
+            })
+        }
+        Err(e) => return Err(st(e)),
+    };
+    // The bytes are right: readers may finish while they are made durable, which on a slow
+    // disk (and with other downloads' data to flush first) can take longer than the transfer.
+    progress.send_replace(Progress::Verified {
+        temp: Arc::new(verified.temp_path().to_path_buf()),
+        size: written,
+    });
+    verified.persist().await.map_err(st)
 }
 
 fn count_error(upstream: &str, e: &EngineError) {

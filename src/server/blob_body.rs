@@ -184,6 +184,7 @@ impl Follow {
             let (available, done, temp) = match &*self.progress.borrow() {
                 Progress::Queued => (0, false, None),
                 Progress::Receiving { temp, written, .. } => (*written, false, Some(temp.clone())),
+                Progress::Verified { temp, size } => (*size, true, Some(temp.clone())),
                 Progress::Done { size } => (*size, true, None),
                 Progress::Failed(e) => return Err(format!("download failed: {e}")),
             };
@@ -388,6 +389,39 @@ mod tests {
             "a failed verification cuts the body short"
         );
         assert!(s.next().await.is_none());
+    }
+
+    #[actix_web::test]
+    async fn the_last_byte_goes_out_once_verified_without_waiting_for_the_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let temp = Arc::new(dir.path().join("tmp"));
+        std::fs::write(temp.as_path(), b"abcdef").unwrap();
+        let (tx, rx) = watch::channel(Progress::Receiving {
+            temp: temp.clone(),
+            written: 6,
+            total: Some(6),
+        });
+        let mut s = Box::pin(follow_stream(rx, dir.path().join("final"), 0, Some(6)));
+        assert_eq!(&s.next().await.unwrap().unwrap()[..], b"abcde");
+        tx.send_replace(Progress::Verified { temp, size: 6 });
+        let last = tokio::time::timeout(std::time::Duration::from_secs(5), s.next())
+            .await
+            .expect("the last byte waited for more than verification");
+        assert_eq!(&last.unwrap().unwrap()[..], b"f");
+        assert!(s.next().await.is_none(), "the body ends before Done");
+        drop(tx);
+    }
+
+    #[actix_web::test]
+    async fn a_reader_arriving_after_verification_reads_the_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let temp = Arc::new(dir.path().join("tmp"));
+        std::fs::write(temp.as_path(), b"abcdef").unwrap();
+        let (_tx, rx) = watch::channel(Progress::Verified { temp, size: 6 });
+        let got = collect(follow_stream(rx, dir.path().join("final"), 2, Some(6)))
+            .await
+            .unwrap();
+        assert_eq!(got, b"cdef");
     }
 
     #[actix_web::test]

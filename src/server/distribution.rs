@@ -287,7 +287,7 @@ async fn serve_download(
                 }
             }
             Progress::Receiving { total, .. } => break total,
-            Progress::Done { size } => break Some(size),
+            Progress::Verified { size, .. } | Progress::Done { size } => break Some(size),
             Progress::Failed(e) => return Err(ApiError::from_engine(e, Target::Blob)),
         }
     };

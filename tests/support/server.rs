@@ -142,10 +142,43 @@ impl Server {
         self.process.as_ref().and_then(|p| p.pid())
     }
 
-    /// SIGKILL: no chance to clean up, as in a crash or an OOM kill.
-    pub fn kill(&mut self) {
+    /// SIGKILL: no chance to clean up, as in a crash or an OOM kill, whatever is under way.
+    pub fn crash(&mut self) {
         if let Some(mut process) = self.process.take() {
             process.kill();
+        }
+    }
+
+    /// SIGKILL once the blob downloads under way have landed in the cache ([`Self::settle`]):
+    /// the server is gone at once, but not in the middle of work a test has already seen
+    /// answered (a client gets a blob's last byte before the cache has made it durable).
+    pub fn kill(&mut self) {
+        self.settle();
+        self.crash();
+    }
+
+    /// Waits, for at most 15 s, until the server runs no blob download: a blob a client has
+    /// received is then in `blobs/`, fsynced, or its download has failed. Returns at once for
+    /// a server that is not running or speaks HTTPS (its `/metrics` is not read here).
+    pub fn settle(&self) {
+        if self.process.is_none() || self.options.https {
+            return;
+        }
+        const SERIES: &str = "ociregistry_fetches_in_flight{kind=\"blob\"}";
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while std::time::Instant::now() < deadline {
+            let busy = match super::http::request(self.port, "GET", "/metrics", &[]) {
+                Ok(r) if r.status == 200 => r.text().lines().any(|l| {
+                    l.strip_prefix(SERIES)
+                        .is_some_and(|v| v.trim().parse::<f64>().map_or(true, |n| n > 0.0))
+                }),
+                // Not answering (stopping, crashed): nothing to wait for.
+                _ => false,
+            };
+            if !busy {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -245,6 +278,7 @@ impl Server {
     /// Names in the cache's content directories (`blobs`, `fat`, `img`) that are not digests,
     /// e.g. temporary files of interrupted downloads.
     pub fn stray_cache_files(&self) -> Vec<PathBuf> {
+        self.settle();
         let mut stray = Vec::new();
         for sub in ["blobs", "fat", "img"] {
             let Ok(entries) = std::fs::read_dir(self.cache.join(sub)) else {
@@ -262,6 +296,7 @@ impl Server {
 
     /// Files under `blobs/` whose sha256 does not equal their name: `(path, actual hex)`.
     pub fn corrupt_blobs(&self) -> Vec<(PathBuf, String)> {
+        self.settle();
         let mut bad = Vec::new();
         let Ok(entries) = std::fs::read_dir(self.cache.join("blobs")) else {
             return bad;
@@ -285,6 +320,7 @@ impl Server {
 
     /// Digest hex names present in `blobs/`.
     pub fn cached_blobs(&self) -> Vec<String> {
+        self.settle();
         let mut names: Vec<String> = std::fs::read_dir(self.cache.join("blobs"))
             .map(|rd| {
                 rd.flatten()
@@ -300,7 +336,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.kill();
+        self.crash();
         if std::thread::panicking() {
             eprintln!(
                 "----- ociregistry server log ({}), last 6 KiB -----\n{}\n----- end of server log -----",

@@ -69,45 +69,79 @@ impl BlobWriter {
     /// Verifies the content against `expected`, makes it durable and moves it to
     /// `blobs/<hex>`. Returns the blob size. On a digest mismatch the temp file is deleted
     /// and nothing appears in `blobs/`.
-    pub async fn commit(mut self, expected: &Digest) -> Result<u64, StoreError> {
-        self.finished = true;
-        let result = self.finish(expected).await;
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(&self.temp_path).await;
-        }
-        result
+    pub async fn commit(self, expected: &Digest) -> Result<u64, StoreError> {
+        self.verify(expected).await?.persist().await
     }
 
-    async fn finish(&mut self, expected: &Digest) -> Result<u64, StoreError> {
+    /// Checks the content against `expected`: the bytes in the temp file are then known to
+    /// be right, though not yet durable nor in `blobs/` ([`VerifiedBlob::persist`]). On a
+    /// mismatch the temp file is deleted.
+    pub async fn verify(mut self, expected: &Digest) -> Result<VerifiedBlob, StoreError> {
         let path = self.temp_path.clone();
         let mut file = self
             .file
             .take()
             .ok_or_else(|| StoreError::io(&path, std::io::ErrorKind::BrokenPipe.into()))?;
+        // Dropping `self` from here on removes the temp file, as for any abandoned write.
         file.flush().await.map_err(|e| StoreError::io(&path, e))?;
         let actual = Digest::from_hasher(std::mem::take(&mut self.hasher));
         if &actual != expected {
-            drop(file);
             return Err(StoreError::DigestMismatch {
                 expected: expected.clone(),
                 actual,
             });
         }
-        file.sync_all()
+        Ok(VerifiedBlob {
+            writer: self,
+            file,
+            digest: expected.clone(),
+        })
+    }
+}
+
+/// A blob whose temp file holds exactly the bytes of its digest; [`persist`](Self::persist)
+/// moves it into the cache. Dropped instead, it removes the temp file.
+pub struct VerifiedBlob {
+    writer: BlobWriter,
+    file: File,
+    digest: Digest,
+}
+
+impl VerifiedBlob {
+    /// The temp file, still readable until `persist` renames it (an open handle stays valid).
+    pub fn temp_path(&self) -> &Path {
+        &self.writer.temp_path
+    }
+
+    /// Makes the content durable and moves it to `blobs/<hex>`: fsync, rename, fsync of the
+    /// directory, so a crash leaves either no blob or a complete one. Returns the blob size.
+    pub async fn persist(mut self) -> Result<u64, StoreError> {
+        self.writer.finished = true;
+        let result = self.finish().await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&self.writer.temp_path).await;
+        }
+        result
+    }
+
+    async fn finish(&mut self) -> Result<u64, StoreError> {
+        let path = self.writer.temp_path.clone();
+        self.file
+            .sync_all()
             .await
             .map_err(|e| StoreError::io(&path, e))?;
-        drop(file);
-        let dest = self.blobs_dir.join(expected.hex());
+        let dest = self.writer.blobs_dir.join(self.digest.hex());
         tokio::fs::rename(&path, &dest)
             .await
             .map_err(|e| StoreError::io(&dest, e))?;
-        let dir = File::open(&self.blobs_dir)
+        let blobs_dir = &self.writer.blobs_dir;
+        let dir = File::open(blobs_dir)
             .await
-            .map_err(|e| StoreError::io(&self.blobs_dir, e))?;
+            .map_err(|e| StoreError::io(blobs_dir, e))?;
         dir.sync_all()
             .await
-            .map_err(|e| StoreError::io(&self.blobs_dir, e))?;
-        Ok(self.written)
+            .map_err(|e| StoreError::io(blobs_dir, e))?;
+        Ok(self.writer.written)
     }
 }
 

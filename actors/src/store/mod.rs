@@ -75,7 +75,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use time::OffsetDateTime;
 
-pub use blob_writer::BlobWriter;
+pub use blob_writer::{BlobWriter, VerifiedBlob};
 pub use holder::{
     format_time, now_local, parse_time, tag_of_image_url, to_local, ManifestHolder, ManifestKind,
 };

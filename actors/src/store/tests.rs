@@ -464,3 +464,35 @@ async fn dropping_an_uncommitted_writer_removes_its_temp_file() {
     assert!(!temp.exists());
     assert!(store.list_blobs().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_verified_blob_stays_a_temp_file_until_persisted_and_is_removed_if_dropped() {
+    let (_dir, store) = open();
+    let d = Digest::of(b"right bytes");
+    let mut w = store.create_blob_writer().await.unwrap();
+    w.write(b"right bytes").await.unwrap();
+    let verified = w.verify(&d).await.unwrap();
+    let temp = verified.temp_path().to_path_buf();
+    assert_eq!(
+        fs::read(&temp).unwrap(),
+        b"right bytes",
+        "readable while unpersisted"
+    );
+    assert!(
+        store.list_blobs().unwrap().is_empty(),
+        "not cached before persist"
+    );
+    assert_eq!(verified.persist().await.unwrap(), 11);
+    assert!(!temp.exists());
+    assert_eq!(store.list_blobs().unwrap(), vec![(d.clone(), 11)]);
+
+    let mut w = store.create_blob_writer().await.unwrap();
+    w.write(b"right bytes").await.unwrap();
+    let verified = w.verify(&d).await.unwrap();
+    let temp = verified.temp_path().to_path_buf();
+    drop(verified);
+    assert!(
+        !temp.exists(),
+        "an abandoned verified blob leaves no temp file"
+    );
+}
