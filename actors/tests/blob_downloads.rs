@@ -173,7 +173,8 @@ async fn fetch(
                 match state {
                     Progress::Done { size } => return Ok(size),
                     Progress::Failed(err) => return Err(err),
-                    Progress::Queued | Progress::Receiving { .. } => {
+                    // Verified: the bytes are right, but the outcome is whether it is cached.
+                    Progress::Queued | Progress::Receiving { .. } | Progress::Verified { .. } => {
                         if rx.changed().await.is_err() {
                             panic!("the download vanished without an outcome");
                         }
