@@ -91,6 +91,8 @@ fn a_blob_damaged_on_disk_while_stopped_is_not_served_as_the_blob() {
         expected.len(),
         sha256_hex(&r.body)
     );
+    // The client has every byte before the replacement is fsynced and renamed into place.
+    server.settle();
     assert_eq!(
         std::fs::read(&file).unwrap(),
         expected,

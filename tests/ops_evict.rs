@@ -59,6 +59,8 @@ fn pull(server: &Server, tree: &ImageTree) {
         server.log_tail()
     );
     copy.assert_matches(tree);
+    // The client has every byte before the cache has fsynced and renamed the last blob.
+    server.settle();
 }
 
 fn under_bound(server: &Server, after: &str) {
