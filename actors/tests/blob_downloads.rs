@@ -2,6 +2,8 @@
 //! short, announce the wrong length or fail: held to the sizes that cached image manifests
 //! state, and started afresh by the first request after a failure.
 
+mod support;
+
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -10,11 +12,11 @@ use std::time::Duration;
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use actors::blob_table::{BlobStatus, Progress};
-use actors::config::{EngineConfig, Scheme, UpstreamConfig};
 use actors::oci::{Digest, ImageRef, RepoName, OCI_MANIFEST};
 use actors::{Engine, EngineError};
 use bytes::Bytes;
 use futures_util::StreamExt;
+use support::engine_with;
 
 const BLOB: &[u8] = b"the one layer of every image this fake upstream serves, forty-odd bytes";
 const CONFIG: &[u8] = b"{}";
@@ -135,18 +137,11 @@ fn answer(path: &str, fake: &Fake) -> HttpResponse {
 }
 
 fn engine(dir: &std::path::Path, endpoint: String) -> Engine {
-    let mut cfg = EngineConfig::new(dir.to_path_buf());
-    cfg.upstreams.push(UpstreamConfig {
-        name: "fake.test".into(),
-        scheme: Scheme::Http,
-        endpoint: Some(endpoint),
-        auth: None,
-        tls: Default::default(),
-    });
-    cfg.pull_timeout = Duration::from_secs(10);
-    // Long, so that a failure seen within seconds cannot be a stalled body timing out.
-    cfg.upstream_idle_timeout = Duration::from_secs(30);
-    Engine::start(cfg).unwrap()
+    // A long idle timeout, so that a failure seen within seconds cannot be a stalled body
+    // timing out.
+    engine_with(dir, endpoint, |c| {
+        c.upstream_idle_timeout = Duration::from_secs(30)
+    })
 }
 
 fn image(tag: &str) -> ImageRef {

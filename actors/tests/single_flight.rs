@@ -1,6 +1,8 @@
 //! The engine against an in-process fake upstream: concurrency and failure behaviour that
 //! the end-to-end suite can only observe from outside.
 
+mod support;
+
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -8,9 +10,9 @@ use std::time::Duration;
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use actors::blob_table::{BlobStatus, Progress};
-use actors::config::{EngineConfig, Scheme, UpstreamConfig};
 use actors::oci::{Digest, ImageRef, RepoName, OCI_MANIFEST};
 use actors::Engine;
+use support::engine_with;
 
 const BLOB: &[u8] = b"layer bytes for the single flight test";
 const CONFIG: &[u8] = b"{}";
@@ -75,25 +77,6 @@ fn fake_upstream(counts: Arc<Counts>, broken: bool) -> String {
 
 fn engine(dir: &std::path::Path, endpoint: String) -> Engine {
     engine_with(dir, endpoint, |_| {})
-}
-
-/// An engine whose `fake.test` upstream is `endpoint`, with settings adjusted by `tweak`.
-fn engine_with(
-    dir: &std::path::Path,
-    endpoint: String,
-    tweak: impl FnOnce(&mut EngineConfig),
-) -> Engine {
-    let mut cfg = EngineConfig::new(dir.to_path_buf());
-    cfg.upstreams.push(UpstreamConfig {
-        name: "fake.test".into(),
-        scheme: Scheme::Http,
-        endpoint: Some(endpoint),
-        auth: None,
-        tls: Default::default(),
-    });
-    cfg.pull_timeout = Duration::from_secs(10);
-    tweak(&mut cfg);
-    Engine::start(cfg).unwrap()
 }
 
 /// Waits until the blob is complete, following its download when there is one.

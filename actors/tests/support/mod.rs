@@ -1,0 +1,27 @@
+//! What the engine's integration tests share: an engine whose one upstream, `fake.test`, is an
+//! in-process fake listening on loopback.
+
+use std::time::Duration;
+
+use actors::config::{EngineConfig, Scheme, UpstreamConfig};
+use actors::Engine;
+
+/// An engine caching under `dir` whose `fake.test` upstream is `endpoint`, with settings
+/// adjusted by `tweak`.
+pub fn engine_with(
+    dir: &std::path::Path,
+    endpoint: String,
+    tweak: impl FnOnce(&mut EngineConfig),
+) -> Engine {
+    let mut cfg = EngineConfig::new(dir.to_path_buf());
+    cfg.upstreams.push(UpstreamConfig {
+        name: "fake.test".into(),
+        scheme: Scheme::Http,
+        endpoint: Some(endpoint),
+        auth: None,
+        tls: Default::default(),
+    });
+    cfg.pull_timeout = Duration::from_secs(10);
+    tweak(&mut cfg);
+    Engine::start(cfg).unwrap()
+}
