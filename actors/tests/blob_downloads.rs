@@ -149,6 +149,30 @@ fn image(tag: &str) -> ImageRef {
 }
 
 /// Asks for `BLOB` once and follows the answer to its end, for at most `within`.
+/// The image manifest `right` cached (so the blob's stated size is known), then the blob asked
+/// for once, for at most `within`, while the fake upstream sends `body` for it.
+struct Attempt {
+    fake: Arc<Fake>,
+    dir: tempfile::TempDir,
+    engine: Engine,
+    outcome: Result<u64, EngineError>,
+}
+
+async fn attempt(body: Body, within: Duration) -> Attempt {
+    let (fake, endpoint) = fake_upstream(body);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), endpoint);
+    let right = image("right");
+    engine.manifest(&right).await.unwrap();
+    let outcome = fetch_blob(&engine, &right.repo, within).await;
+    Attempt {
+        fake,
+        dir,
+        engine,
+        outcome,
+    }
+}
+
 async fn fetch_blob(e: &Engine, repo: &RepoName, within: Duration) -> Result<u64, EngineError> {
     fetch(e, repo, &Digest::of(BLOB), within).await
 }
@@ -214,15 +238,13 @@ fn assert_size_mismatch(err: &EngineError, sent: &str) {
 
 #[actix_web::test]
 async fn an_endless_body_fails_once_it_passes_the_stated_size_and_leaves_nothing() {
-    let (fake, endpoint) = fake_upstream(Body::Endless);
-    let dir = tempfile::tempdir().unwrap();
-    let e = engine(dir.path(), endpoint);
-    let right = image("right");
-    e.manifest(&right).await.unwrap();
-    let err = fetch_blob(&e, &right.repo, Duration::from_secs(10))
-        .await
-        .unwrap_err();
-    assert_size_mismatch(&err, "of at least");
+    let Attempt {
+        fake,
+        dir,
+        engine: e,
+        outcome,
+    } = attempt(Body::Endless, Duration::from_secs(10)).await;
+    assert_size_mismatch(&outcome.unwrap_err(), "of at least");
     assert_nothing_kept(&e, dir.path()).await;
     // The upstream connection is dropped: the endless body stops being read.
     let quiet = Duration::from_millis(500);
@@ -236,7 +258,7 @@ async fn an_endless_body_fails_once_it_passes_the_stated_size_and_leaves_nothing
     );
 
     fake.set(Body::Right);
-    let size = fetch_blob(&e, &right.repo, Duration::from_secs(10))
+    let size = fetch_blob(&e, &image("right").repo, Duration::from_secs(10))
         .await
         .unwrap();
     assert_eq!(size, BLOB.len() as u64);
@@ -246,31 +268,19 @@ async fn an_endless_body_fails_once_it_passes_the_stated_size_and_leaves_nothing
 
 #[actix_web::test]
 async fn a_content_length_other_than_the_stated_size_fails_before_the_body_is_read() {
-    let (_fake, endpoint) = fake_upstream(Body::LongContentLength);
-    let dir = tempfile::tempdir().unwrap();
-    let e = engine(dir.path(), endpoint);
-    let right = image("right");
-    e.manifest(&right).await.unwrap();
     // Far less than the idle timeout: the body (which never comes) was not waited for.
-    let err = fetch_blob(&e, &right.repo, Duration::from_secs(5))
-        .await
-        .unwrap_err();
+    let a = attempt(Body::LongContentLength, Duration::from_secs(5)).await;
+    let err = a.outcome.unwrap_err();
     assert_size_mismatch(&err, &format!("with Content-Length {}", BLOB.len() + 100));
-    assert_nothing_kept(&e, dir.path()).await;
+    assert_nothing_kept(&a.engine, a.dir.path()).await;
 }
 
 #[actix_web::test]
 async fn a_body_ending_short_of_the_stated_size_fails_naming_both_sizes() {
-    let (_fake, endpoint) = fake_upstream(Body::Short);
-    let dir = tempfile::tempdir().unwrap();
-    let e = engine(dir.path(), endpoint);
-    let right = image("right");
-    e.manifest(&right).await.unwrap();
-    let err = fetch_blob(&e, &right.repo, Duration::from_secs(10))
-        .await
-        .unwrap_err();
+    let a = attempt(Body::Short, Duration::from_secs(10)).await;
+    let err = a.outcome.unwrap_err();
     assert_size_mismatch(&err, &format!("of {} bytes", BLOB.len() / 2));
-    assert_nothing_kept(&e, dir.path()).await;
+    assert_nothing_kept(&a.engine, a.dir.path()).await;
 }
 
 #[actix_web::test]
