@@ -88,58 +88,46 @@ pub fn file_stream(
     range: ByteRange,
 ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
     let (tx, rx) = watch::channel(Progress::Done { size: range.end });
-    // A finished file is the degenerate case of a download: nothing more will arrive. Its
-    // bytes may have to come from the disk, so they are read on the blocking pool.
+    // A finished file is the degenerate case of a download: nothing more will arrive.
     drop(tx);
-    stream(Follow::new(
-        rx,
-        path,
-        range.start,
-        Some(range.end),
-        Reads::Pool,
-    ))
+    follow_stream(rx, path, range.start, Some(range.end))
 }
 
-/// How a body reads its file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Reads {
-    /// On the blocking pool: the file may be cold on a slow disk, and a read must not stall
-    /// every other connection of the worker.
-    Pool,
-    /// On the worker itself: the bytes were written by the download moments ago and are in
-    /// the page cache, so a read is a memory copy. A trip to the blocking pool would cost more
-    /// than the copy and, when the pool has to start a thread, milliseconds before the first
-    /// byte.
-    Direct,
-}
-
-/// The open file, read the way [`Reads`] says.
+/// The open blob file, read where its bytes are likely to be.
 enum Opened {
-    Pool(File),
-    Direct(std::fs::File),
+    /// A file in `blobs/`, read on the blocking pool: it may be cold on a slow disk, and a
+    /// read must not stall every other connection of the worker.
+    Cached(File),
+    /// The temp file of a download under way, read on the worker itself: its bytes were
+    /// written moments ago and are in the page cache, so a read is a memory copy. A trip to the
+    /// blocking pool would cost more than the copy and, when the pool has to start a thread,
+    /// milliseconds before the first byte.
+    Landing(std::fs::File),
 }
 
 struct Follow {
     progress: watch::Receiver<Progress>,
     final_path: PathBuf,
-    reads: Reads,
     file: Option<Opened>,
     pos: u64,
     end: Option<u64>,
 }
 
-/// Follows a download from byte `start` to `end` (the blob's end when `None`), reading the
-/// bytes as they land.
+/// Follows a download (or a finished file) from byte `start` to `end` (the blob's end when
+/// `None`).
 pub fn follow_stream(
     progress: watch::Receiver<Progress>,
     final_path: PathBuf,
     start: u64,
     end: Option<u64>,
 ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
-    stream(Follow::new(progress, final_path, start, end, Reads::Direct))
-}
-
-fn stream(state: Follow) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
+    let state = Follow {
+        progress,
+        final_path,
+        file: None,
+        pos: start,
+        end,
+    };
     futures_util::stream::unfold(state, |mut st| async move {
         match st.next_chunk().await {
             Ok(Some(b)) => Some((Ok(b), st)),
@@ -153,23 +141,6 @@ fn stream(state: Follow) -> impl Stream<Item = Result<Bytes, actix_web::Error>> 
 }
 
 impl Follow {
-    fn new(
-        progress: watch::Receiver<Progress>,
-        final_path: PathBuf,
-        start: u64,
-        end: Option<u64>,
-        reads: Reads,
-    ) -> Self {
-        Follow {
-            progress,
-            final_path,
-            reads,
-            file: None,
-            pos: start,
-            end,
-        }
-    }
-
     /// After an error the stream must end: a state that yields nothing more.
     fn finished(mut self) -> Self {
         self.end = Some(self.pos);
@@ -190,10 +161,11 @@ impl Follow {
             };
             // Opened as soon as the temp file exists, so the first bytes need only a read.
             if self.file.is_none() && (temp.is_some() || available > self.pos || done) {
-                let path = temp.as_deref().unwrap_or(&self.final_path).clone();
-                let opened = match self.reads {
-                    Reads::Pool => open_at(path, self.pos).await.map(Opened::Pool),
-                    Reads::Direct => open_at_now(&path, self.pos).map(Opened::Direct),
+                let opened = match &temp {
+                    Some(t) => open_at_now(t, self.pos).map(Opened::Landing),
+                    None => open_at(self.final_path.clone(), self.pos)
+                        .await
+                        .map(Opened::Cached),
                 };
                 match opened {
                     Ok(f) => self.file = Some(f),
@@ -262,12 +234,12 @@ fn open_at_now(path: &std::path::Path, pos: u64) -> std::io::Result<std::fs::Fil
 /// capacity: no zero-filling of every chunk.
 async fn read_chunk(file: &mut Opened, want: u64) -> std::io::Result<Bytes> {
     match file {
-        Opened::Pool(f) => {
+        Opened::Cached(f) => {
             let mut buf = BytesMut::with_capacity(want as usize);
             f.take(want).read_buf(&mut buf).await?;
             Ok(buf.freeze())
         }
-        Opened::Direct(f) => {
+        Opened::Landing(f) => {
             let mut buf = Vec::with_capacity(want as usize);
             std::io::Read::read_to_end(&mut std::io::Read::take(&mut *f, want), &mut buf)?;
             Ok(Bytes::from(buf))
