@@ -495,15 +495,8 @@ impl Handler<Verify> for PullerPool {
                 .await
                 .ok()
                 .and_then(Result::ok);
-            // As after a download: the blob table hears before the readers.
             if found == Some((msg.digest.clone(), msg.size)) {
-                if let Some(blobs) = blobs {
-                    blobs.do_send(Finished {
-                        digest: msg.digest,
-                        result: Ok(msg.size),
-                    });
-                }
-                msg.progress.send_replace(Progress::Done { size: msg.size });
+                conclude(blobs.as_ref(), &msg.progress, msg.digest, Ok(msg.size));
                 return;
             }
             log::warn!(
@@ -524,17 +517,33 @@ impl Handler<Verify> for PullerPool {
                 }),
                 None => {
                     let e = EngineError::NotCached(format!("{} (damaged on disk)", msg.digest));
-                    if let Some(blobs) = blobs {
-                        blobs.do_send(Finished {
-                            digest: msg.digest,
-                            result: Err(e.clone()),
-                        });
-                    }
-                    msg.progress.send_replace(Progress::Failed(e));
+                    conclude(blobs.as_ref(), &msg.progress, msg.digest, Err(e));
                 }
             }
         });
     }
+}
+
+/// Ends a download or a verification: the blob table hears first, then the readers. A reader
+/// who sees the outcome and asks again must find the blob present, or forgotten so that its
+/// request starts a new download, never the one that failed; the table's mailbox keeps the
+/// order of what was sent to it.
+fn conclude(
+    blobs: Option<&Addr<BlobTable>>,
+    progress: &watch::Sender<Progress>,
+    digest: Digest,
+    result: Result<u64, EngineError>,
+) {
+    if let Some(blobs) = blobs {
+        blobs.do_send(Finished {
+            digest,
+            result: result.clone(),
+        });
+    }
+    progress.send_replace(match result {
+        Ok(size) => Progress::Done { size },
+        Err(e) => Progress::Failed(e),
+    });
 }
 
 /// The sha256 and length of a file, read in large chunks.
@@ -629,19 +638,7 @@ impl Handler<Download> for PullerPool {
                     count_error(&msg.source.registry, e);
                 }
             }
-            // The blob table hears first: a reader who sees the outcome and asks again must
-            // find the blob present, or forgotten so that its request starts a new download,
-            // never the failed one (the mailbox keeps the order of what was sent).
-            if let Some(blobs) = blobs {
-                blobs.do_send(Finished {
-                    digest: msg.digest,
-                    result: result.clone(),
-                });
-            }
-            msg.progress.send_replace(match result {
-                Ok(size) => Progress::Done { size },
-                Err(e) => Progress::Failed(e),
-            });
+            conclude(blobs.as_ref(), &msg.progress, msg.digest, result);
             downloads.set(downloads.get().saturating_sub(1));
         });
     }
@@ -707,8 +704,9 @@ async fn download(
         });
     }
     let mut writer = writer.map_err(st)?;
+    let temp = Arc::new(writer.temp_path().to_path_buf());
     progress.send_replace(Progress::Receiving {
-        temp: Arc::new(writer.temp_path().to_path_buf()),
+        temp: temp.clone(),
         written: 0,
         total,
     });
@@ -764,7 +762,7 @@ async fn download(
     // The bytes are right: readers may finish while they are made durable, which on a slow
     // disk (and with other downloads' data to flush first) can take longer than the transfer.
     progress.send_replace(Progress::Verified {
-        temp: Arc::new(verified.temp_path().to_path_buf()),
+        temp,
         size: written,
     });
     verified.persist().await.map_err(st)
