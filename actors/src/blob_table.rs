@@ -443,12 +443,10 @@ impl Handler<AddRefs> for BlobTable {
             self.refs.add(&digests);
             for blob in blobs {
                 if let Some(size) = blob.size {
-                    match self.stated.get_mut(&blob.digest) {
-                        Some(known) => known.add(size),
-                        None => {
-                            self.stated.insert(blob.digest, StatedSizes::new(size));
-                        }
-                    }
+                    self.stated
+                        .entry(blob.digest)
+                        .and_modify(|known| known.add(size))
+                        .or_insert_with(|| StatedSizes::new(size));
                 }
             }
         }

@@ -40,6 +40,11 @@ impl CachedManifest {
     pub fn media_type(&self) -> &'static str {
         self.manifest.kind.media_type()
     }
+
+    /// What an image manifest names, as the blob table counts and bounds it.
+    pub fn named_blobs(&self) -> Vec<crate::blob_table::NamedBlob> {
+        self.manifest.children.iter().map(Into::into).collect()
+    }
 }
 
 /// A manifest in the index with its mutable bookkeeping.
@@ -162,10 +167,7 @@ impl ManifestIndex {
         self.by_digest
             .values()
             .filter(|e| !e.manifest.kind().is_list())
-            .map(|e| {
-                let named = e.manifest.manifest.children.iter().map(Into::into);
-                (e.manifest.digest.clone(), named.collect())
-            })
+            .map(|e| (e.manifest.digest.clone(), e.manifest.named_blobs()))
             .collect()
     }
 

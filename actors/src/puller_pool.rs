@@ -320,7 +320,7 @@ async fn persist_and_prefetch(
         })
         .await??;
     if let (false, Some(blobs)) = (cached.kind().is_list(), blobs) {
-        let named: Vec<NamedBlob> = cached.manifest.children.iter().map(Into::into).collect();
+        let named = cached.named_blobs();
         // Sent before the opens, so that their downloads are held to the stated sizes.
         blobs.do_send(AddRefs {
             manifests: vec![(cached.digest.clone(), named.clone())],
