@@ -2018,6 +2018,16 @@ imagePath: /data
         );
         load_err("maxConnections: 1000001\n", &["key \"maxConnections\""]);
         load_err("maxConnections: many\n", &["maxConnections"]);
+        let over = load(&cli(&["serve", "--max-connections", "64"])).unwrap();
+        assert_eq!(over.max_connections, 64);
+        for bad in ["0", "1000001"] {
+            let err = load(&cli(&["serve", "--max-connections", bad])).unwrap_err();
+            let msg = err.to_string();
+            assert!(
+                msg.contains("max-connections") && msg.contains("1 to 1000000"),
+                "{msg}"
+            );
+        }
     }
 
     #[test]

@@ -25,8 +25,12 @@ use actors::Engine;
 /// stop the whole actor system on one, and the engine's actors must outlive the HTTP server to
 /// finish downloads and write their bookkeeping (see `main.rs`).
 pub fn run(listener: TcpListener, engine: Engine) -> std::io::Result<Server> {
-    // actix-web's own default: 25k connections a worker.
-    let limit = connections::plan(25_000 * default_workers(), default_workers(), u64::MAX);
+    // The configured default, without touching the process's descriptor limit.
+    let limit = connections::plan(
+        crate::config::DEFAULT_MAX_CONNECTIONS,
+        default_workers(),
+        u64::MAX,
+    );
     run_with_tls(listener, engine, None, admin::Admin::default(), limit)
 }
 
