@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::blob_table::{self, AddRefs, BlobSource, BlobStatus, BlobTable, Open};
+use crate::blob::{BlobInfo, BlobSource, BlobStatus};
+use crate::blob_table::{self, AddRefs, BlobTable, Open};
 use crate::config::EngineConfig;
 use crate::config::Ttl;
 use crate::error::EngineError;
@@ -487,7 +488,7 @@ impl Engine {
     }
 
     /// Every blob known.
-    pub async fn blobs(&self) -> Result<Vec<blob_table::BlobInfo>, EngineError> {
+    pub async fn blobs(&self) -> Result<Vec<BlobInfo>, EngineError> {
         Ok(self.blobs.send(blob_table::List).await?)
     }
 

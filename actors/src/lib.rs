@@ -17,6 +17,7 @@
 //! - [`config`], [`error`]: what the engine is started with, and how it fails.
 //! - [`allowlist`]: which upstreams clients may make us contact.
 pub mod allowlist;
+pub mod blob;
 pub mod blob_table;
 pub mod bundle;
 pub mod config;

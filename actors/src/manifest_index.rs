@@ -42,7 +42,7 @@ impl CachedManifest {
     }
 
     /// What an image manifest names, as the blob table counts and bounds it.
-    pub fn named_blobs(&self) -> Vec<crate::blob_table::NamedBlob> {
+    pub fn named_blobs(&self) -> Vec<crate::blob::NamedBlob> {
         self.manifest.children.iter().map(Into::into).collect()
     }
 }
@@ -163,7 +163,7 @@ impl ManifestIndex {
 
     /// Every indexed image manifest with the blobs it names: the blob table's reference
     /// counts, and the sizes it holds downloads to, at start.
-    pub fn blob_refs(&self) -> Vec<(Digest, Vec<crate::blob_table::NamedBlob>)> {
+    pub fn blob_refs(&self) -> Vec<(Digest, Vec<crate::blob::NamedBlob>)> {
         self.by_digest
             .values()
             .filter(|e| !e.manifest.kind().is_list())
@@ -176,7 +176,7 @@ impl ManifestIndex {
     pub fn missing_blobs(
         &self,
         present: &HashSet<Digest>,
-    ) -> Vec<(Digest, crate::blob_table::BlobSource)> {
+    ) -> Vec<(Digest, crate::blob::BlobSource)> {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for e in self
@@ -189,7 +189,7 @@ impl ManifestIndex {
             };
             for c in &e.manifest.manifest.children {
                 if !present.contains(&c.digest) && seen.insert(c.digest.clone()) {
-                    let source = crate::blob_table::BlobSource {
+                    let source = crate::blob::BlobSource {
                         registry: home.registry.clone(),
                         repo: home.repo.clone(),
                     };

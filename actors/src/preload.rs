@@ -11,7 +11,7 @@ use std::str::FromStr;
 
 use futures_util::future::try_join_all;
 
-use crate::blob_table::{BlobStatus, Progress};
+use crate::blob::{BlobStatus, Progress};
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::oci::{Digest, ImageRef, Platform, Reference};

@@ -16,6 +16,18 @@ use time::PrimitiveDateTime;
 use crate::oci::{Digest, Manifest, OciError};
 use crate::store::ManifestHolder;
 
+/// The background prune, as configured by `pruneConfig`.
+#[derive(Debug, Clone)]
+pub struct PruneSchedule {
+    pub rule: PruneRule,
+    /// How often to run.
+    pub frequency: Duration,
+    /// At most this many matching manifests per run (`None`: no limit).
+    pub count: Option<usize>,
+    /// Only log what would be removed.
+    pub dry_run: bool,
+}
+
 /// Parses a prune age: a whole number followed by `d` (days), `h` (hours), `m` (minutes) or
 /// `s` (seconds), e.g. `30d`, `12h`, `10m`. Several parts may follow each other (`1d12h`).
 pub fn parse_age(text: &str) -> Result<Duration, String> {

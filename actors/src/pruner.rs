@@ -25,20 +25,10 @@ use crate::manifest_index::{
     ManifestIndex, Remove as ManifestRemove, Select, SelectBySize, Selection,
 };
 use crate::oci::Digest;
-use crate::prune::{human_size, CacheBound, Doomed, PruneRule, Selector};
+use crate::prune::{human_size, CacheBound, Doomed, Selector};
 use crate::store::now_local;
 
-/// The background prune, as configured by `pruneConfig`.
-#[derive(Debug, Clone)]
-pub struct PruneSchedule {
-    pub rule: PruneRule,
-    /// How often to run.
-    pub frequency: Duration,
-    /// At most this many matching manifests per run (`None`: no limit).
-    pub count: Option<usize>,
-    /// Only log what would be removed.
-    pub dry_run: bool,
-}
+pub use crate::prune::PruneSchedule;
 
 /// What one prune did (or, dry run, would do).
 #[derive(Debug, Clone, Default)]

@@ -14,9 +14,8 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tokio::sync::{oneshot, watch, Semaphore};
 
-use crate::blob_table::{
-    AddRefs, BlobSource, BlobTable, Expecting, Finished, NamedBlob, Open, Progress, StatedSizes,
-};
+use crate::blob::{BlobSource, NamedBlob, Progress, StatedSizes};
+use crate::blob_table::{AddRefs, BlobTable, Expecting, Finished, Open};
 use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::manifest_index::{CachedManifest, Insert, ManifestIndex};

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use actors::blob_table::{BlobStatus, Progress};
+use actors::blob::{BlobStatus, Progress};
 use actors::oci::{Digest, ImageRef, RepoName, OCI_MANIFEST};
 use actors::{Engine, EngineError};
 use bytes::Bytes;

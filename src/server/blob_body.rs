@@ -8,7 +8,7 @@ use std::io::{Seek, SeekFrom};
 use std::path::PathBuf;
 
 use actix_web::error::ErrorInternalServerError;
-use actors::blob_table::Progress;
+use actors::blob::Progress;
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use tokio::fs::File;

@@ -8,7 +8,7 @@ use actix_web::body::SizedStream;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
-use actors::blob_table::{BlobStatus, Progress};
+use actors::blob::{BlobStatus, Progress};
 use actors::manifest_index::CachedManifest;
 use actors::oci::{merge_accept, Digest, ImageRef, Reference, RepoName, MANIFEST_MEDIA_TYPES};
 use actors::Engine;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde::Deserialize;
 
-use crate::config::Credentials;
+use super::config::Credentials;
 
 /// The OAuth2 `client_id` sent with password grants.
 pub const CLIENT_ID: &str = "ociregistry";

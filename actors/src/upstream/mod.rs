@@ -5,6 +5,7 @@
 //! leave this module as a stream that the pool writes to disk.
 
 mod auth;
+pub mod config;
 pub mod tls;
 
 use std::cell::{Cell, RefCell};
@@ -19,10 +20,10 @@ use awc::http::{Method, StatusCode};
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 
-use crate::config::UpstreamConfig;
 use crate::oci::{Digest, Reference, RepoName, MANIFEST_MEDIA_TYPES, MAX_MANIFEST_BYTES};
 pub use auth::{parse_challenges, Challenge};
 use auth::{TokenCache, TokenResponse, MAX_TOKEN_RESPONSE};
+use config::UpstreamConfig;
 
 /// How long to wait for a TCP (and TLS) connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

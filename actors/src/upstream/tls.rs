@@ -16,8 +16,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
+use super::config::UpstreamTls;
 use super::UpstreamError;
-use crate::config::UpstreamTls;
 
 /// The trust anchors used when no CA file is given: the OS store, or the bundled Mozilla roots
 /// where the OS has none (minimal container images).

@@ -1,0 +1,152 @@
+//! What the cache says about blobs, shared by the actors that track them, the download that
+//! fetches them and the reader that serves them: below all three, so none imports another for
+//! a type.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::error::EngineError;
+use crate::oci::{Digest, RepoName};
+
+/// How far a download has got; published on a `watch` channel that readers follow.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// Waiting for a free upstream connection or the response head.
+    Queued,
+    /// Bytes are landing in `temp`; `written` of them are on disk.
+    Receiving {
+        temp: Arc<PathBuf>,
+        written: u64,
+        total: Option<u64>,
+    },
+    /// Every byte is in `temp` and hashes to the digest: readers may send the last byte. The
+    /// fsync and the rename into `blobs/` (which make it durable) are still under way; a
+    /// client need not wait for them, since nothing it gets can be wrong any more.
+    Verified {
+        temp: Arc<PathBuf>,
+        size: u64,
+    },
+    /// Verified and renamed into `blobs/`.
+    Done {
+        size: u64,
+    },
+    Failed(EngineError),
+}
+
+/// A blob as an image manifest names it: its digest and the size its descriptor states
+/// ([`crate::oci::Descriptor::stated_size`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedBlob {
+    pub digest: Digest,
+    pub size: Option<u64>,
+}
+
+impl From<&crate::oci::Descriptor> for NamedBlob {
+    fn from(d: &crate::oci::Descriptor) -> Self {
+        NamedBlob {
+            digest: d.digest.clone(),
+            size: d.stated_size(),
+        }
+    }
+}
+
+/// The sizes that the cached image manifests naming a blob state for it: one, unless they
+/// disagree. Then one of them is wrong, and which is not for the cache to guess: a body of any
+/// of the sizes is accepted (its digest decides), and the largest bounds how much is read. So a
+/// manifest stating a wrong size for a digest (another upstream's, say) cannot fail the
+/// download for the manifests that state it right.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatedSizes(Vec<u64>);
+
+impl StatedSizes {
+    pub fn new(size: u64) -> Self {
+        StatedSizes(vec![size])
+    }
+
+    pub(crate) fn add(&mut self, size: u64) {
+        if let Err(at) = self.0.binary_search(&size) {
+            self.0.insert(at, size);
+        }
+    }
+
+    /// Whether a body of `size` bytes matches a statement.
+    pub fn allows(&self, size: u64) -> bool {
+        self.0.binary_search(&size).is_ok()
+    }
+
+    /// The most bytes a body may have.
+    pub fn max(&self) -> u64 {
+        self.0.last().copied().unwrap_or(0)
+    }
+
+    /// The size, when every statement agrees.
+    pub fn agreed(&self) -> Option<u64> {
+        match self.0[..] {
+            [one] => Some(one),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for StatedSizes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, size) in self.0.iter().enumerate() {
+            match i {
+                0 => {}
+                _ if i + 1 == self.0.len() => f.write_str(" or ")?,
+                _ => f.write_str(", ")?,
+            }
+            write!(f, "{size}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where to fetch a blob from when it is not cached.
+#[derive(Debug, Clone)]
+pub struct BlobSource {
+    pub registry: String,
+    pub repo: RepoName,
+}
+
+/// The answer to [`Open`].
+#[derive(Debug)]
+pub enum BlobStatus {
+    Present {
+        size: u64,
+    },
+    Fetching(watch::Receiver<Progress>),
+    /// Not cached, and no source to fetch it from.
+    Absent,
+}
+
+/// A blob as the listings show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobInfo {
+    pub digest: Digest,
+    /// `None` while it is being fetched.
+    pub size: Option<u64>,
+    pub refs: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disagreeing_statements_accept_each_stated_size_and_bound_by_the_largest() {
+        let mut sizes = StatedSizes::new(600);
+        assert_eq!((sizes.agreed(), sizes.max()), (Some(600), 600));
+        sizes.add(600);
+        assert_eq!(sizes.agreed(), Some(600), "a repeated statement is one");
+        sizes.add(590);
+        sizes.add(10_000);
+        assert_eq!((sizes.agreed(), sizes.max()), (None, 10_000));
+        assert!(sizes.allows(590) && sizes.allows(600) && sizes.allows(10_000));
+        assert!(!sizes.allows(599) && !sizes.allows(10_001));
+        assert_eq!(sizes.to_string(), "590, 600 or 10000");
+        assert_eq!(StatedSizes::new(7).to_string(), "7");
+    }
+}
