@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use actors::oci::{Digest, ImageRef, Manifest, ManifestKind, Reference};
-use actors::store::{now_local, ManifestHolder, Store};
+use actors::store::{now_local, FsStore, ManifestHolder};
 
 /// The reference the embedded image is served under.
 pub const IMAGE: &str = "docker.io/library/hello-world:latest";
@@ -26,7 +26,7 @@ const BLOBS: [&[u8]; 4] = [
 
 /// Writes the embedded image into the cache at `root` (created if needed).
 pub fn seed(root: &Path) -> Result<(), String> {
-    let store = Store::open(root).map_err(|e| e.to_string())?;
+    let store = FsStore::open(root).map_err(|e| e.to_string())?;
     let image = ImageRef::parse(IMAGE).map_err(|e| e.to_string())?;
     let now = now_local();
     for blob in BLOBS {
@@ -128,10 +128,10 @@ mod tests {
     fn seeding_writes_a_cache_the_engine_loads() {
         let dir = tempfile::tempdir().unwrap();
         seed(dir.path()).unwrap();
-        let loaded = Store::open(dir.path()).unwrap().load_manifests().unwrap();
+        let loaded = FsStore::open(dir.path()).unwrap().load_manifests().unwrap();
         assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
         assert_eq!(loaded.holders.len(), 3);
-        let blobs = Store::open(dir.path()).unwrap().list_blobs().unwrap();
+        let blobs = FsStore::open(dir.path()).unwrap().list_blobs().unwrap();
         assert_eq!(blobs.len(), 4);
     }
 }

@@ -98,7 +98,9 @@ fn serve(mut config: Config) -> Result<(), String> {
         }
     };
     system.block_on(async move {
-        let engine = actors::Engine::start(config.engine_config()).map_err(|e| e.to_string())?;
+        let engine = actors::Engine::start(config.engine_config())
+            .await
+            .map_err(|e| e.to_string())?;
         held.before_serving(&config, &engine).await?;
         let addr = (config.host.as_str(), config.port);
         let listener = TcpListener::bind(addr)

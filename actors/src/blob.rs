@@ -2,30 +2,28 @@
 //! fetches them and the reader that serves them: below all three, so none imports another for
 //! a type.
 
-use std::path::PathBuf;
-use std::sync::Arc;
-
 use tokio::sync::watch;
 
 use crate::error::EngineError;
 use crate::oci::{Digest, RepoName};
+use crate::store::Staged;
 
 /// How far a download has got; published on a `watch` channel that readers follow.
 #[derive(Debug, Clone)]
 pub enum Progress {
     /// Waiting for a free upstream connection or the response head.
     Queued,
-    /// Bytes are landing in `temp`; `written` of them are on disk.
+    /// Bytes are landing in `staged`; `written` of them are in it.
     Receiving {
-        temp: Arc<PathBuf>,
+        staged: Staged,
         written: u64,
         total: Option<u64>,
     },
-    /// Every byte is in `temp` and hashes to the digest: readers may send the last byte. The
+    /// Every byte is in `staged` and hashes to the digest: readers may send the last byte. The
     /// fsync and the rename into `blobs/` (which make it durable) are still under way; a
     /// client need not wait for them, since nothing it gets can be wrong any more.
     Verified {
-        temp: Arc<PathBuf>,
+        staged: Staged,
         size: u64,
     },
     /// Verified and renamed into `blobs/`.

@@ -24,10 +24,10 @@ use actix::prelude::*;
 use tokio::sync::watch;
 
 use crate::blob::{BlobInfo, BlobSource, BlobStatus, NamedBlob, Progress, StatedSizes};
-use crate::error::EngineError;
 use crate::oci::Digest;
+use crate::proxy::download::{Expecting, Finished, Job, Table};
 use crate::prune::{self, RefCounts};
-use crate::puller_pool::{Download, PullerPool, Verify};
+use crate::puller_pool::{Download, ImageCached, PullerPool, Verify};
 use crate::store::Store;
 
 enum State {
@@ -44,6 +44,12 @@ enum State {
         progress: watch::Receiver<Progress>,
         size: u64,
     },
+    /// Being deleted by a prune. An [`Open`] waits for the deletion to end (`true` on the
+    /// channel) before it decides, so a new download can never land before the old file goes.
+    Removing {
+        size: u64,
+        done: watch::Receiver<bool>,
+    },
 }
 
 pub struct BlobTable {
@@ -55,7 +61,8 @@ pub struct BlobTable {
     /// What the cached image manifests' descriptors state for the size of each blob they
     /// name (blobs without a stated size are absent).
     stated: HashMap<Digest, StatedSizes>,
-    store: Option<Arc<Store>>,
+    /// Where [`Remove`] deletes blobs; without it, removal only forgets them.
+    store: Option<Arc<dyn Store>>,
     /// Bytes of the blobs on disk (present or being verified).
     bytes: u64,
     /// Downloads under way whose size is announced, with that size.
@@ -90,8 +97,8 @@ impl BlobTable {
         }
     }
 
-    /// Lets [`Remove`] delete blob files from `store`; without it, removal only forgets them.
-    pub fn with_store(mut self, store: Arc<Store>) -> Self {
+    /// Lets [`Remove`] delete blobs from `store`; without it, removal only forgets them.
+    pub fn with_store(mut self, store: Arc<dyn Store>) -> Self {
         self.store = Some(store);
         self
     }
@@ -142,14 +149,6 @@ impl Handler<AttachBound> for BlobTable {
     }
 }
 
-/// A download is starting and will add `size` bytes (its `Content-Length`).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Expecting {
-    pub digest: Digest,
-    pub size: u64,
-}
-
 impl Handler<Expecting> for BlobTable {
     type Result = ();
 
@@ -182,7 +181,7 @@ impl Handler<Usage> for BlobTable {
                 State::Present { size, .. } => {
                     usage.sizes.insert(d.clone(), *size);
                 }
-                State::Fetching(_) | State::Verifying { .. } => {
+                State::Fetching(_) | State::Verifying { .. } | State::Removing { .. } => {
                     usage.busy.insert(d.clone());
                 }
             }
@@ -201,10 +200,42 @@ pub struct Open {
 }
 
 impl Handler<Open> for BlobTable {
-    type Result = MessageResult<Open>;
+    type Result = ResponseActFuture<Self, BlobStatus>;
 
-    fn handle(&mut self, msg: Open, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(match self.blobs.get(&msg.digest) {
+    fn handle(&mut self, msg: Open, ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(State::Removing { done, .. }) = self.blobs.get(&msg.digest) {
+            let mut done = done.clone();
+            let deleted = async move {
+                let _ = done.wait_for(|d| *d).await;
+            };
+            return Box::pin(
+                actix::fut::wrap_future(deleted)
+                    .map(move |(), act: &mut Self, ctx| act.open(msg.digest, msg.source, ctx)),
+            );
+        }
+        let status = self.open(msg.digest, msg.source, ctx);
+        Box::pin(actix::fut::ready(status))
+    }
+}
+
+impl BlobTable {
+    /// The addresses a download reports to.
+    fn table(ctx: &Context<Self>) -> Table {
+        let me = ctx.address();
+        Table {
+            expecting: me.clone().recipient(),
+            finished: me.recipient(),
+        }
+    }
+
+    /// [`Open`]'s decision, made in one turn of the actor.
+    fn open(
+        &mut self,
+        digest: Digest,
+        source: Option<BlobSource>,
+        ctx: &Context<Self>,
+    ) -> BlobStatus {
+        match self.blobs.get(&digest) {
             Some(State::Present {
                 size,
                 verified: true,
@@ -216,18 +247,19 @@ impl Handler<Open> for BlobTable {
                 let size = *size;
                 let (tx, rx) = watch::channel(Progress::Queued);
                 self.blobs.insert(
-                    msg.digest.clone(),
+                    digest.clone(),
                     State::Verifying {
                         progress: rx.clone(),
                         size,
                     },
                 );
                 self.puller.do_send(Verify {
-                    expected_size: self.stated.get(&msg.digest).cloned(),
-                    digest: msg.digest,
+                    expected_size: self.stated.get(&digest).cloned(),
+                    digest,
                     size,
-                    source: msg.source,
+                    source,
                     progress: tx,
+                    table: Self::table(ctx),
                 });
                 BlobStatus::Fetching(rx)
             }
@@ -238,31 +270,62 @@ impl Handler<Open> for BlobTable {
                     .inc();
                 BlobStatus::Fetching(rx.clone())
             }
-            None => match msg.source {
+            // Only while a deletion that [`Open`] waited for is being concluded.
+            Some(State::Removing { .. }) => BlobStatus::Absent,
+            None => match source {
                 None => BlobStatus::Absent,
                 Some(source) => {
                     let (tx, rx) = watch::channel(Progress::Queued);
                     self.blobs
-                        .insert(msg.digest.clone(), State::Fetching(rx.clone()));
-                    self.puller.do_send(Download {
-                        expected_size: self.stated.get(&msg.digest).cloned(),
-                        digest: msg.digest,
+                        .insert(digest.clone(), State::Fetching(rx.clone()));
+                    self.puller.do_send(Download(Job {
+                        expected_size: self.stated.get(&digest).cloned(),
+                        digest,
                         source,
                         progress: tx,
-                    });
+                        table: Self::table(ctx),
+                    }));
                     BlobStatus::Fetching(rx)
                 }
             },
-        })
+        }
+    }
+
+    /// Counts each image manifest's blobs once, and keeps the sizes they state.
+    fn add_refs(&mut self, manifests: Vec<(Digest, Vec<NamedBlob>)>) {
+        for (manifest, blobs) in manifests {
+            if !self.counted.insert(manifest) {
+                continue;
+            }
+            let digests: Vec<Digest> = blobs.iter().map(|b| b.digest.clone()).collect();
+            self.refs.add(&digests);
+            for blob in blobs {
+                if let Some(size) = blob.size {
+                    self.stated
+                        .entry(blob.digest)
+                        .and_modify(|known| known.add(size))
+                        .or_insert_with(|| StatedSizes::new(size));
+                }
+            }
+        }
     }
 }
 
-/// A download ended: the blob is present, or forgotten so the next request tries again.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Finished {
-    pub digest: Digest,
-    pub result: Result<u64, EngineError>,
+/// Counts the new image manifest's blobs (first, so their downloads are held to the stated
+/// sizes), then opens each: the cache fetches them without waiting for clients to ask.
+impl Handler<ImageCached> for BlobTable {
+    type Result = ();
+
+    fn handle(&mut self, msg: ImageCached, ctx: &mut Context<Self>) {
+        let digests: Vec<Digest> = msg.blobs.iter().map(|b| b.digest.clone()).collect();
+        self.add_refs(vec![(msg.manifest, msg.blobs)]);
+        for digest in digests {
+            ctx.notify(Open {
+                digest,
+                source: Some(msg.source.clone()),
+            });
+        }
+    }
 }
 
 impl Handler<Finished> for BlobTable {
@@ -314,21 +377,7 @@ impl Handler<AddRefs> for BlobTable {
     type Result = ();
 
     fn handle(&mut self, msg: AddRefs, _: &mut Context<Self>) {
-        for (manifest, blobs) in msg.manifests {
-            if !self.counted.insert(manifest) {
-                continue;
-            }
-            let digests: Vec<Digest> = blobs.iter().map(|b| b.digest.clone()).collect();
-            self.refs.add(&digests);
-            for blob in blobs {
-                if let Some(size) = blob.size {
-                    self.stated
-                        .entry(blob.digest)
-                        .and_modify(|known| known.add(size))
-                        .or_insert_with(|| StatedSizes::new(size));
-                }
-            }
-        }
+        self.add_refs(msg.manifests);
     }
 }
 
@@ -372,10 +421,10 @@ pub struct Removal {
 }
 
 /// Deletes blobs that no image manifest names. A blob being downloaded, or named again since
-/// [`ReleaseRefs`] (a pull re-cached its manifest), is kept. The file is unlinked inside the
-/// handler, one metadata operation per blob, so that no [`Open`] can slip between the table
-/// forgetting a blob and the file going away (a reader with the file already open keeps
-/// reading it).
+/// [`ReleaseRefs`] (a pull re-cached its manifest), is kept. The deletions run off the actor's
+/// thread (a slow disk must not stall every cache hit); until each ends its blob is in state
+/// `Removing`, and an [`Open`] of it waits, so no download can start between the table's
+/// decision and the file going away (a reader with the file already open keeps reading it).
 #[derive(Message)]
 #[rtype(result = "Removal")]
 pub struct Remove {
@@ -385,13 +434,14 @@ pub struct Remove {
 }
 
 impl Handler<Remove> for BlobTable {
-    type Result = MessageResult<Remove>;
+    type Result = ResponseActFuture<Self, Removal>;
 
     fn handle(&mut self, msg: Remove, _: &mut Context<Self>) -> Self::Result {
         let mut out = Removal::default();
+        let mut doomed = Vec::new();
         for d in msg.digests {
             let refs = self.refs.get(&d);
-            let size = match self.blobs.get(&d) {
+            let (size, verified) = match self.blobs.get(&d) {
                 _ if refs > 0 => {
                     out.kept
                         .push((d, format!("named by {refs} cached image manifest(s)")));
@@ -401,31 +451,73 @@ impl Handler<Remove> for BlobTable {
                     out.kept.push((d, "being downloaded".into()));
                     continue;
                 }
+                Some(State::Removing { .. }) => {
+                    out.kept.push((d, "being removed by another prune".into()));
+                    continue;
+                }
                 None => {
                     out.kept.push((d, "not in the cache".into()));
                     continue;
                 }
-                Some(State::Present { size, .. }) => *size,
+                Some(State::Present { size, verified }) => (*size, *verified),
             };
             if msg.dry_run {
                 out.removed.push((d, size));
                 continue;
             }
-            if let Some(store) = &self.store {
-                if let Err(e) = store.remove_blob(&d) {
-                    log::warn!("prune: cannot remove blob {d}: {e}");
-                    out.kept.push((d, format!("cannot delete the file: {e}")));
-                    continue;
-                }
+            if self.store.is_none() {
+                self.forget(&d, size);
+                out.removed.push((d, size));
+                continue;
             }
-            self.blobs.remove(&d);
-            self.bytes = self.bytes.saturating_sub(size);
-            let m = crate::metrics::metrics();
-            m.cached_blobs.dec();
-            m.cached_blob_bytes.dec_by(size as i64);
-            out.removed.push((d, size));
+            let (tx, done) = watch::channel(false);
+            self.blobs.insert(d.clone(), State::Removing { size, done });
+            doomed.push((d, size, verified, tx));
         }
-        MessageResult(out)
+        let Some(store) = self.store.clone().filter(|_| !doomed.is_empty()) else {
+            return Box::pin(actix::fut::ready(out));
+        };
+        // Deleted off the actor's thread; the blobs stay `Removing` meanwhile, so an `Open`
+        // waits rather than starting a download the deletion could then remove.
+        let deletions = async move {
+            let mut results = Vec::with_capacity(doomed.len());
+            for (d, size, verified, tx) in doomed {
+                let result = store.remove_blob(d.clone()).await;
+                results.push((d, size, verified, tx, result));
+            }
+            results
+        };
+        Box::pin(
+            actix::fut::wrap_future(deletions).map(move |results, act: &mut Self, _| {
+                for (d, size, verified, tx, result) in results {
+                    match result {
+                        Ok(_) => {
+                            act.forget(&d, size);
+                            out.removed.push((d, size));
+                        }
+                        Err(e) => {
+                            log::warn!("prune: cannot remove blob {d}: {e}");
+                            act.blobs
+                                .insert(d.clone(), State::Present { size, verified });
+                            out.kept.push((d, format!("cannot delete the file: {e}")));
+                        }
+                    }
+                    let _ = tx.send(true);
+                }
+                out
+            }),
+        )
+    }
+}
+
+impl BlobTable {
+    /// Drops a deleted blob from the table and the cache's weight.
+    fn forget(&mut self, d: &Digest, size: u64) {
+        self.blobs.remove(d);
+        self.bytes = self.bytes.saturating_sub(size);
+        let m = crate::metrics::metrics();
+        m.cached_blobs.dec();
+        m.cached_blob_bytes.dec_by(size as i64);
     }
 }
 
@@ -444,7 +536,9 @@ impl Handler<List> for BlobTable {
             .map(|(d, s)| BlobInfo {
                 digest: d.clone(),
                 size: match s {
-                    State::Present { size, .. } | State::Verifying { size, .. } => Some(*size),
+                    State::Present { size, .. }
+                    | State::Verifying { size, .. }
+                    | State::Removing { size, .. } => Some(*size),
                     State::Fetching(_) => None,
                 },
                 refs: self.refs.get(d),

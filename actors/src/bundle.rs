@@ -30,7 +30,6 @@ use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
@@ -40,7 +39,7 @@ use crate::error::EngineError;
 use crate::manifest_index::CachedManifest;
 use crate::oci::{Digest, ImageRef, Manifest, Reference};
 use crate::preload::{self, Platforms};
-use crate::store::{now_local, ManifestHolder, Store, StoreError, BLOBS_DIR, TMP_DIR};
+use crate::store::{now_local, FsStore, ManifestHolder, StoreError};
 
 /// The annotation naming an image in an OCI image layout's `index.json`.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -139,7 +138,7 @@ pub async fn collect(
 /// Writes an OCI image layout tar archive of `images` (blobs read from `store`) to `out`.
 /// Content shared by several images is written once. Blobs stream from their files.
 pub fn write_bundle<W: Write>(
-    store: &Store,
+    store: &FsStore,
     images: &[BundleImage],
     out: W,
 ) -> Result<W, BundleError> {
@@ -164,12 +163,10 @@ pub fn write_bundle<W: Write>(
             if !written.insert(d.clone()) {
                 continue;
             }
-            let path = store.blob_path(d);
-            let file = File::open(&path).map_err(io_err(&path))?;
-            let size = file.metadata().map_err(io_err(&path))?.len();
+            let (file, size) = store.read_blob(d)?;
             let mut h = header(tar::EntryType::Regular, size, 0o644);
             tar.append_data(&mut h, blob_name(d), BufReader::new(file))
-                .map_err(io_err(&path))?;
+                .map_err(io_err(Path::new(&blob_name(d))))?;
         }
         index.push(json!({
             "mediaType": image.top.media_type(),
@@ -265,17 +262,8 @@ struct Contents {
 
 /// Imports the OCI image layout archive at `archive` into `store`. Call it with the cache lock
 /// held (no server running on the cache).
-pub fn import_archive(store: &Store, archive: &Path) -> Result<ImportReport, BundleError> {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let dir = store
-        .root()
-        .join(TMP_DIR)
-        .join(format!("import-{}-{nanos}", std::process::id()));
-    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-    let staging = Staging(dir);
+pub fn import_archive(store: &FsStore, archive: &Path) -> Result<ImportReport, BundleError> {
+    let staging = Staging(store.staging_dir("import")?);
     let contents = read_archive(archive, &staging.0)?;
     let layout = contents.layout.as_deref().ok_or_else(|| {
         BundleError::Invalid(format!(
@@ -459,7 +447,7 @@ struct Plan {
 }
 
 fn plan_image(
-    store: &Store,
+    store: &FsStore,
     staging: &Path,
     contents: &Contents,
     entry: &Value,
@@ -531,7 +519,7 @@ fn plan_image(
                 "blob {d} is damaged in the archive: its content hashes to {actual}"
             ));
         }
-        if !contents.staged.contains_key(&d) && !store.blob_path(&d).is_file() {
+        if !contents.staged.contains_key(&d) && !store.has_blob(&d) {
             return Err(format!("blob {d} of {image} is not in the archive"));
         }
         plan.blobs.push(d);
@@ -541,28 +529,18 @@ fn plan_image(
 
 /// Moves a checked image's blobs into the cache and writes its manifests, the top one tagged.
 fn commit(
-    store: &Store,
+    store: &FsStore,
     staging: &Path,
     holders: &mut HashMap<Digest, ManifestHolder>,
     image: &ImageRef,
     plan: Plan,
 ) -> Result<Imported, BundleError> {
-    let mut new_blobs = 0;
-    for d in &plan.blobs {
-        let dest = store.blob_path(d);
-        if dest.is_file() {
-            continue;
-        }
-        let from = staging.join(d.hex());
-        fs::rename(&from, &dest).map_err(io_err(&dest))?;
-        new_blobs += 1;
-    }
-    if new_blobs > 0 {
-        let dir = store.root().join(BLOBS_DIR);
-        File::open(&dir)
-            .and_then(|f| f.sync_all())
-            .map_err(io_err(&dir))?;
-    }
+    let staged: Vec<(PathBuf, Digest)> = plan
+        .blobs
+        .iter()
+        .map(|d| (staging.join(d.hex()), d.clone()))
+        .collect();
+    let new_blobs = store.adopt_blobs(&staged)?;
     let now = now_local();
     // Tags are kept as full references, as the index writes them: a manifest cached under
     // several repositories keeps each repository's tags apart.
@@ -614,7 +592,7 @@ fn commit(
 /// `image`'s tag now points at `digest`: no other manifest keeps it, whether it wrote the tag
 /// in full (`registry/repo:tag`) or bare, relative to its image URL (as the Go server does).
 fn untag_others(
-    store: &Store,
+    store: &FsStore,
     holders: &mut HashMap<Digest, ManifestHolder>,
     image: &ImageRef,
     digest: &Digest,
@@ -708,7 +686,7 @@ mod tests {
         path
     }
 
-    fn tagged(store: &Store) -> Vec<(String, Vec<String>)> {
+    fn tagged(store: &FsStore) -> Vec<(String, Vec<String>)> {
         let mut v: Vec<_> = store
             .load_manifests()
             .unwrap()
@@ -723,7 +701,7 @@ mod tests {
     #[test]
     fn an_import_tags_the_image_and_moves_the_tag() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("cache")).unwrap();
+        let store = FsStore::open(&dir.path().join("cache")).unwrap();
         let first = archive(dir.path(), "quay.io/a/b:v1", b"layer one", false);
         let report = import_archive(&store, &first).unwrap();
         assert!(report.failed.is_empty(), "{:?}", report.failed);
@@ -751,7 +729,7 @@ mod tests {
     #[test]
     fn a_damaged_blob_rejects_its_image_and_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("cache")).unwrap();
+        let store = FsStore::open(&dir.path().join("cache")).unwrap();
         let bad = archive(dir.path(), "quay.io/a/b:v1", b"layer", true);
         let report = import_archive(&store, &bad).unwrap();
         assert!(report.imported.is_empty());
@@ -763,7 +741,9 @@ mod tests {
         );
         assert!(store.list_blobs().unwrap().is_empty());
         assert!(store.load_manifests().unwrap().holders.is_empty());
-        let tmp = fs::read_dir(store.root().join(TMP_DIR)).unwrap().count();
+        let tmp = fs::read_dir(dir.path().join("cache").join(crate::store::TMP_DIR))
+            .unwrap()
+            .count();
         assert_eq!(tmp, 0, "the staging directory is gone");
     }
 

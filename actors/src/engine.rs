@@ -1,11 +1,12 @@
 //! The engine as the HTTP edge sees it: the actors' addresses and the few questions handlers
-//! ask. Every method only sends messages; the actors hold all the state.
+//! ask. Every method only sends messages (and reads blobs through the store); the actors hold
+//! all the state.
 
 use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::blob::{BlobInfo, BlobSource, BlobStatus};
+use crate::blob::{BlobInfo, BlobSource};
 use crate::blob_table::{self, AddRefs, BlobTable, Open};
 use crate::config::EngineConfig;
 use crate::config::Ttl;
@@ -13,27 +14,13 @@ use crate::error::EngineError;
 use crate::manifest_index::{self, CachedManifest, ManifestIndex, Resolve, TagAge, Validated};
 use crate::metrics::{metrics, UpstreamKind};
 use crate::oci::{Digest, ImageRef, RepoName};
+use crate::proxy::reader::BlobReader;
 use crate::prune::Selector;
 use crate::pruner::{Prune, PruneReport, Pruner};
 use crate::puller_pool::{
-    ActiveDownloads, AttachBlobTable, FetchManifest, FetchReferrers, FetchTags, PullerPool,
-    Revalidate,
+    ActiveDownloads, FetchManifest, FetchReferrers, FetchTags, ImageCached, PullerPool, Revalidate,
 };
-use crate::store::Store;
-
-/// An empty referrers list: what the distribution spec answers for a subject with none.
-const EMPTY_INDEX: &[u8] =
-    br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
-
-/// Checks that `bytes` is an image index (a referrers list); the number of entries.
-fn referrer_entries(bytes: &[u8]) -> Result<usize, String> {
-    let doc: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| format!("referrers list: {e}"))?;
-    doc.get("manifests")
-        .and_then(|m| m.as_array())
-        .map(Vec::len)
-        .ok_or_else(|| "referrers list without \"manifests\"".to_string())
-}
+use crate::store::{FsStore, Store};
 
 /// A referrers list to serve.
 #[derive(Debug, Clone)]
@@ -68,10 +55,12 @@ pub struct TagPage {
     pub from_cache: bool,
 }
 
+/// The cache engine: what every request handler holds (cloned per worker).
 #[derive(Clone)]
 pub struct Engine {
     config: Arc<EngineConfig>,
-    store: Arc<Store>,
+    /// Where blobs are read from; the actors write through it too.
+    store: Arc<dyn Store>,
     index: Addr<ManifestIndex>,
     blobs: Addr<BlobTable>,
     puller: Addr<PullerPool>,
@@ -79,23 +68,26 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Opens the cache (sweeping temp files, loading every manifest) and starts the actors,
-    /// the puller pool on an arbiter of its own so upstream traffic and hashing never delay
-    /// the bookkeeping. Must run inside an actix `System`.
-    pub fn start(config: EngineConfig) -> Result<Engine, EngineError> {
+    /// Opens the cache directory `config.image_path` (sweeping temp files) and starts the
+    /// engine on it (see [`Engine::with_store`]). Must run inside an actix `System`.
+    pub async fn start(config: EngineConfig) -> Result<Engine, EngineError> {
+        let store = FsStore::open(&config.image_path)?;
+        Engine::with_store(config, Arc::new(store)).await
+    }
+
+    /// Loads every manifest from `store` and starts the actors, the puller pool on an arbiter
+    /// of its own so upstream traffic and hashing never delay the bookkeeping. Must run inside
+    /// an actix `System`.
+    pub async fn with_store(
+        config: EngineConfig,
+        store: Arc<dyn Store>,
+    ) -> Result<Engine, EngineError> {
         let config = Arc::new(config);
-        let store = Arc::new(
-            Store::open(&config.image_path).map_err(|e| EngineError::Store(e.to_string()))?,
-        );
-        let loaded = store
-            .load_manifests()
-            .map_err(|e| EngineError::Store(e.to_string()))?;
+        let loaded = store.load_manifests().await?;
         for problem in &loaded.problems {
             log::warn!("cache: {problem}");
         }
-        let present = store
-            .list_blobs()
-            .map_err(|e| EngineError::Store(e.to_string()))?;
+        let present = store.list_blobs().await?;
         let index = ManifestIndex::new(store.clone(), loaded.holders);
         let refs = index.blob_refs();
         let on_disk: std::collections::HashSet<Digest> =
@@ -107,7 +99,7 @@ impl Engine {
         };
         log::info!(
             "cache {}: {} manifests, {} blobs",
-            config.image_path.display(),
+            store.location(),
             index.len(),
             present.len()
         );
@@ -126,7 +118,6 @@ impl Engine {
         let blobs = BlobTable::start_in_arbiter(&bookkeeping, move |_| {
             BlobTable::new(p, present).with_store(st)
         });
-        puller.do_send(AttachBlobTable(blobs.clone()));
         blobs.do_send(AddRefs { manifests: refs });
         let (ix, bl, schedule) = (index.clone(), blobs.clone(), config.prune.clone());
         let bound = config.cache_bound.clone();
@@ -163,10 +154,6 @@ impl Engine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.config
-    }
-
-    pub fn store(&self) -> &Store {
-        &self.store
     }
 
     /// A manifest from the cache, or from its upstream on a miss. Offline first: a cached tag
@@ -237,6 +224,7 @@ impl Engine {
             .send(Revalidate {
                 image: image.clone(),
                 known: cached.digest.clone(),
+                prefetch: Some(self.prefetch()),
             })
             .await?;
         match checked {
@@ -276,17 +264,24 @@ impl Engine {
         self.puller
             .send(FetchManifest {
                 image: image.clone(),
+                prefetch: Some(self.prefetch()),
             })
             .await?
     }
 
-    /// A blob: present on disk, or a download to follow (joined or started).
+    /// Who fetches a new image manifest's blobs ahead of clients.
+    fn prefetch(&self) -> Recipient<ImageCached> {
+        self.blobs.clone().recipient()
+    }
+
+    /// A blob to read: stored, or a download to follow (joined or started), once its response
+    /// head is in (so an upstream failure is this call's error).
     pub async fn blob(
         &self,
         registry: &str,
         repo: &RepoName,
         digest: &Digest,
-    ) -> Result<BlobStatus, EngineError> {
+    ) -> Result<BlobReader, EngineError> {
         self.check_allowed(registry)?;
         let source = (!self.config.air_gapped).then(|| BlobSource {
             registry: registry.to_string(),
@@ -304,15 +299,14 @@ impl Engine {
             kind: "blob",
         };
         match &status {
-            BlobStatus::Present { .. } => metrics().cache_hits.get_or_create(&label).inc(),
+            crate::blob::BlobStatus::Present { .. } => {
+                metrics().cache_hits.get_or_create(&label).inc()
+            }
             _ => metrics().cache_misses.get_or_create(&label).inc(),
         };
-        match status {
-            BlobStatus::Absent => Err(EngineError::NotCached(format!(
-                "{registry}/{repo}@{digest}"
-            ))),
-            other => Ok(other),
-        }
+        BlobReader::open(self.store.clone(), digest.clone(), status)
+            .await?
+            .ok_or_else(|| EngineError::NotCached(format!("{registry}/{repo}@{digest}")))
     }
 
     /// Refuses an upstream that `allowedUpstreams` does not list, before the cache or the
@@ -424,45 +418,15 @@ impl Engine {
         artifact_type: Option<&str>,
     ) -> Result<Referrers, EngineError> {
         self.check_allowed(registry)?;
-        let store = self.store.clone();
-        let store_err = |e: crate::store::StoreError| EngineError::Store(e.to_string());
-        let mut index = None;
-        if !self.config.air_gapped {
-            let fetched = self
-                .puller
-                .send(FetchReferrers {
-                    registry: registry.to_string(),
-                    repo: repo.clone(),
-                    subject: subject.clone(),
-                })
-                .await?;
-            match fetched {
-                Ok(found) => {
-                    let bytes = found.map_or_else(|| EMPTY_INDEX.to_vec(), |b| b.to_vec());
-                    referrer_entries(&bytes).map_err(|m| {
-                        EngineError::upstream(registry, crate::upstream::UpstreamError::Protocol(m))
-                    })?;
-                    let (s, subj, b) = (store.clone(), subject.clone(), bytes.clone());
-                    actix_rt::task::spawn_blocking(move || s.write_referrers(&subj, &b))
-                        .await
-                        .map_err(|e| EngineError::Store(e.to_string()))?
-                        .map_err(store_err)?;
-                    index = Some((bytes, false));
-                }
-                Err(e) => log::warn!("referrers of {subject} at {registry}: {e}; using the cache"),
-            }
-        }
-        let (bytes, from_cache) = match index {
-            Some(found) => found,
-            None => {
-                let subj = subject.clone();
-                let kept = actix_rt::task::spawn_blocking(move || store.read_referrers(&subj))
-                    .await
-                    .map_err(|e| EngineError::Store(e.to_string()))?
-                    .map_err(store_err)?;
-                (kept.unwrap_or_else(|| EMPTY_INDEX.to_vec()), true)
-            }
-        };
+        let (bytes, from_cache) = self
+            .puller
+            .send(FetchReferrers {
+                registry: registry.to_string(),
+                repo: repo.clone(),
+                subject: subject.clone(),
+                offline: self.config.air_gapped,
+            })
+            .await??;
         let Some(wanted) = artifact_type else {
             return Ok(Referrers {
                 index: bytes,
@@ -470,13 +434,19 @@ impl Engine {
                 from_cache,
             });
         };
-        let mut doc: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| EngineError::Store(e.to_string()))?;
+        // Checked to be an index when it was kept; a kept file damaged since is an error.
+        let unusable = |e: serde_json::Error| {
+            EngineError::upstream(
+                registry,
+                crate::upstream::UpstreamError::Protocol(format!("referrers list: {e}")),
+            )
+        };
+        let mut doc: serde_json::Value = serde_json::from_slice(&bytes).map_err(unusable)?;
         if let Some(list) = doc.get_mut("manifests").and_then(|m| m.as_array_mut()) {
             list.retain(|d| d.get("artifactType").and_then(|t| t.as_str()) == Some(wanted));
         }
         Ok(Referrers {
-            index: serde_json::to_vec(&doc).map_err(|e| EngineError::Store(e.to_string()))?,
+            index: serde_json::to_vec(&doc).map_err(unusable)?,
             filtered: true,
             from_cache,
         })

@@ -1,6 +1,7 @@
 //! The engine's one error type. The HTTP edge maps each variant to an OCI error body once.
 
 use crate::oci::OciError;
+use crate::store::StoreError;
 use crate::upstream::UpstreamError;
 
 /// Why the engine could not produce what was asked. Cloneable so that one failed fetch can be
@@ -51,7 +52,7 @@ pub enum EngineError {
         sent: String,
     },
     #[error("cache storage: {0}")]
-    Store(String),
+    Store(#[from] StoreError),
     /// An actor went away (only during shutdown).
     #[error("server is shutting down: {0}")]
     Unavailable(String),

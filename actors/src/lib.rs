@@ -27,6 +27,7 @@ pub mod manifest_index;
 pub mod metrics;
 pub mod oci;
 pub mod preload;
+pub mod proxy;
 pub mod prune;
 pub mod pruner;
 pub mod puller_pool;

@@ -6,17 +6,20 @@
 //! ([`Select`] chooses, [`Remove`] removes).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use time::PrimitiveDateTime;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::error::EngineError;
 use crate::oci::{Digest, ImageRef, Manifest, ManifestKind, Reference, RepoName};
 use crate::prune::{self, CacheBound, Candidate, Doomed, Selector, SizePlan, Usage};
-use crate::store::{now_local as now, ManifestHolder, Store};
+use crate::store::{now_local as now, ManifestHolder, Store, StoreError};
 
 /// How often changed `pulled` times are written back to the manifest files.
 const PULLED_FLUSH_INTERVAL: Duration = Duration::from_secs(60);
@@ -94,16 +97,50 @@ impl IndexEntry {
     }
 }
 
+/// The index's store operations, run one at a time in the order the actor issued them, off
+/// its thread. The order is what keeps the files true to the index: a removal queued after a
+/// write removes what it wrote, and a re-insert queued after a removal writes again.
+struct StoreQueue {
+    jobs: mpsc::UnboundedSender<BoxFuture<'static, ()>>,
+}
+
+impl StoreQueue {
+    /// Starts the queue's runner on the current arbiter.
+    fn start() -> Self {
+        let (jobs, mut rx) = mpsc::unbounded_channel::<BoxFuture<'static, ()>>();
+        actix_rt::spawn(async move {
+            while let Some(job) = rx.recv().await {
+                job.await;
+            }
+        });
+        StoreQueue { jobs }
+    }
+
+    /// Queues `op`; the returned future gives its outcome once it has run.
+    fn run<T: Send + 'static>(
+        &self,
+        op: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+    ) -> impl Future<Output = Result<T, StoreError>> {
+        let (tx, rx) = oneshot::channel();
+        let queued = self.jobs.send(Box::pin(async move {
+            let _ = tx.send(op.await);
+        }));
+        async move {
+            queued.map_err(|_| StoreError::Task("the index's store queue is gone".into()))?;
+            rx.await
+                .unwrap_or_else(|_| Err(StoreError::Task("a store operation was lost".into())))
+        }
+    }
+}
+
 pub struct ManifestIndex {
-    store: Arc<Store>,
+    store: Arc<dyn Store>,
+    /// Started with the actor, on its arbiter.
+    queue: Option<StoreQueue>,
     by_digest: HashMap<Digest, IndexEntry>,
     by_tag: HashMap<String, Digest>,
     /// Manifests whose `pulled` time changed since the last flush.
     dirty: HashSet<Digest>,
-    /// Manifests removed by pruning and not cached again since. A write queued on the
-    /// blocking pool before the removal checks this (under the lock) and skips the file, so a
-    /// pruned manifest is never written back.
-    removed: Arc<Mutex<HashSet<Digest>>>,
     /// When each tag was last fetched or confirmed upstream; absent (never, as far as this
     /// process knows) for tags loaded from disk.
     validated: HashMap<String, std::time::Instant>,
@@ -111,13 +148,13 @@ pub struct ManifestIndex {
 
 impl ManifestIndex {
     /// Builds the index from the manifests found on disk at start.
-    pub fn new(store: Arc<Store>, holders: Vec<ManifestHolder>) -> Self {
+    pub fn new(store: Arc<dyn Store>, holders: Vec<ManifestHolder>) -> Self {
         let mut index = ManifestIndex {
             store,
+            queue: None,
             by_digest: HashMap::new(),
             by_tag: HashMap::new(),
             dirty: HashSet::new(),
-            removed: Arc::new(Mutex::new(HashSet::new())),
             validated: HashMap::new(),
         };
         for h in holders {
@@ -208,37 +245,38 @@ impl ManifestIndex {
         self.by_digest.is_empty()
     }
 
-    /// Writes the changed `pulled` times in the background; the returned handle ends when
-    /// they are on disk.
-    fn flush_pulled(&mut self) -> actix_rt::task::JoinHandle<()> {
+    /// Queues a store operation behind the ones issued before it.
+    fn queued<T: Send + 'static>(
+        &mut self,
+        op: impl FnOnce(Arc<dyn Store>) -> BoxFuture<'static, Result<T, StoreError>>,
+    ) -> impl Future<Output = Result<T, StoreError>> {
+        let queue = self.queue.get_or_insert_with(StoreQueue::start);
+        queue.run(op(self.store.clone()))
+    }
+
+    /// Writes the changed `pulled` times in the background; the returned future ends when
+    /// they are written.
+    fn flush_pulled(&mut self) -> impl Future<Output = ()> {
         let holders: Vec<ManifestHolder> = self
             .dirty
             .drain()
             .filter_map(|d| self.by_digest.get(&d).map(IndexEntry::to_holder))
             .collect();
-        let store = self.store.clone();
-        let removed = self.removed.clone();
-        actix_rt::task::spawn_blocking(move || {
-            for h in holders {
-                if let Err(e) = write_unless_removed(&store, &removed, &h) {
-                    log::warn!("cache: recording pull time of {}: {e}", h.image_url());
+        let written = self.queued(|store| {
+            Box::pin(async move {
+                for h in holders {
+                    let url = h.image_url().to_string();
+                    if let Err(e) = store.write_manifests(vec![h]).await {
+                        log::warn!("cache: recording pull time of {url}: {e}");
+                    }
                 }
-            }
-        })
+                Ok(())
+            })
+        });
+        async move {
+            let _ = written.await;
+        }
     }
-}
-
-/// Writes a manifest file unless pruning removed the manifest after the write was queued.
-fn write_unless_removed(
-    store: &Store,
-    removed: &Mutex<HashSet<Digest>>,
-    h: &ManifestHolder,
-) -> Result<(), crate::store::StoreError> {
-    let removed = removed.lock().unwrap_or_else(|e| e.into_inner());
-    if removed.contains(h.digest()) {
-        return Ok(());
-    }
-    store.write_manifest(h)
 }
 
 /// Rebuilds an index entry from a manifest file.
@@ -275,8 +313,9 @@ impl Actor for ManifestIndex {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.queue.get_or_insert_with(StoreQueue::start);
         ctx.run_interval(PULLED_FLUSH_INTERVAL, |act, _| {
-            act.flush_pulled();
+            actix_rt::spawn(act.flush_pulled());
         });
     }
 }
@@ -290,10 +329,7 @@ impl Handler<Flush> for ManifestIndex {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, _: Flush, _: &mut Context<Self>) -> Self::Result {
-        let done = self.flush_pulled();
-        Box::pin(async move {
-            let _ = done.await;
-        })
+        Box::pin(self.flush_pulled())
     }
 }
 
@@ -368,25 +404,13 @@ impl Handler<Insert> for ManifestIndex {
             to_write.push(entry.to_holder());
         }
         let shared = entry.manifest.clone();
-        let store = self.store.clone();
-        let removed = self.removed.clone();
-        removed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&digest);
+        if to_write.is_empty() {
+            return Box::pin(async move { Ok(shared) });
+        }
+        let written =
+            self.queued(|store| Box::pin(async move { store.write_manifests(to_write).await }));
         Box::pin(async move {
-            if to_write.is_empty() {
-                return Ok(shared);
-            }
-            actix_rt::task::spawn_blocking(move || {
-                for h in &to_write {
-                    write_unless_removed(&store, &removed, h)?;
-                }
-                Ok::<_, crate::store::StoreError>(())
-            })
-            .await
-            .map_err(|e| EngineError::Store(e.to_string()))?
-            .map_err(|e| EngineError::Store(e.to_string()))?;
+            written.await?;
             Ok(shared)
         })
     }
@@ -528,10 +552,10 @@ pub struct Removed {
     pub blobs: Vec<Digest>,
 }
 
-/// Removes manifests from the index, their tags with them, and deletes their files. The files
-/// are unlinked inside the handler (a metadata operation each), so a fetch that re-inserts the
-/// same manifest right after cannot have its new file deleted by this removal. Digests not in
-/// the index are skipped.
+/// Removes manifests from the index, their tags with them, and deletes their files. The
+/// deletions are queued behind the index's earlier writes and ahead of later ones, so a fetch
+/// that re-inserts the same manifest right after has its new file written after this removal,
+/// never deleted by it. Digests not in the index are skipped.
 #[derive(Message)]
 #[rtype(result = "Result<Vec<Removed>, EngineError>")]
 pub struct Remove {
@@ -539,41 +563,44 @@ pub struct Remove {
 }
 
 impl Handler<Remove> for ManifestIndex {
-    type Result = Result<Vec<Removed>, EngineError>;
+    type Result = ResponseFuture<Result<Vec<Removed>, EngineError>>;
 
     fn handle(&mut self, msg: Remove, _: &mut Context<Self>) -> Self::Result {
         let mut out = Vec::new();
         for digest in msg.digests {
-            let Some(entry) = self.by_digest.get(&digest) else {
+            let Some(entry) = self.by_digest.remove(&digest) else {
                 continue;
             };
-            let removed = Removed {
-                digest: digest.clone(),
+            for t in &entry.tags {
+                if self.by_tag.get(t) == Some(&digest) {
+                    self.by_tag.remove(t);
+                }
+            }
+            self.dirty.remove(&digest);
+            let is_list = entry.manifest.kind().is_list();
+            out.push(Removed {
+                digest,
                 url: entry.manifest.image_url.clone(),
-                is_list: entry.manifest.kind().is_list(),
-                blobs: if entry.manifest.kind().is_list() {
+                is_list,
+                blobs: if is_list {
                     Vec::new()
                 } else {
                     entry.child_digests()
                 },
-            };
-            {
-                let mut gone = self.removed.lock().unwrap_or_else(|e| e.into_inner());
-                gone.insert(digest.clone());
-                self.store
-                    .remove_manifest(&digest)
-                    .map_err(|e| EngineError::Store(e.to_string()))?;
-            }
-            if let Some(entry) = self.by_digest.remove(&digest) {
-                for t in &entry.tags {
-                    if self.by_tag.get(t) == Some(&digest) {
-                        self.by_tag.remove(t);
-                    }
-                }
-            }
-            self.dirty.remove(&digest);
-            out.push(removed);
+            });
         }
-        Ok(out)
+        let digests: Vec<Digest> = out.iter().map(|r| r.digest.clone()).collect();
+        let deleted = self.queued(|store| {
+            Box::pin(async move {
+                for d in digests {
+                    store.remove_manifest(d).await?;
+                }
+                Ok(())
+            })
+        });
+        Box::pin(async move {
+            deleted.await?;
+            Ok(out)
+        })
     }
 }

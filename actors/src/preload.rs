@@ -11,7 +11,6 @@ use std::str::FromStr;
 
 use futures_util::future::try_join_all;
 
-use crate::blob::{BlobStatus, Progress};
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::oci::{Digest, ImageRef, Platform, Reference};
@@ -207,39 +206,10 @@ async fn manifest(
     engine.manifest(image).await
 }
 
-/// Waits until the blob is on disk; `true` if it had to be downloaded.
+/// Waits until the blob is stored; `true` if it had to be downloaded.
 async fn blob(engine: &Engine, image: &ImageRef, digest: &Digest) -> Result<bool, EngineError> {
-    let mut rx = match engine.blob(&image.registry, &image.repo, digest).await? {
-        BlobStatus::Present { .. } => return Ok(false),
-        BlobStatus::Fetching(rx) => rx,
-        BlobStatus::Absent => {
-            return Err(EngineError::NotCached(format!(
-                "{}/{}@{digest}",
-                image.registry, image.repo
-            )))
-        }
-    };
-    // A blob found on disk is verified before its first use: it ends `Done` without ever
-    // `Receiving`. Only bytes received count as a download.
-    let mut received = false;
-    loop {
-        match &*rx.borrow_and_update() {
-            Progress::Done { .. } => return Ok(received),
-            Progress::Failed(e) => return Err(e.clone()),
-            // Loaded means in the cache: a verified blob is not there until it is renamed.
-            Progress::Receiving { .. } | Progress::Verified { .. } => received = true,
-            Progress::Queued => {}
-        }
-        if rx.changed().await.is_err() {
-            return match &*rx.borrow() {
-                Progress::Done { .. } => Ok(received),
-                Progress::Failed(e) => Err(e.clone()),
-                _ => Err(EngineError::Unavailable(format!(
-                    "the download of {digest} was abandoned"
-                ))),
-            };
-        }
-    }
+    let reader = engine.blob(&image.registry, &image.repo, digest).await?;
+    Ok(reader.landed().await?.1)
 }
 
 #[cfg(test)]

@@ -15,17 +15,18 @@ use actix::prelude::*;
 use tokio::sync::{oneshot, watch, Semaphore};
 
 use crate::blob::{BlobSource, NamedBlob, Progress, StatedSizes};
-use crate::blob_table::{AddRefs, BlobTable, Expecting, Finished, Open};
 use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::manifest_index::{CachedManifest, Insert, ManifestIndex};
-use crate::metrics::{self, metrics, Kind};
+use crate::metrics::{metrics, Kind};
 use crate::oci::{Digest, ImageRef, Manifest, Reference};
-use crate::store::{Store, StoreError};
+use crate::proxy::download::{self, count_error, Job, Table};
+use crate::store::Store;
 use crate::upstream::{UpstreamClient, UpstreamError};
 
-/// The most bytes gathered from the upstream before one write to the temp file.
-const WRITE_BATCH: usize = 1024 * 1024;
+/// An empty referrers list: what the distribution spec answers for a subject with none.
+const EMPTY_INDEX: &[u8] =
+    br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
 
 type ManifestResult = Result<Arc<CachedManifest>, EngineError>;
 /// `Ok(None)`: the tag still points at the cached manifest.
@@ -70,10 +71,8 @@ fn outcome<V: 'static>(
 
 pub struct PullerPool {
     config: Arc<EngineConfig>,
-    store: Arc<Store>,
+    store: Arc<dyn Store>,
     index: Addr<ManifestIndex>,
-    /// Set right after start-up (the blob table and the pool refer to each other).
-    blobs: Option<Addr<BlobTable>>,
     clients: HashMap<String, Rc<UpstreamClient>>,
     limits: HashMap<String, Rc<Semaphore>>,
     /// Manifest fetches under way, with everyone waiting for each.
@@ -85,12 +84,15 @@ pub struct PullerPool {
 }
 
 impl PullerPool {
-    pub fn new(config: Arc<EngineConfig>, store: Arc<Store>, index: Addr<ManifestIndex>) -> Self {
+    pub fn new(
+        config: Arc<EngineConfig>,
+        store: Arc<dyn Store>,
+        index: Addr<ManifestIndex>,
+    ) -> Self {
         PullerPool {
             config,
             store,
             index,
-            blobs: None,
             clients: HashMap::new(),
             limits: HashMap::new(),
             in_flight: Waiters::new(),
@@ -190,17 +192,15 @@ impl Actor for PullerPool {
     }
 }
 
-/// Completes the wiring: the blob table is created after the pool.
+/// An image manifest entered the cache: its blobs are counted and fetched ahead of clients
+/// (prefetch), so that the cache completes itself. Sent to whoever the manifest fetch names
+/// (the blob table).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct AttachBlobTable(pub Addr<BlobTable>);
-
-impl Handler<AttachBlobTable> for PullerPool {
-    type Result = ();
-
-    fn handle(&mut self, msg: AttachBlobTable, _: &mut Context<Self>) {
-        self.blobs = Some(msg.0);
-    }
+pub struct ImageCached {
+    pub manifest: Digest,
+    pub blobs: Vec<NamedBlob>,
+    pub source: BlobSource,
 }
 
 /// Fetches a manifest from its upstream, verifies, persists and indexes it, and starts the
@@ -209,6 +209,8 @@ impl Handler<AttachBlobTable> for PullerPool {
 #[rtype(result = "Result<Arc<CachedManifest>, EngineError>")]
 pub struct FetchManifest {
     pub image: ImageRef,
+    /// Told when an image manifest is cached, to fetch its blobs ahead of clients.
+    pub prefetch: Option<Recipient<ImageCached>>,
 }
 
 impl Handler<FetchManifest> for PullerPool {
@@ -229,7 +231,7 @@ impl Handler<FetchManifest> for PullerPool {
         let me = ctx.address();
         let client = self.client(&image.registry);
         let index = self.index.clone();
-        let blobs = self.blobs.clone();
+        let prefetch = msg.prefetch;
         let timeout = self.config.pull_timeout;
         let kind = Kind { kind: "manifest" };
         metrics().fetches_in_flight.get_or_create(&kind).inc();
@@ -249,7 +251,7 @@ impl Handler<FetchManifest> for PullerPool {
                 }
             };
             let result = match result {
-                Ok(m) => persist_and_prefetch(&image, m, &index, blobs.as_ref()).await,
+                Ok(m) => persist_and_prefetch(&image, m, &index, prefetch.as_ref()).await,
                 Err(e) => Err(e),
             };
             let m = metrics();
@@ -310,7 +312,7 @@ async fn persist_and_prefetch(
     image: &ImageRef,
     manifest: CachedManifest,
     index: &Addr<ManifestIndex>,
-    blobs: Option<&Addr<BlobTable>>,
+    prefetch: Option<&Recipient<ImageCached>>,
 ) -> ManifestResult {
     let cached = index
         .send(Insert {
@@ -318,21 +320,15 @@ async fn persist_and_prefetch(
             manifest,
         })
         .await??;
-    if let (false, Some(blobs)) = (cached.kind().is_list(), blobs) {
-        let named = cached.named_blobs();
-        // Sent before the opens, so that their downloads are held to the stated sizes.
-        blobs.do_send(AddRefs {
-            manifests: vec![(cached.digest.clone(), named.clone())],
+    if let (false, Some(prefetch)) = (cached.kind().is_list(), prefetch) {
+        prefetch.do_send(ImageCached {
+            manifest: cached.digest.clone(),
+            blobs: cached.named_blobs(),
+            source: BlobSource {
+                registry: image.registry.clone(),
+                repo: image.repo.clone(),
+            },
         });
-        for NamedBlob { digest, .. } in named {
-            blobs.do_send(Open {
-                digest,
-                source: Some(BlobSource {
-                    registry: image.registry.clone(),
-                    repo: image.repo.clone(),
-                }),
-            });
-        }
     }
     Ok(cached)
 }
@@ -361,6 +357,8 @@ impl Handler<ManifestFetched> for PullerPool {
 pub struct Revalidate {
     pub image: ImageRef,
     pub known: Digest,
+    /// For the fetch when the tag moved: as [`FetchManifest::prefetch`].
+    pub prefetch: Option<Recipient<ImageCached>>,
 }
 
 impl Handler<Revalidate> for PullerPool {
@@ -396,6 +394,7 @@ impl Handler<Revalidate> for PullerPool {
                 Ok(Ok(_)) => match me
                     .send(FetchManifest {
                         image: image.clone(),
+                        prefetch: msg.prefetch,
                     })
                     .await
                 {
@@ -446,39 +445,76 @@ impl Handler<FetchTags> for PullerPool {
     }
 }
 
-/// The referrers index of a subject from its upstream (`None`: the upstream knows none).
+/// The referrers list (an OCI image index) of a subject: the upstream's, kept for the air gap,
+/// or the kept one when the upstream does not answer or is not to be asked; an empty index
+/// when nothing is known. The flag says it came from the cache.
 #[derive(Message)]
-#[rtype(result = "Result<Option<bytes::Bytes>, EngineError>")]
+#[rtype(result = "Result<(Vec<u8>, bool), EngineError>")]
 pub struct FetchReferrers {
     pub registry: String,
     pub repo: crate::oci::RepoName,
     pub subject: Digest,
+    /// Air-gapped: only the kept list.
+    pub offline: bool,
 }
 
 impl Handler<FetchReferrers> for PullerPool {
-    type Result = ResponseFuture<Result<Option<bytes::Bytes>, EngineError>>;
+    type Result = ResponseFuture<Result<(Vec<u8>, bool), EngineError>>;
 
     fn handle(&mut self, msg: FetchReferrers, _: &mut Context<Self>) -> Self::Result {
-        let what = format!("the referrers of {}", msg.subject);
-        self.ask_upstream(&msg.registry, what, move |client| async move {
-            client.referrers(&msg.repo, &msg.subject).await
+        let store = self.store.clone();
+        let (registry, subject) = (msg.registry.clone(), msg.subject.clone());
+        let fetched = (!msg.offline).then(|| {
+            let what = format!("the referrers of {}", msg.subject);
+            self.ask_upstream(&msg.registry, what, move |client| async move {
+                client.referrers(&msg.repo, &msg.subject).await
+            })
+        });
+        Box::pin(async move {
+            if let Some(fetched) = fetched {
+                match fetched.await {
+                    Ok(found) => {
+                        let bytes = found.map_or_else(|| EMPTY_INDEX.to_vec(), |b| b.to_vec());
+                        referrer_entries(&bytes).map_err(|m| {
+                            EngineError::upstream(&registry, UpstreamError::Protocol(m))
+                        })?;
+                        store.write_referrers(subject, bytes.clone()).await?;
+                        return Ok((bytes, false));
+                    }
+                    Err(e) => {
+                        log::warn!("referrers of {subject} at {registry}: {e}; using the cache")
+                    }
+                }
+            }
+            let kept = store.read_referrers(subject).await?;
+            Ok((kept.unwrap_or_else(|| EMPTY_INDEX.to_vec()), true))
         })
     }
 }
 
-/// Hashes a blob found on disk at start before its first use. A sound file is reported done; a
-/// damaged or missing one is deleted and downloaded again from `source` (or reported failed
-/// when there is none, as in air-gapped mode), on the same progress channel, so the readers
-/// already waiting get the right bytes either way.
+/// Checks that `bytes` is an image index (a referrers list); the number of entries.
+fn referrer_entries(bytes: &[u8]) -> Result<usize, String> {
+    let doc: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("referrers list: {e}"))?;
+    doc.get("manifests")
+        .and_then(|m| m.as_array())
+        .map(Vec::len)
+        .ok_or_else(|| "referrers list without \"manifests\"".to_string())
+}
+
+/// Checks a blob found in the store at start before its first use (see
+/// [`download::check_found`]); a damaged one is fetched again from `source`, or reported failed
+/// when there is none (air-gapped).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Verify {
     pub digest: Digest,
     pub size: u64,
     pub source: Option<BlobSource>,
-    /// For the download that replaces a damaged file: as [`Download::expected_size`].
+    /// For the download that replaces a damaged blob: as [`Job::expected_size`].
     pub expected_size: Option<StatedSizes>,
     pub progress: watch::Sender<Progress>,
+    pub table: Table,
 }
 
 impl Handler<Verify> for PullerPool {
@@ -486,158 +522,49 @@ impl Handler<Verify> for PullerPool {
 
     fn handle(&mut self, msg: Verify, ctx: &mut Context<Self>) {
         let me = ctx.address();
-        let blobs = self.blobs.clone();
-        let path = self.store.blob_path(&msg.digest);
+        let store = self.store.clone();
         actix_rt::spawn(async move {
-            let p = path.clone();
-            let found = actix_rt::task::spawn_blocking(move || file_digest(&p))
+            let (digest, table, progress) = (&msg.digest, &msg.table, &msg.progress);
+            if download::check_found(store.as_ref(), digest, msg.size, table, progress)
                 .await
-                .ok()
-                .and_then(Result::ok);
-            if found == Some((msg.digest.clone(), msg.size)) {
-                conclude(blobs.as_ref(), &msg.progress, msg.digest, Ok(msg.size));
+                .is_some()
+            {
                 return;
             }
-            log::warn!(
-                "cache: blob {} on disk does not match its name ({}); removing it",
-                msg.digest,
-                match &found {
-                    Some((d, n)) => format!("{n} bytes hashing to {d}"),
-                    None => "unreadable".to_string(),
-                }
-            );
-            let _ = std::fs::remove_file(&path);
             match msg.source {
-                Some(source) => me.do_send(Download {
+                Some(source) => me.do_send(Download(Job {
                     digest: msg.digest,
                     source,
                     expected_size: msg.expected_size,
                     progress: msg.progress,
-                }),
+                    table: msg.table,
+                })),
                 None => {
                     let e = EngineError::NotCached(format!("{} (damaged on disk)", msg.digest));
-                    conclude(blobs.as_ref(), &msg.progress, msg.digest, Err(e));
+                    download::conclude(&msg.table, &msg.progress, msg.digest, Err(e));
                 }
             }
         });
     }
 }
 
-/// Ends a download or a verification: the blob table hears first, then the readers. A reader
-/// who sees the outcome and asks again must find the blob present, or forgotten so that its
-/// request starts a new download, never the one that failed; the table's mailbox keeps the
-/// order of what was sent to it.
-fn conclude(
-    blobs: Option<&Addr<BlobTable>>,
-    progress: &watch::Sender<Progress>,
-    digest: Digest,
-    result: Result<u64, EngineError>,
-) {
-    if let Some(blobs) = blobs {
-        blobs.do_send(Finished {
-            digest,
-            result: result.clone(),
-        });
-    }
-    progress.send_replace(match result {
-        Ok(size) => Progress::Done { size },
-        Err(e) => Progress::Failed(e),
-    });
-}
-
-/// The sha256 and length of a file, read in large chunks.
-fn file_digest(path: &std::path::Path) -> std::io::Result<(Digest, u64)> {
-    use sha2::Digest as _;
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1024 * 1024];
-    let mut len = 0u64;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        len += n as u64;
-    }
-    Ok((Digest::from_hasher(hasher), len))
-}
-
-/// Downloads one blob into the store, publishing progress; sent by the blob table, which has
-/// already made sure no other download of this digest runs.
+/// Downloads one blob into the store (see [`crate::proxy::download`]); sent by the blob table,
+/// which has already made sure no other download of this digest runs.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Download {
-    pub digest: Digest,
-    pub source: BlobSource,
-    /// The size the cached image manifests' descriptors state for this blob. The body must be
-    /// that long: a `Content-Length` that disagrees fails the download before anything is
-    /// written, a body that runs past it fails there, one that ends short fails at its end.
-    /// Without it (a blob no cached image manifest names) only a `Content-Length`, if sent,
-    /// bounds the body before the digest check at its end.
-    pub expected_size: Option<StatedSizes>,
-    pub progress: watch::Sender<Progress>,
-}
+pub struct Download(pub Job);
 
 impl Handler<Download> for PullerPool {
     type Result = ();
 
-    fn handle(&mut self, msg: Download, _: &mut Context<Self>) {
-        let client = self.client(&msg.source.registry);
-        let limit = self.limit(&msg.source.registry);
+    fn handle(&mut self, Download(job): Download, _: &mut Context<Self>) {
+        let client = self.client(&job.source.registry);
+        let limit = self.limit(&job.source.registry);
         let store = self.store.clone();
-        let blobs = self.blobs.clone();
         let downloads = self.downloads.clone();
         downloads.set(downloads.get() + 1);
         actix_rt::spawn(async move {
-            let kind = Kind { kind: "blob" };
-            metrics().fetches_in_flight.get_or_create(&kind).inc();
-            let started = std::time::Instant::now();
-            let result = match client {
-                Err(e) => Err(e),
-                Ok(client) => match limit.acquire().await {
-                    Ok(_permit) => {
-                        let to = Announce {
-                            blobs: blobs.as_ref(),
-                            progress: &msg.progress,
-                        };
-                        let expected = msg.expected_size.as_ref();
-                        download(&client, &store, &msg.digest, &msg.source, expected, to).await
-                    }
-                    Err(_) => Err(EngineError::Unavailable("download limiter closed".into())),
-                },
-            };
-            metrics().fetches_in_flight.get_or_create(&kind).dec();
-            match &result {
-                Ok(size) => {
-                    metrics()
-                        .fetch_seconds
-                        .get_or_create(&kind)
-                        .observe(started.elapsed().as_secs_f64());
-                    log::info!(
-                        "cached blob {} ({size} bytes) from {}",
-                        msg.digest,
-                        msg.source.registry
-                    );
-                }
-                Err(e) => {
-                    let level = if e.is_upstream_denied() {
-                        log::Level::Debug
-                    } else {
-                        log::Level::Warn
-                    };
-                    log::log!(
-                        level,
-                        "blob {} from {}/{}: {e}",
-                        msg.digest,
-                        msg.source.registry,
-                        msg.source.repo
-                    );
-                    count_error(&msg.source.registry, e);
-                }
-            }
-            conclude(blobs.as_ref(), &msg.progress, msg.digest, result);
+            download::run(client, limit, store, job).await;
             downloads.set(downloads.get().saturating_sub(1));
         });
     }
@@ -654,123 +581,4 @@ impl Handler<ActiveDownloads> for PullerPool {
     fn handle(&mut self, _: ActiveDownloads, _: &mut Context<Self>) -> usize {
         self.downloads.get()
     }
-}
-
-/// Who hears about a download: its readers, and the blob table (for the size bound).
-struct Announce<'a> {
-    blobs: Option<&'a Addr<BlobTable>>,
-    progress: &'a watch::Sender<Progress>,
-}
-
-async fn download(
-    client: &UpstreamClient,
-    store: &Store,
-    digest: &Digest,
-    source: &BlobSource,
-    expected: Option<&StatedSizes>,
-    to: Announce<'_>,
-) -> Result<u64, EngineError> {
-    let up = |e| EngineError::upstream(client.name(), e);
-    let st = |e: StoreError| EngineError::Store(e.to_string());
-    let wrong_size = |stated: &StatedSizes, sent: String| EngineError::SizeMismatch {
-        upstream: client.name().to_string(),
-        digest: digest.to_string(),
-        stated: stated.to_string(),
-        sent,
-    };
-    let progress = to.progress;
-    // The temp file is made while the upstream answers, not after: readers get the response
-    // head and the first bytes sooner. It is removed again if the request fails.
-    let (body, writer) = tokio::join!(
-        client.blob(&source.repo, digest),
-        store.create_blob_writer()
-    );
-    let mut body = body.map_err(up)?;
-    if let (Some(stated), Some(length)) = (expected, body.size) {
-        if !stated.allows(length) {
-            return Err(wrong_size(stated, format!("with Content-Length {length}")));
-        }
-    }
-    // What the body will come to, for readers (their Content-Length) and the cache's weight:
-    // its Content-Length, else the size its manifests agree on. The most it may come to:
-    // the same, else the largest size they state.
-    let total = body.size.or_else(|| expected.and_then(StatedSizes::agreed));
-    let bound = body.size.or_else(|| expected.map(StatedSizes::max));
-    if let (Some(blobs), Some(size)) = (to.blobs, bound) {
-        blobs.do_send(Expecting {
-            digest: digest.clone(),
-            size,
-        });
-    }
-    let mut writer = writer.map_err(st)?;
-    let temp = Arc::new(writer.temp_path().to_path_buf());
-    progress.send_replace(Progress::Receiving {
-        temp: temp.clone(),
-        written: 0,
-        total,
-    });
-    let received = metrics()
-        .upstream_bytes
-        .get_or_create_owned(&metrics::Upstream {
-            upstream: client.name().to_string(),
-        });
-    while let Some(chunk) = body.next_batch(WRITE_BATCH).await.map_err(up)? {
-        received.inc_by(chunk.len() as u64);
-        let after = writer.written() + chunk.len() as u64;
-        // Checked before the write: not one byte past the bound reaches the disk.
-        if bound.is_some_and(|b| after > b) {
-            return Err(match (body.size, expected) {
-                (None, Some(stated)) => wrong_size(stated, format!("of at least {after} bytes")),
-                _ => up(UpstreamError::Protocol(format!(
-                    "blob {digest} is longer than its Content-Length"
-                ))),
-            });
-        }
-        writer.write(&chunk).await.map_err(st)?;
-        let written = writer.written();
-        progress.send_modify(|p| {
-            if let Progress::Receiving { written: w, .. } = p {
-                *w = written;
-            }
-        });
-    }
-    let written = writer.written();
-    match (body.size, expected) {
-        (Some(length), _) if written != length => {
-            return Err(up(UpstreamError::Protocol(format!(
-                "blob {digest} ended after {written} of {length} bytes"
-            ))));
-        }
-        (None, Some(stated)) if !stated.allows(written) => {
-            return Err(wrong_size(stated, format!("of {written} bytes")));
-        }
-        _ => {}
-    }
-    let verified = match writer.verify(digest).await {
-        Ok(v) => v,
-        Err(StoreError::DigestMismatch { expected, actual }) => {
-            return Err(EngineError::DigestMismatch {
-                upstream: client.name().to_string(),
-                what: format!("blob {digest}"),
-                expected: expected.to_string(),
-                actual: actual.to_string(),
-            })
-        }
-        Err(e) => return Err(st(e)),
-    };
-    // The bytes are right: readers may finish while they are made durable, which on a slow
-    // disk (and with other downloads' data to flush first) can take longer than the transfer.
-    progress.send_replace(Progress::Verified {
-        temp,
-        size: written,
-    });
-    verified.persist().await.map_err(st)
-}
-
-fn count_error(upstream: &str, e: &EngineError) {
-    let label = metrics::UpstreamError {
-        upstream: upstream.to_string(),
-        error: metrics::error_label(e),
-    };
-    metrics().upstream_errors.get_or_create(&label).inc();
 }

@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use actors::blob::{BlobStatus, Progress};
 use actors::oci::{Digest, ImageRef, RepoName, OCI_MANIFEST};
 use actors::{Engine, EngineError};
 use bytes::Bytes;
@@ -136,12 +135,13 @@ fn answer(path: &str, fake: &Fake) -> HttpResponse {
     }
 }
 
-fn engine(dir: &std::path::Path, endpoint: String) -> Engine {
+async fn engine(dir: &std::path::Path, endpoint: String) -> Engine {
     // A long idle timeout, so that a failure seen within seconds cannot be a stalled body
     // timing out.
     engine_with(dir, endpoint, |c| {
         c.upstream_idle_timeout = Duration::from_secs(30)
     })
+    .await
 }
 
 fn image(tag: &str) -> ImageRef {
@@ -161,7 +161,7 @@ struct Attempt {
 async fn attempt(body: Body, within: Duration) -> Attempt {
     let (fake, endpoint) = fake_upstream(body);
     let dir = tempfile::tempdir().unwrap();
-    let engine = engine(dir.path(), endpoint);
+    let engine = engine(dir.path(), endpoint).await;
     let right = image("right");
     engine.manifest(&right).await.unwrap();
     let outcome = fetch_blob(&engine, &right.repo, within).await;
@@ -184,25 +184,8 @@ async fn fetch(
     digest: &Digest,
     within: Duration,
 ) -> Result<u64, EngineError> {
-    let follow = async {
-        match e.blob("fake.test", repo, digest).await? {
-            BlobStatus::Present { size } => Ok(size),
-            BlobStatus::Fetching(mut rx) => loop {
-                let state = rx.borrow_and_update().clone();
-                match state {
-                    Progress::Done { size } => return Ok(size),
-                    Progress::Failed(err) => return Err(err),
-                    // Verified: the bytes are right, but the outcome is whether it is cached.
-                    Progress::Queued | Progress::Receiving { .. } | Progress::Verified { .. } => {
-                        if rx.changed().await.is_err() {
-                            panic!("the download vanished without an outcome");
-                        }
-                    }
-                }
-            },
-            BlobStatus::Absent => panic!("absent although an upstream is configured"),
-        }
-    };
+    // Verified is not enough: the outcome is whether the blob is stored.
+    let follow = async { Ok(e.blob("fake.test", repo, digest).await?.landed().await?.0) };
     actix_web::rt::time::timeout(within, follow)
         .await
         .unwrap_or_else(|_| panic!("no outcome for the blob within {within:?}"))
@@ -294,7 +277,7 @@ async fn a_manifest_stating_a_wrong_size_cannot_fail_a_blob_for_one_stating_it_r
     for order in orders {
         let (fake, endpoint) = fake_upstream(Body::Broken);
         let dir = tempfile::tempdir().unwrap();
-        let e = engine(dir.path(), endpoint);
+        let e = engine(dir.path(), endpoint).await;
         // Both manifests are cached while the blob cannot be fetched (their prefetches fail).
         for tag in order {
             e.manifest(&image(tag)).await.unwrap();
@@ -318,7 +301,7 @@ async fn a_manifest_stating_a_wrong_size_cannot_fail_a_blob_for_one_stating_it_r
 async fn a_manifest_stating_no_sizes_bounds_nothing() {
     let (_fake, endpoint) = fake_upstream(Body::Right);
     let dir = tempfile::tempdir().unwrap();
-    let e = engine(dir.path(), endpoint);
+    let e = engine(dir.path(), endpoint).await;
     let unsized_image = image("unsized");
     e.manifest(&unsized_image).await.unwrap();
     let size = fetch_blob(&e, &unsized_image.repo, Duration::from_secs(10))
@@ -331,7 +314,7 @@ async fn a_manifest_stating_no_sizes_bounds_nothing() {
 async fn the_first_request_after_a_failed_download_starts_a_new_one() {
     let (fake, endpoint) = fake_upstream(Body::Broken);
     let dir = tempfile::tempdir().unwrap();
-    let e = engine(dir.path(), endpoint);
+    let e = engine(dir.path(), endpoint).await;
     let repo = image("right").repo;
     // Asking again the moment a failure is seen must not rejoin the download that failed;
     // repeated, since a wrong order of the blob table's and the readers' news shows only

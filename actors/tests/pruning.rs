@@ -6,7 +6,7 @@ use std::time::Duration;
 use actors::config::EngineConfig;
 use actors::oci::{Digest, ImageRef, ManifestKind, OCI_INDEX, OCI_MANIFEST};
 use actors::prune::{parse_patterns, Selector};
-use actors::store::{now_local, ManifestHolder, Store};
+use actors::store::{now_local, FsStore, ManifestHolder};
 use actors::Engine;
 
 fn image(config: &[u8], layers: &[&[u8]]) -> Vec<u8> {
@@ -23,7 +23,7 @@ fn image(config: &[u8], layers: &[&[u8]]) -> Vec<u8> {
     .into_bytes()
 }
 
-fn write(store: &Store, kind: ManifestKind, url: &str, bytes: &[u8]) -> Digest {
+fn write(store: &FsStore, kind: ManifestKind, url: &str, bytes: &[u8]) -> Digest {
     let d = Digest::of(bytes);
     let now = now_local();
     store
@@ -50,7 +50,7 @@ fn pattern(p: &str) -> Selector {
 #[actix_web::test]
 async fn prune_takes_list_children_and_only_unshared_blobs() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = FsStore::open(dir.path()).unwrap();
     let shared: &[u8] = b"shared layer";
     let one: &[u8] = b"layer one";
     let two: &[u8] = b"layer two";
@@ -76,7 +76,7 @@ async fn prune_takes_list_children_and_only_unshared_blobs() {
 
     let mut cfg = EngineConfig::new(dir.path().to_path_buf());
     cfg.air_gapped = true;
-    let engine = Engine::start(cfg).unwrap();
+    let engine = Engine::start(cfg).await.unwrap();
 
     // Dry run: the list, its image manifest, and the blobs only that image names.
     let report = engine

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use actors::blob::{BlobStatus, Progress};
 use actors::oci::{Digest, ImageRef, RepoName, OCI_MANIFEST};
 use actors::Engine;
+use futures_util::StreamExt;
 use support::engine_with;
 
 const BLOB: &[u8] = b"layer bytes for the single flight test";
@@ -75,37 +75,26 @@ fn fake_upstream(counts: Arc<Counts>, broken: bool) -> String {
     format!("http://{addr}")
 }
 
-fn engine(dir: &std::path::Path, endpoint: String) -> Engine {
-    engine_with(dir, endpoint, |_| {})
+async fn engine(dir: &std::path::Path, endpoint: String) -> Engine {
+    engine_with(dir, endpoint, |_| {}).await
 }
 
 /// Waits until the blob is complete, following its download when there is one.
 async fn wait_present(e: &Engine, repo: &RepoName, d: &Digest) -> u64 {
-    for _ in 0..100 {
-        match e.blob("fake.test", repo, d).await.unwrap() {
-            BlobStatus::Present { size } => return size,
-            BlobStatus::Fetching(mut rx) => {
-                let state = rx.borrow_and_update().clone();
-                match state {
-                    Progress::Done { size } => return size,
-                    Progress::Failed(err) => panic!("download failed: {err}"),
-                    _ => {
-                        let wait = Duration::from_millis(100);
-                        let _ = actix_web::rt::time::timeout(wait, rx.changed()).await;
-                    }
-                }
-            }
-            BlobStatus::Absent => panic!("absent"),
-        }
+    let reader = e.blob("fake.test", repo, d).await.unwrap();
+    let landed = actix_web::rt::time::timeout(Duration::from_secs(10), reader.landed());
+    match landed.await {
+        Ok(Ok((size, _))) => size,
+        Ok(Err(err)) => panic!("download failed: {err}"),
+        Err(_) => panic!("blob never became present"),
     }
-    panic!("blob never became present");
 }
 
 #[actix_web::test]
 async fn concurrent_manifest_requests_share_one_upstream_fetch() {
     let counts = Arc::new(Counts::default());
     let dir = tempfile::tempdir().unwrap();
-    let e = engine(dir.path(), fake_upstream(counts.clone(), false));
+    let e = engine(dir.path(), fake_upstream(counts.clone(), false)).await;
     let image = ImageRef::parse("fake.test/a/b:1").unwrap();
     let results = futures_util::future::join_all((0..10).map(|_| e.manifest(&image))).await;
     for r in &results {
@@ -121,7 +110,7 @@ async fn concurrent_manifest_requests_share_one_upstream_fetch() {
 async fn a_cached_image_manifest_prefetches_its_blobs_once() {
     let counts = Arc::new(Counts::default());
     let dir = tempfile::tempdir().unwrap();
-    let e = engine(dir.path(), fake_upstream(counts.clone(), false));
+    let e = engine(dir.path(), fake_upstream(counts.clone(), false)).await;
     let image = ImageRef::parse("fake.test/a/b:1").unwrap();
     e.manifest(&image).await.unwrap();
     // Clients asking while the prefetch runs join it.
@@ -130,15 +119,27 @@ async fn a_cached_image_manifest_prefetches_its_blobs_once() {
         futures_util::future::join_all((0..8).map(|_| wait_present(&e, &image.repo, &d))).await;
     assert!(sizes.iter().all(|s| *s == BLOB.len() as u64));
     assert_eq!(counts.blob.load(Ordering::SeqCst), 1);
-    let on_disk = std::fs::read(e.store().blob_path(&d)).unwrap();
+    let stored = e.blob("fake.test", &image.repo, &d).await.unwrap();
+    assert!(stored.size() == Some(BLOB.len() as u64));
+    let on_disk: Vec<u8> = stored
+        .stream(0, None)
+        .map(|c| c.unwrap().to_vec())
+        .concat()
+        .await;
     assert_eq!(on_disk, BLOB);
+    let file = dir.path().join("blobs").join(d.hex());
+    assert_eq!(
+        std::fs::read(file).unwrap(),
+        BLOB,
+        "stored under its digest"
+    );
 }
 
 #[actix_web::test]
 async fn every_waiter_gets_the_failure_and_nobody_hangs() {
     let counts = Arc::new(Counts::default());
     let dir = tempfile::tempdir().unwrap();
-    let e = engine(dir.path(), fake_upstream(counts, true));
+    let e = engine(dir.path(), fake_upstream(counts, true)).await;
     let image = ImageRef::parse("fake.test/a/b:1").unwrap();
     let results = actix_web::rt::time::timeout(
         Duration::from_secs(20),
@@ -152,20 +153,12 @@ async fn every_waiter_gets_the_failure_and_nobody_hangs() {
     }
     // A failed blob download is reported to its followers and forgotten.
     let d = Digest::of(BLOB);
-    match e.blob("fake.test", &image.repo, &d).await.unwrap() {
-        BlobStatus::Fetching(mut rx) => loop {
-            let state = rx.borrow_and_update().clone();
-            match state {
-                Progress::Failed(err) => {
-                    assert!(err.to_string().contains("fake.test"));
-                    break;
-                }
-                Progress::Done { .. } => panic!("broken upstream produced a blob"),
-                _ => rx.changed().await.unwrap(),
-            }
-        },
-        other => panic!("unexpected {other:?}"),
-    }
+    let outcome = match e.blob("fake.test", &image.repo, &d).await {
+        Err(err) => Err(err),
+        Ok(reader) => reader.landed().await.map(|_| ()),
+    };
+    let err = outcome.expect_err("broken upstream produced a blob");
+    assert!(err.to_string().contains("fake.test"), "{err}");
     assert!(std::fs::read_dir(dir.path().join("blobs"))
         .unwrap()
         .next()
@@ -177,7 +170,7 @@ async fn air_gapped_misses_never_reach_the_upstream() {
     let counts = Arc::new(Counts::default());
     let dir = tempfile::tempdir().unwrap();
     let endpoint = fake_upstream(counts.clone(), false);
-    let e = engine_with(dir.path(), endpoint, |c| c.air_gapped = true);
+    let e = engine_with(dir.path(), endpoint, |c| c.air_gapped = true).await;
     let image = ImageRef::parse("fake.test/a/b:1").unwrap();
     assert!(e.manifest(&image).await.unwrap_err().is_not_found());
     assert!(e
@@ -194,7 +187,7 @@ async fn always_pull_latest_refetches_latest_and_serves_the_cache_when_the_upstr
     let counts = Arc::new(Counts::default());
     let dir = tempfile::tempdir().unwrap();
     let endpoint = fake_upstream(counts.clone(), false);
-    let e = engine_with(dir.path(), endpoint, |c| c.always_pull_latest = true);
+    let e = engine_with(dir.path(), endpoint, |c| c.always_pull_latest = true).await;
     let latest = ImageRef::parse("fake.test/a/b:latest").unwrap();
     let pinned = ImageRef::parse("fake.test/a/b:1").unwrap();
     e.manifest(&latest).await.unwrap();
@@ -227,13 +220,13 @@ async fn blobs_missing_at_start_are_fetched_for_cached_images() {
     let image = ImageRef::parse("fake.test/a/b:1").unwrap();
     let d = Digest::of(BLOB);
     {
-        let e = engine(dir.path(), endpoint.clone());
+        let e = engine(dir.path(), endpoint.clone()).await;
         e.manifest(&image).await.unwrap();
         wait_present(&e, &image.repo, &d).await;
     }
     // As after a crash that lost a layer: the manifest is cached, the blob is not.
     std::fs::remove_file(dir.path().join("blobs").join(d.hex())).unwrap();
-    let e = engine(dir.path(), endpoint);
+    let e = engine(dir.path(), endpoint).await;
     let blob = dir.path().join("blobs").join(d.hex());
     for _ in 0..100 {
         if blob.exists() {

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use actors::bundle::{self, BundleImage};
-use actors::store::{CacheLock, Store};
+use actors::store::{CacheLock, FsStore};
 use actors::Engine;
 use futures_util::StreamExt as _;
 
@@ -27,7 +27,9 @@ pub fn run(config: Config, args: &ExportArgs) -> Result<(), String> {
     let jobs = config.ops.load_jobs.max(1);
     let system = actix_web::rt::System::new();
     let (summary, images) = system.block_on(async move {
-        let engine = Engine::start(engine_config).map_err(|e| e.to_string())?;
+        let engine = Engine::start(engine_config)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut summary = Summary::default();
         for b in &source.bad {
             summary.failed.push((
@@ -87,7 +89,7 @@ pub fn run(config: Config, args: &ExportArgs) -> Result<(), String> {
             args.output.display()
         ));
     }
-    let store = Store::read_only(&config.image_path);
+    let store = FsStore::read_only(&config.image_path);
     write_atomically(&args.output, |file| {
         bundle::write_bundle(&store, &images, std::io::BufWriter::new(file))
             .and_then(|w| {

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use actors::bundle;
-use actors::store::{CacheLock, Store};
+use actors::store::{CacheLock, FsStore};
 
 use super::load::Summary;
 use crate::config::Config;
@@ -15,7 +15,7 @@ pub fn run(config: Config, archive: &Path) -> Result<(), String> {
         return Err(format!("archive {}: no such file", archive.display()));
     }
     let _lock = CacheLock::acquire(&config.image_path).map_err(|e| e.to_string())?;
-    let store = Store::open(&config.image_path).map_err(|e| e.to_string())?;
+    let store = FsStore::open(&config.image_path).map_err(|e| e.to_string())?;
     let report = bundle::import_archive(&store, archive).map_err(|e| e.to_string())?;
     let mut summary = Summary::default();
     for i in report.imported {

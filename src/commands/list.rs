@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use actors::prune::{parse_patterns, Candidate};
-use actors::store::{format_time, ManifestHolder, Store};
+use actors::store::{format_time, FsStore, ManifestHolder};
 use serde::Serialize;
 
 use crate::cli::{ListArgs, ListFormat};
@@ -48,7 +48,7 @@ pub fn read_cache(config: &Config) -> Result<(Vec<ManifestHolder>, Vec<String>),
     if !root.is_dir() {
         return Err(format!("the cache {} does not exist", root.display()));
     }
-    let store = Store::read_only(root);
+    let store = FsStore::read_only(root);
     let loaded = store.load_manifests().map_err(|e| e.to_string())?;
     let mut holders = loaded.holders;
     holders.sort_by(|a, b| (a.created(), a.image_url()).cmp(&(b.created(), b.image_url())));
@@ -108,7 +108,7 @@ pub fn run(config: Config, args: &ListArgs) -> Result<(), String> {
         ListFormat::Text => {
             print!("{}", render_text(&rows, args.header));
             if let Some(b) = &config.ops.cache_bound {
-                let blobs = Store::read_only(&config.image_path)
+                let blobs = FsStore::read_only(&config.image_path)
                     .list_blobs()
                     .map_err(|e| e.to_string())?;
                 println!("{}", total_line(&blobs, b.max_bytes));

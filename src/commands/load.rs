@@ -319,7 +319,9 @@ pub fn run(config: Config, args: &LoadArgs) -> Result<(), String> {
     engine_config.prune = None;
     let system = actix_web::rt::System::new();
     let summary = system.block_on(async move {
-        let engine = Engine::start(engine_config).map_err(|e| e.to_string())?;
+        let engine = Engine::start(engine_config)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok::<_, String>(
             load_images(&engine, source, &config.ops.platforms, config.ops.load_jobs).await,
         )

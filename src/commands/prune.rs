@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use actors::manifest_index::orphaned_blobs;
 use actors::prune::{parse_patterns, plan, Candidate, Selector};
-use actors::store::{parse_time, CacheLock, Store};
+use actors::store::{parse_time, CacheLock, FsStore};
 
 use crate::cli::PruneArgs;
 use crate::config::Config;
@@ -45,9 +45,9 @@ pub fn run(config: Config, args: &PruneArgs) -> Result<(), String> {
     }
     let _lock = CacheLock::acquire(root).map_err(|e| e.to_string())?;
     let store = if args.dry_run {
-        Store::read_only(root)
+        FsStore::read_only(root)
     } else {
-        Store::open(root).map_err(|e| e.to_string())?
+        FsStore::open(root).map_err(|e| e.to_string())?
     };
     let loaded = store.load_manifests().map_err(|e| e.to_string())?;
     let mut all = Vec::new();

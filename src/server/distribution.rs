@@ -8,16 +8,14 @@ use actix_web::body::SizedStream;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
-use actors::blob::{BlobStatus, Progress};
 use actors::manifest_index::CachedManifest;
 use actors::oci::{merge_accept, Digest, ImageRef, Reference, RepoName, MANIFEST_MEDIA_TYPES};
 use actors::Engine;
 use bytes::Bytes;
 use futures_util::Stream;
-use tokio::sync::watch;
 
-use super::blob_body::{file_stream, follow_stream, parse_range, ByteRange, RangeRequest};
 use super::error::{ApiError, Target};
+use super::range::{parse_range, ByteRange, RangeRequest};
 
 const API_VERSION: (&str, &str) = ("Docker-Distribution-Api-Version", "registry/2.0");
 
@@ -238,66 +236,21 @@ fn check_accept(req: &HttpRequest, m: &Arc<CachedManifest>) -> Result<(), ApiErr
 async fn blob(req: HttpRequest, engine: web::Data<Engine>) -> Result<HttpResponse, ApiError> {
     let (registry, repo) = route(&req, &engine)?;
     let digest = Digest::parse(req.match_info().get("digest").unwrap_or_default())?;
-    let status = engine
+    let reader = engine
         .blob(&registry, &repo, &digest)
         .await
         .map_err(|e| ApiError::from_engine(e, Target::Blob))?;
-    let path = engine.store().blob_path(&digest);
     let range_header = req
         .headers()
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok());
-    match status {
-        BlobStatus::Present { size } => Ok(ranged(
-            blob_headers(&registry, &digest),
-            range_header,
-            size,
-            |range| file_stream(path, range),
-        )),
-        BlobStatus::Fetching(rx) => {
-            serve_download(rx, path, &registry, &digest, range_header).await
-        }
-        BlobStatus::Absent => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "BLOB_UNKNOWN",
-            format!("{digest} is not cached"),
-        )),
-    }
-}
-
-/// Serves a blob while it downloads: waits for the response head from upstream (so an
-/// upstream error becomes our error status), then streams as the bytes land.
-async fn serve_download(
-    mut rx: watch::Receiver<Progress>,
-    path: std::path::PathBuf,
-    registry: &str,
-    digest: &Digest,
-    range_header: Option<&str>,
-) -> Result<HttpResponse, ApiError> {
-    let total = loop {
-        let state = rx.borrow_and_update().clone();
-        match state {
-            Progress::Queued => {
-                if rx.changed().await.is_err() {
-                    return Err(ApiError::new(
-                        StatusCode::BAD_GATEWAY,
-                        "UNKNOWN",
-                        format!("download of {digest} from {registry} was abandoned"),
-                    ));
-                }
-            }
-            Progress::Receiving { total, .. } => break total,
-            Progress::Verified { size, .. } | Progress::Done { size } => break Some(size),
-            Progress::Failed(e) => return Err(ApiError::from_engine(e, Target::Blob)),
-        }
-    };
-    let mut ok = blob_headers(registry, digest);
-    let Some(size) = total else {
+    let mut ok = blob_headers(&registry, &digest);
+    let Some(size) = reader.size() else {
         // No Content-Length from upstream: stream to the end, chunked, ranges ignored.
-        return Ok(ok.streaming(follow_stream(rx, path, 0, None)));
+        return Ok(ok.streaming(reader.stream(0, None)));
     };
     Ok(ranged(ok, range_header, size, |range| {
-        follow_stream(rx, path, range.start, Some(range.end))
+        reader.stream(range.start, Some(range.end))
     }))
 }
 
@@ -309,7 +262,7 @@ fn ranged<S>(
     body: impl FnOnce(ByteRange) -> S,
 ) -> HttpResponse
 where
-    S: Stream<Item = Result<Bytes, actix_web::Error>> + 'static,
+    S: Stream<Item = Result<Bytes, std::io::Error>> + 'static,
 {
     let range = match parse_range(range_header, size) {
         RangeRequest::Unsatisfiable => return unsatisfiable(size),

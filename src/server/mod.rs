@@ -2,16 +2,16 @@
 //! (which sends actor messages) and render answers.
 
 pub mod admin;
-mod blob_body;
 pub mod connections;
 mod distribution;
 pub mod error;
 pub mod health;
 mod metrics;
+mod range;
 pub mod tls;
 
 /// The Range parser, public for the property tests and fuzz targets.
-pub use blob_body::{parse_range, ByteRange, RangeRequest};
+pub use range::{parse_range, ByteRange, RangeRequest};
 
 use std::net::TcpListener;
 

@@ -1,13 +1,15 @@
 //! Streaming a blob into the cache: bytes go to a temp file as they arrive, are hashed on the
 //! way, and only a verified, fsynced file is renamed into `blobs/`.
 
-use std::path::{Path, PathBuf};
+#[cfg(test)]
+use std::path::Path;
+use std::path::PathBuf;
 
 use sha2::{Digest as _, Sha256};
 use tokio::fs::File;
 use tokio::io::AsyncWriteExt;
 
-use super::StoreError;
+use super::{Staged, StoreError};
 use crate::oci::Digest;
 
 /// An in-progress blob download. Create it with [`super::Store::create_blob_writer`].
@@ -36,10 +38,16 @@ impl BlobWriter {
         }
     }
 
-    /// The temp file the blob is being written to. Readers may follow it while it grows:
-    /// the first [`written`](Self::written) bytes of it are always readable.
-    pub fn temp_path(&self) -> &Path {
+    /// Where the blob is being written. Only the store's own tests look at the path.
+    #[cfg(test)]
+    pub(super) fn temp_path(&self) -> &Path {
         &self.temp_path
+    }
+
+    /// The staging file, for readers: they may follow it while it grows; the first
+    /// [`written`](Self::written) bytes of it are always readable.
+    pub fn staged(&self) -> Staged {
+        Staged::new(self.temp_path.clone())
     }
 
     /// Appends a chunk. When this returns, the chunk has reached the file (not necessarily
@@ -109,7 +117,8 @@ pub struct VerifiedBlob {
 
 impl VerifiedBlob {
     /// The temp file, still readable until `persist` renames it (an open handle stays valid).
-    pub fn temp_path(&self) -> &Path {
+    #[cfg(test)]
+    pub(super) fn temp_path(&self) -> &Path {
         &self.writer.temp_path
     }
 

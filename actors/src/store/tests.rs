@@ -6,6 +6,7 @@ use base64::Engine as _;
 use serde_json::Value;
 use time::macros::datetime;
 
+use super::fs::FsStore as Store;
 use super::*;
 
 const LIST: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json","manifests":[{"mediaType":"application/vnd.docker.distribution.manifest.v2+json","size":526,"digest":"sha256:f5944f2d1daf66463768a1503d0c8c5e8dde7c1674d3f85abc70cef9c7e32e95","platform":{"architecture":"amd64","os":"linux"}}]}"#;

@@ -8,7 +8,7 @@ use actors::Engine;
 
 /// An engine caching under `dir` whose `fake.test` upstream is `endpoint`, with settings
 /// adjusted by `tweak`.
-pub fn engine_with(
+pub async fn engine_with(
     dir: &std::path::Path,
     endpoint: String,
     tweak: impl FnOnce(&mut EngineConfig),
@@ -23,5 +23,5 @@ pub fn engine_with(
     });
     cfg.pull_timeout = Duration::from_secs(10);
     tweak(&mut cfg);
-    Engine::start(cfg).unwrap()
+    Engine::start(cfg).await.unwrap()
 }

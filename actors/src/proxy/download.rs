@@ -1,0 +1,281 @@
+//! The download half of the blob proxy: fetch a blob once, write it through the store while
+//! hashing it, verify it, commit it, then tell the blob table and, after it, the readers.
+//!
+//! The blob table has already decided that this is the one download of the digest (inside one
+//! [`Open`](crate::blob_table::Open) message), and the readers follow [`Progress`] on a `watch`
+//! channel. A download is told the sizes the cached image manifests state for the blob
+//! ([`StatedSizes`]), which bound the body: a `Content-Length` that disagrees fails before
+//! anything is written, a body that runs past the bound fails before the byte past it is
+//! written, so an endless body cannot fill the disk before its digest is checked.
+//!
+//! The order of the end matters: the table hears the outcome before the readers
+//! ([`conclude`]), so a reader who sees a failure and asks again starts a new download rather
+//! than joining the failed one.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use tokio::sync::{watch, Semaphore};
+
+use crate::blob::{BlobSource, Progress, StatedSizes};
+use crate::error::EngineError;
+use crate::metrics::{self, metrics, Kind};
+use crate::oci::Digest;
+use crate::store::{Store, StoreError};
+use crate::upstream::{UpstreamClient, UpstreamError};
+
+/// The most bytes gathered from the upstream before one write to the staging file.
+const WRITE_BATCH: usize = 1024 * 1024;
+
+/// A download is under way and will add `size` bytes to the cache (its `Content-Length`, or
+/// the largest size its manifests state): the blob table counts them before they land.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Expecting {
+    pub digest: Digest,
+    pub size: u64,
+}
+
+/// A download (or the check of a blob found at start) ended: the blob is stored, or must be
+/// forgotten so that the next request tries again.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Finished {
+    pub digest: Digest,
+    pub result: Result<u64, EngineError>,
+}
+
+/// Who hears about a download besides its readers: the blob table, for its states and the
+/// cache's weight. The addresses travel with each job, so the table and the pool that runs the
+/// downloads never hold each other.
+#[derive(Clone)]
+pub struct Table {
+    pub expecting: Recipient<Expecting>,
+    pub finished: Recipient<Finished>,
+}
+
+/// One blob to fetch.
+pub struct Job {
+    pub digest: Digest,
+    pub source: BlobSource,
+    /// The sizes the cached image manifests' descriptors state for this blob. The body must be
+    /// one of them: a `Content-Length` that disagrees fails the download before anything is
+    /// written, a body that runs past the largest fails there, one that ends short fails at
+    /// its end. `None` (a blob no cached image manifest names): only a `Content-Length`, if
+    /// sent, bounds the body before the digest check at its end.
+    pub expected_size: Option<StatedSizes>,
+    pub progress: watch::Sender<Progress>,
+    pub table: Table,
+}
+
+/// Runs one download to its end: waits for a free connection to the upstream (`limit`),
+/// fetches, writes, verifies, commits, and concludes.
+pub async fn run(
+    client: Result<Rc<UpstreamClient>, EngineError>,
+    limit: Rc<Semaphore>,
+    store: Arc<dyn Store>,
+    job: Job,
+) {
+    let kind = Kind { kind: "blob" };
+    metrics().fetches_in_flight.get_or_create(&kind).inc();
+    let started = std::time::Instant::now();
+    let result = match client {
+        Err(e) => Err(e),
+        Ok(client) => match limit.acquire().await {
+            Ok(_permit) => fetch(&client, store.as_ref(), &job).await,
+            Err(_) => Err(EngineError::Unavailable("download limiter closed".into())),
+        },
+    };
+    metrics().fetches_in_flight.get_or_create(&kind).dec();
+    let Job { digest, source, .. } = &job;
+    match &result {
+        Ok(size) => {
+            metrics()
+                .fetch_seconds
+                .get_or_create(&kind)
+                .observe(started.elapsed().as_secs_f64());
+            log::info!(
+                "cached blob {digest} ({size} bytes) from {}",
+                source.registry
+            );
+        }
+        Err(e) => {
+            let level = if e.is_upstream_denied() {
+                log::Level::Debug
+            } else {
+                log::Level::Warn
+            };
+            log::log!(
+                level,
+                "blob {digest} from {}/{}: {e}",
+                source.registry,
+                source.repo
+            );
+            count_error(&source.registry, e);
+        }
+    }
+    conclude(&job.table, &job.progress, job.digest, result);
+}
+
+/// Fetches the blob into the store: the algorithm, top to bottom.
+async fn fetch(client: &UpstreamClient, store: &dyn Store, job: &Job) -> Result<u64, EngineError> {
+    let Job {
+        digest,
+        source,
+        expected_size: expected,
+        progress,
+        table,
+    } = job;
+    let expected = expected.as_ref();
+    let up = |e| EngineError::upstream(client.name(), e);
+    let wrong_size = |stated: &StatedSizes, sent: String| EngineError::SizeMismatch {
+        upstream: client.name().to_string(),
+        digest: digest.to_string(),
+        stated: stated.to_string(),
+        sent,
+    };
+    // 1. Ask the upstream, and make the staging file while it answers, not after: readers
+    //    get the response head and the first bytes sooner. The file goes again on failure.
+    let (body, writer) = tokio::join!(client.blob(&source.repo, digest), store.create_blob());
+    let mut body = body.map_err(up)?;
+    if let (Some(stated), Some(length)) = (expected, body.size) {
+        if !stated.allows(length) {
+            return Err(wrong_size(stated, format!("with Content-Length {length}")));
+        }
+    }
+    // 2. Announce the size. What the body will come to, for readers (their Content-Length)
+    //    and the cache's weight: its Content-Length, else the size its manifests agree on.
+    //    The most it may come to: the same, else the largest size they state.
+    let total = body.size.or_else(|| expected.and_then(StatedSizes::agreed));
+    let bound = body.size.or_else(|| expected.map(StatedSizes::max));
+    if let Some(size) = bound {
+        table.expecting.do_send(Expecting {
+            digest: digest.clone(),
+            size,
+        });
+    }
+    let mut writer = writer?;
+    progress.send_replace(Progress::Receiving {
+        staged: writer.staged(),
+        written: 0,
+        total,
+    });
+    // 3. Stream the body to the staging file, publishing each batch to the readers.
+    let received = metrics()
+        .upstream_bytes
+        .get_or_create_owned(&metrics::Upstream {
+            upstream: client.name().to_string(),
+        });
+    while let Some(chunk) = body.next_batch(WRITE_BATCH).await.map_err(up)? {
+        received.inc_by(chunk.len() as u64);
+        let after = writer.written() + chunk.len() as u64;
+        // Checked before the write: not one byte past the bound reaches the disk.
+        if bound.is_some_and(|b| after > b) {
+            return Err(match (body.size, expected) {
+                (None, Some(stated)) => wrong_size(stated, format!("of at least {after} bytes")),
+                _ => up(UpstreamError::Protocol(format!(
+                    "blob {digest} is longer than its Content-Length"
+                ))),
+            });
+        }
+        writer.write(&chunk).await?;
+        let written = writer.written();
+        progress.send_modify(|p| {
+            if let Progress::Receiving { written: w, .. } = p {
+                *w = written;
+            }
+        });
+    }
+    let written = writer.written();
+    match (body.size, expected) {
+        (Some(length), _) if written != length => {
+            return Err(up(UpstreamError::Protocol(format!(
+                "blob {digest} ended after {written} of {length} bytes"
+            ))));
+        }
+        (None, Some(stated)) if !stated.allows(written) => {
+            return Err(wrong_size(stated, format!("of {written} bytes")));
+        }
+        _ => {}
+    }
+    // 4. Verify. From here the bytes are known right: readers may finish while they are made
+    //    durable, which on a slow disk (with other downloads' data to flush first) can take
+    //    longer than the transfer.
+    let staged = writer.staged();
+    let verified = match writer.verify(digest).await {
+        Ok(v) => v,
+        Err(StoreError::DigestMismatch { expected, actual }) => {
+            return Err(EngineError::DigestMismatch {
+                upstream: client.name().to_string(),
+                what: format!("blob {digest}"),
+                expected: expected.to_string(),
+                actual: actual.to_string(),
+            })
+        }
+        Err(e) => return Err(e.into()),
+    };
+    progress.send_replace(Progress::Verified {
+        staged,
+        size: written,
+    });
+    // 5. Commit: durable, then visible under its digest.
+    Ok(verified.persist().await?)
+}
+
+/// Checks a blob found at start before its first use. A sound one is concluded stored; a
+/// damaged or missing one is removed and `None` is returned: the caller fetches it again on the
+/// same progress channel, so the readers already waiting get the right bytes either way.
+pub async fn check_found(
+    store: &dyn Store,
+    digest: &Digest,
+    size: u64,
+    table: &Table,
+    progress: &watch::Sender<Progress>,
+) -> Option<()> {
+    let found = store.check_blob(digest.clone()).await.ok().flatten();
+    if found.as_ref() == Some(&(digest.clone(), size)) {
+        conclude(table, progress, digest.clone(), Ok(size));
+        return Some(());
+    }
+    log::warn!(
+        "cache: blob {digest} in the store does not match its name ({}); removing it",
+        match &found {
+            Some((d, n)) => format!("{n} bytes hashing to {d}"),
+            None => "unreadable".to_string(),
+        }
+    );
+    if let Err(e) = store.remove_blob(digest.clone()).await {
+        log::warn!("cache: removing damaged blob {digest}: {e}");
+    }
+    None
+}
+
+/// Ends a download or a check: the blob table hears first, then the readers. A reader who
+/// sees the outcome and asks again must find the blob stored, or forgotten so that its request
+/// starts a new download, never the one that failed; the table's mailbox keeps the order of
+/// what was sent to it.
+pub fn conclude(
+    table: &Table,
+    progress: &watch::Sender<Progress>,
+    digest: Digest,
+    result: Result<u64, EngineError>,
+) {
+    table.finished.do_send(Finished {
+        digest,
+        result: result.clone(),
+    });
+    progress.send_replace(match result {
+        Ok(size) => Progress::Done { size },
+        Err(e) => Progress::Failed(e),
+    });
+}
+
+/// Counts a failed upstream request by upstream and kind of error.
+pub fn count_error(upstream: &str, e: &EngineError) {
+    let label = metrics::UpstreamError {
+        upstream: upstream.to_string(),
+        error: metrics::error_label(e),
+    };
+    metrics().upstream_errors.get_or_create(&label).inc();
+}
