@@ -1,5 +1,6 @@
 //! What the engine needs to know from the operator, gathered by the binary's config layer.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -33,6 +34,49 @@ pub struct EngineConfig {
     /// When cached tags are checked against their upstream again; first match wins, no match
     /// means never (offline first).
     pub freshness: Vec<FreshnessRule>,
+    /// The largest blob a download may write (`maxBlobSize`): any client can name any blob, and
+    /// an upstream may send an endless body, so every download has a bound.
+    pub max_blob_size: u64,
+    /// Free space the cache's storage keeps (`minFreeSpace`): below it new downloads are
+    /// refused and running ones fail, so a cache filling up never takes the disk (and the
+    /// node's logs and images) with it.
+    pub min_free_space: FreeSpace,
+}
+
+/// The largest blob a download may write unless configured: above any real layer (the
+/// largest seen in public registries are a few tens of GB), below what would surprise an
+/// operator's disk.
+pub const DEFAULT_MAX_BLOB_SIZE: u64 = 64 << 30;
+
+/// A free-space floor: an amount, or a share of the filesystem.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FreeSpace {
+    Bytes(u64),
+    /// Percent of the filesystem's size, 0 to 100.
+    Percent(f64),
+}
+
+/// The floor unless configured: a small share, so that a filled cache leaves room for the rest
+/// of the machine.
+pub const DEFAULT_MIN_FREE_SPACE: FreeSpace = FreeSpace::Percent(5.0);
+
+impl FreeSpace {
+    /// The floor in bytes on a filesystem of `total` bytes.
+    pub fn bytes(&self, total: u64) -> u64 {
+        match *self {
+            FreeSpace::Bytes(b) => b,
+            FreeSpace::Percent(p) => (total as f64 * p.clamp(0.0, 100.0) / 100.0) as u64,
+        }
+    }
+}
+
+impl fmt::Display for FreeSpace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FreeSpace::Bytes(b) => write!(f, "{}", crate::prune::human_size(*b)),
+            FreeSpace::Percent(p) => write!(f, "{p}%"),
+        }
+    }
 }
 
 /// How long a cached tag is trusted before an upstream `HEAD` checks it again.
@@ -77,6 +121,8 @@ impl EngineConfig {
             cache_bound: None,
             allowed_upstreams: None,
             freshness: Vec::new(),
+            max_blob_size: DEFAULT_MAX_BLOB_SIZE,
+            min_free_space: DEFAULT_MIN_FREE_SPACE,
         }
     }
 

@@ -51,6 +51,20 @@ pub enum EngineError {
         /// What arrived: "with Content-Length N", "of at least N bytes", "of N bytes".
         sent: String,
     },
+    /// The blob is larger than `maxBlobSize` allows (by its `Content-Length`, or by what
+    /// arrived): refused before a byte past the limit is written.
+    #[error("upstream {upstream} sent blob {digest} {sent}, over the server's maxBlobSize of {limit} bytes")]
+    BlobTooLarge {
+        upstream: String,
+        digest: String,
+        /// "with Content-Length N", "of more than N bytes".
+        sent: String,
+        limit: u64,
+    },
+    /// The cache's storage is at its free-space floor (`minFreeSpace`) or full: new downloads
+    /// are refused, cached content is still served.
+    #[error("cache storage is full: {0}")]
+    InsufficientStorage(String),
     #[error("cache storage: {0}")]
     Store(#[from] StoreError),
     /// An actor went away (only during shutdown).

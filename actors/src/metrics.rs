@@ -211,6 +211,8 @@ pub fn error_label(e: &crate::EngineError) -> String {
         E::PullTimeout { .. } => "timeout".into(),
         E::DigestMismatch { .. } => "digest".into(),
         E::SizeMismatch { .. } => "size".into(),
+        E::BlobTooLarge { .. } => "too_large".into(),
+        E::InsufficientStorage(_) => "storage_full".into(),
         E::Store(_) => "store".into(),
         _ => "other".into(),
     }

@@ -20,7 +20,7 @@ use crate::error::EngineError;
 use crate::manifest_index::{CachedManifest, Insert, ManifestIndex};
 use crate::metrics::{metrics, Kind};
 use crate::oci::{Digest, ImageRef, Manifest, Reference};
-use crate::proxy::download::{self, count_error, Job, Table};
+use crate::proxy::download::{self, count_error, Job, Limits, Table};
 use crate::store::Store;
 use crate::upstream::{UpstreamClient, UpstreamError};
 
@@ -71,9 +71,15 @@ fn outcome<V: 'static>(
 
 pub struct PullerPool {
     config: Arc<EngineConfig>,
+    /// Where downloads are written and referrers kept.
     store: Arc<dyn Store>,
+    /// Where fetched manifests are persisted and indexed before any waiter hears of them.
     index: Addr<ManifestIndex>,
+    /// One client per upstream, reused for its connections (and its cached tokens); they are
+    /// not `Send`, which is why everything upstream runs on this actor's arbiter.
     clients: HashMap<String, Rc<UpstreamClient>>,
+    /// Downloads at once per upstream (`maxConcurrentPerUpstream`): a burst of cold pulls must
+    /// not open hundreds of connections to one registry and get rate-limited.
     limits: HashMap<String, Rc<Semaphore>>,
     /// Manifest fetches under way, with everyone waiting for each.
     in_flight: Waiters<ImageRef, ManifestResult>,
@@ -561,10 +567,14 @@ impl Handler<Download> for PullerPool {
         let client = self.client(&job.source.registry);
         let limit = self.limit(&job.source.registry);
         let store = self.store.clone();
+        let limits = Limits {
+            max_blob_size: self.config.max_blob_size,
+            min_free_space: self.config.min_free_space,
+        };
         let downloads = self.downloads.clone();
         downloads.set(downloads.get() + 1);
         actix_rt::spawn(async move {
-            download::run(client, limit, store, job).await;
+            download::run(client, limit, store, limits, job).await;
             downloads.set(downloads.get().saturating_sub(1));
         });
     }

@@ -331,3 +331,122 @@ async fn the_first_request_after_a_failed_download_starts_a_new_one() {
         );
     }
 }
+
+/// An engine over `endpoint` whose downloads are held to `max_blob_size` bytes.
+async fn bounded_engine(dir: &std::path::Path, endpoint: String, max_blob_size: u64) -> Engine {
+    engine_with(dir, endpoint, |c| {
+        c.upstream_idle_timeout = Duration::from_secs(30);
+        c.max_blob_size = max_blob_size;
+    })
+    .await
+}
+
+fn assert_too_large(err: &EngineError, sent: &str) {
+    let msg = err.to_string();
+    assert!(
+        matches!(err, EngineError::BlobTooLarge { .. }),
+        "not refused as too large: {msg}"
+    );
+    assert!(msg.contains(sent) && msg.contains("maxBlobSize"), "{msg}");
+}
+
+#[actix_web::test]
+async fn an_endless_body_of_a_blob_no_manifest_names_is_cut_at_max_blob_size() {
+    let (fake, endpoint) = fake_upstream(Body::Endless);
+    let dir = tempfile::tempdir().unwrap();
+    let limit = 1024 * 1024;
+    let e = bounded_engine(dir.path(), endpoint, limit).await;
+    // Asked for by digest alone: no cached manifest states a size.
+    let err = fetch_blob(&e, &image("right").repo, Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    assert_too_large(&err, &format!("of more than {limit} bytes"));
+    assert_nothing_kept(&e, dir.path()).await;
+    let quiet = Duration::from_millis(500);
+    actix_web::rt::time::sleep(quiet).await;
+    let before = fake.endless_sent.load(Ordering::SeqCst);
+    actix_web::rt::time::sleep(quiet).await;
+    assert_eq!(
+        fake.endless_sent.load(Ordering::SeqCst),
+        before,
+        "the endless body is still being read"
+    );
+}
+
+#[actix_web::test]
+async fn a_content_length_over_max_blob_size_is_refused_before_the_body_is_read() {
+    let (_fake, endpoint) = fake_upstream(Body::LongContentLength);
+    let dir = tempfile::tempdir().unwrap();
+    let e = bounded_engine(dir.path(), endpoint, BLOB.len() as u64).await;
+    // Far less than the idle timeout: the body (which never comes) was not waited for.
+    let err = fetch_blob(&e, &image("right").repo, Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert_too_large(&err, &format!("with Content-Length {}", BLOB.len() + 100));
+    assert_nothing_kept(&e, dir.path()).await;
+}
+
+#[actix_web::test]
+async fn a_download_of_unknown_size_counts_against_the_cache_as_it_grows() {
+    let (_fake, endpoint) = fake_upstream(Body::Endless);
+    let dir = tempfile::tempdir().unwrap();
+    let e = bounded_engine(dir.path(), endpoint, 48 * 1024 * 1024).await;
+    let repo = image("right").repo;
+    let download = fetch_blob(&e, &repo, Duration::from_secs(60));
+    let watch = async {
+        for _ in 0..400 {
+            let stats = e.cache_stats().await.unwrap();
+            if stats.total_bytes >= 16 * 1024 * 1024 {
+                return stats.total_bytes;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the growing download was never counted");
+    };
+    let (outcome, counted) = futures_util::future::join(download, watch).await;
+    assert!(counted >= 16 * 1024 * 1024);
+    assert!(
+        matches!(outcome, Err(EngineError::BlobTooLarge { .. })),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        e.cache_stats().await.unwrap().total_bytes,
+        0,
+        "a failed download still weighs on the cache"
+    );
+}
+
+#[actix_web::test]
+async fn below_the_free_space_floor_downloads_are_refused_and_cached_blobs_served() {
+    let (fake, endpoint) = fake_upstream(Body::Right);
+    let dir = tempfile::tempdir().unwrap();
+    actors::store::FsStore::open(dir.path())
+        .unwrap()
+        .write_blob(&Digest::of(CONFIG), CONFIG)
+        .unwrap();
+    let e = engine_with(dir.path(), endpoint, |c| {
+        c.min_free_space = actors::config::FreeSpace::Bytes(u64::MAX)
+    })
+    .await;
+    let repo = image("right").repo;
+    let err = fetch_blob(&e, &repo, Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, EngineError::InsufficientStorage(_)),
+        "not refused for the floor: {err}"
+    );
+    assert!(err.to_string().contains("minFreeSpace"), "{err}");
+    assert_eq!(
+        fake.blob_requests.load(Ordering::SeqCst),
+        0,
+        "the upstream was asked although nothing could be stored"
+    );
+    assert_nothing_kept(&e, dir.path()).await;
+    let cached = fetch(&e, &repo, &Digest::of(CONFIG), Duration::from_secs(10)).await;
+    assert_eq!(
+        cached.unwrap(),
+        CONFIG.len() as u64,
+        "a cached blob is still served"
+    );
+}

@@ -70,8 +70,11 @@ impl ApiError {
                 _ => (StatusCode::BAD_GATEWAY, "UNKNOWN"),
             },
             EngineError::PullTimeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "UNKNOWN"),
-            EngineError::DigestMismatch { .. } | EngineError::SizeMismatch { .. } => {
-                (StatusCode::BAD_GATEWAY, "UNKNOWN")
+            EngineError::DigestMismatch { .. }
+            | EngineError::SizeMismatch { .. }
+            | EngineError::BlobTooLarge { .. } => (StatusCode::BAD_GATEWAY, "UNKNOWN"),
+            EngineError::InsufficientStorage(_) => {
+                (StatusCode::INSUFFICIENT_STORAGE, "UNAVAILABLE")
             }
             EngineError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
             EngineError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),

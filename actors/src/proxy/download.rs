@@ -19,9 +19,11 @@ use actix::prelude::*;
 use tokio::sync::{watch, Semaphore};
 
 use crate::blob::{BlobSource, Progress, StatedSizes};
+use crate::config::FreeSpace;
 use crate::error::EngineError;
 use crate::metrics::{self, metrics, Kind};
 use crate::oci::Digest;
+use crate::prune::human_size;
 use crate::store::{Store, StoreError};
 use crate::upstream::{UpstreamClient, UpstreamError};
 
@@ -69,12 +71,26 @@ pub struct Job {
     pub table: Table,
 }
 
+/// The bounds every download is held to, whatever its manifests and its upstream say.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// `maxBlobSize`: no download writes more.
+    pub max_blob_size: u64,
+    /// `minFreeSpace`: no download starts, or goes on, with less room left.
+    pub min_free_space: FreeSpace,
+}
+
+/// How much a download of unknown size may grow between two announcements of its weight and
+/// two looks at the free space: small against any disk, large against a batch.
+const GROWTH_STEP: u64 = 16 * 1024 * 1024;
+
 /// Runs one download to its end: waits for a free connection to the upstream (`limit`),
 /// fetches, writes, verifies, commits, and concludes.
 pub async fn run(
     client: Result<Rc<UpstreamClient>, EngineError>,
     limit: Rc<Semaphore>,
     store: Arc<dyn Store>,
+    limits: Limits,
     job: Job,
 ) {
     let kind = Kind { kind: "blob" };
@@ -83,7 +99,7 @@ pub async fn run(
     let result = match client {
         Err(e) => Err(e),
         Ok(client) => match limit.acquire().await {
-            Ok(_permit) => fetch(&client, store.as_ref(), &job).await,
+            Ok(_permit) => fetch(&client, store.as_ref(), limits, &job).await,
             Err(_) => Err(EngineError::Unavailable("download limiter closed".into())),
         },
     };
@@ -119,7 +135,12 @@ pub async fn run(
 }
 
 /// Fetches the blob into the store: the algorithm, top to bottom.
-async fn fetch(client: &UpstreamClient, store: &dyn Store, job: &Job) -> Result<u64, EngineError> {
+async fn fetch(
+    client: &UpstreamClient,
+    store: &dyn Store,
+    limits: Limits,
+    job: &Job,
+) -> Result<u64, EngineError> {
     let Job {
         digest,
         source,
@@ -135,21 +156,37 @@ async fn fetch(client: &UpstreamClient, store: &dyn Store, job: &Job) -> Result<
         stated: stated.to_string(),
         sent,
     };
-    // 1. Ask the upstream, and make the staging file while it answers, not after: readers
-    //    get the response head and the first bytes sooner. The file goes again on failure.
+    let too_large = |sent: String| EngineError::BlobTooLarge {
+        upstream: client.name().to_string(),
+        digest: digest.to_string(),
+        sent,
+        limit: limits.max_blob_size,
+    };
+    // 1. Refuse at once when the storage is at its floor: cached content is still served, but
+    //    nothing new comes in. Then ask the upstream, and make the staging file while it
+    //    answers, not after: readers get the response head and the first bytes sooner. The
+    //    file goes again on failure.
+    room(store, limits, 0).await?;
     let (body, writer) = tokio::join!(client.blob(&source.repo, digest), store.create_blob());
     let mut body = body.map_err(up)?;
-    if let (Some(stated), Some(length)) = (expected, body.size) {
-        if !stated.allows(length) {
+    if let Some(length) = body.size {
+        if let Some(stated) = expected.filter(|s| !s.allows(length)) {
             return Err(wrong_size(stated, format!("with Content-Length {length}")));
         }
+        if length > limits.max_blob_size {
+            return Err(too_large(format!("with Content-Length {length}")));
+        }
+        room(store, limits, length).await?;
     }
     // 2. Announce the size. What the body will come to, for readers (their Content-Length)
     //    and the cache's weight: its Content-Length, else the size its manifests agree on.
-    //    The most it may come to: the same, else the largest size they state.
+    //    The most it may come to: the same, else the largest size they state, and never more
+    //    than maxBlobSize. A body of unknown size is announced as it grows.
     let total = body.size.or_else(|| expected.and_then(StatedSizes::agreed));
-    let bound = body.size.or_else(|| expected.map(StatedSizes::max));
-    if let Some(size) = bound {
+    let known = body.size.or_else(|| expected.map(StatedSizes::max));
+    let bound = known.map_or(limits.max_blob_size, |k| k.min(limits.max_blob_size));
+    let mut announced = known.unwrap_or(0);
+    if let Some(size) = known {
         table.expecting.do_send(Expecting {
             digest: digest.clone(),
             size,
@@ -167,19 +204,35 @@ async fn fetch(client: &UpstreamClient, store: &dyn Store, job: &Job) -> Result<
         .get_or_create_owned(&metrics::Upstream {
             upstream: client.name().to_string(),
         });
+    let mut next_look = GROWTH_STEP;
     while let Some(chunk) = body.next_batch(WRITE_BATCH).await.map_err(up)? {
         received.inc_by(chunk.len() as u64);
         let after = writer.written() + chunk.len() as u64;
         // Checked before the write: not one byte past the bound reaches the disk.
-        if bound.is_some_and(|b| after > b) {
+        if after > bound {
             return Err(match (body.size, expected) {
+                _ if after > limits.max_blob_size => {
+                    too_large(format!("of more than {} bytes", limits.max_blob_size))
+                }
                 (None, Some(stated)) => wrong_size(stated, format!("of at least {after} bytes")),
                 _ => up(UpstreamError::Protocol(format!(
                     "blob {digest} is longer than its Content-Length"
                 ))),
             });
         }
-        writer.write(&chunk).await?;
+        if after >= next_look {
+            next_look = after + GROWTH_STEP;
+            if after > announced {
+                // Counted against maxCacheSize before it lands, as a stated size would be.
+                announced = after + GROWTH_STEP;
+                table.expecting.do_send(Expecting {
+                    digest: digest.clone(),
+                    size: announced,
+                });
+            }
+            room(store, limits, 0).await?;
+        }
+        writer.write(&chunk).await.map_err(out_of_space)?;
         let written = writer.written();
         progress.send_modify(|p| {
             if let Progress::Receiving { written: w, .. } = p {
@@ -213,14 +266,44 @@ async fn fetch(client: &UpstreamClient, store: &dyn Store, job: &Job) -> Result<
                 actual: actual.to_string(),
             })
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(out_of_space(e)),
     };
     progress.send_replace(Progress::Verified {
         staged,
         size: written,
     });
     // 5. Commit: durable, then visible under its digest.
-    Ok(verified.persist().await?)
+    verified.persist().await.map_err(out_of_space)
+}
+
+/// Fails when writing `more` bytes would leave the store below its free-space floor.
+async fn room(store: &dyn Store, limits: Limits, more: u64) -> Result<(), EngineError> {
+    let Some(space) = store.space().await? else {
+        return Ok(());
+    };
+    let floor = limits.min_free_space.bytes(space.total);
+    if space.available.saturating_sub(more) < floor {
+        let needed = match more {
+            0 => String::new(),
+            n => format!(", and the blob needs {}", human_size(n)),
+        };
+        return Err(EngineError::InsufficientStorage(format!(
+            "{} free{needed}; the server keeps at least {} free (minFreeSpace {})",
+            human_size(space.available),
+            human_size(floor),
+            limits.min_free_space
+        )));
+    }
+    Ok(())
+}
+
+/// A full disk is the storage's floor reached the hard way: the same answer as the floor.
+fn out_of_space(e: StoreError) -> EngineError {
+    if e.is_out_of_space() {
+        EngineError::InsufficientStorage(e.to_string())
+    } else {
+        e.into()
+    }
 }
 
 /// Checks a blob found at start before its first use. A sound one is concluded stored; a

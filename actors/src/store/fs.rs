@@ -72,7 +72,7 @@ use time::OffsetDateTime;
 use super::blob_file::open_at;
 use super::blob_writer::BlobWriter;
 use super::holder::{to_local, ManifestHolder};
-use super::{BlobFile, LoadProblem, LoadedCache, Store, StoreError, StoreFuture};
+use super::{BlobFile, LoadProblem, LoadedCache, Space, Store, StoreError, StoreFuture};
 use crate::oci::Digest;
 
 /// Subdirectory for blobs.
@@ -532,6 +532,17 @@ impl Store for FsStore {
     fn remove_blob(&self, digest: Digest) -> StoreFuture<'_, bool> {
         let s = self.clone();
         blocking(move || s.remove_blob(&digest))
+    }
+
+    fn space(&self) -> StoreFuture<'_, Option<Space>> {
+        let dir = self.root.join(BLOBS_DIR);
+        blocking(move || {
+            let stats = fs4::statvfs(&dir).map_err(|e| StoreError::io(&dir, e))?;
+            Ok(Some(Space {
+                available: stats.available_space(),
+                total: stats.total_space(),
+            }))
+        })
     }
 }
 

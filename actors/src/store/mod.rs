@@ -83,6 +83,19 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Removes a blob; `false` when there was none. A reader that has it open keeps reading.
     fn remove_blob(&self, digest: Digest) -> StoreFuture<'_, bool>;
+
+    /// How much room is left, for the free-space floor; `None` for storage without a notion of
+    /// it.
+    fn space(&self) -> StoreFuture<'_, Option<Space>>;
+}
+
+/// The room on a store's filesystem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Space {
+    /// Bytes this process may still write.
+    pub available: u64,
+    /// The filesystem's size.
+    pub total: u64,
 }
 
 /// Failures of a store. Each names the file (or object) it concerns. Cloneable, since one
