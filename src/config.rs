@@ -27,6 +27,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use crate::cli::{Cli, LogLevel};
+use crate::server::tls::{ClientAuth, ServerTls};
 
 mod ops;
 pub use ops::{AdminConfig, OpsConfig, PruneKind, PruneSettings, Secret};
@@ -109,29 +110,6 @@ impl Default for Config {
             ops: OpsConfig::default(),
         }
     }
-}
-
-/// How the server speaks TLS to its clients (`serverTlsConfig`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerTls {
-    /// PEM certificate chain presented to clients.
-    pub cert: PathBuf,
-    /// PEM private key of `cert`.
-    pub key: PathBuf,
-    /// PEM CA bundle that client certificates must chain to (`clientAuth: verify`); the OS
-    /// trust store when absent.
-    pub ca: Option<PathBuf>,
-    pub client_auth: ClientAuth,
-}
-
-/// Whether clients must present a certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ClientAuth {
-    /// No client certificate is asked for (one-way TLS).
-    #[default]
-    None,
-    /// mTLS: a client certificate is required and verified.
-    Verify,
 }
 
 /// Why the configuration could not be loaded. Every message names the file and key, or the

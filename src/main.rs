@@ -8,8 +8,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use ociregistry::cli::{Cli, Command};
 use ociregistry::commands;
-use ociregistry::config::{self, ClientAuth, Config};
+use ociregistry::config::{self, Config};
 use ociregistry::server;
+use ociregistry::server::tls::ClientAuth;
 
 fn main() -> ExitCode {
     // rustls needs one process-wide crypto provider; a second install attempt is harmless.
