@@ -3,4 +3,5 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod hello_world;
+pub mod logging;
 pub mod server;

@@ -33,6 +33,13 @@ pub enum ClientAuth {
     Verify,
 }
 
+/// Installs the process-wide rustls crypto provider (ring). Call it before any TLS
+/// configuration is built, the config file's checks included: rustls would otherwise have to
+/// guess a provider from its crate features. A second call is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The rustls configuration, with HTTP/2 and HTTP/1.1 offered by ALPN. On error: the
 /// `serverTlsConfig` key at fault and a message naming the file and the problem.
 pub fn server_config(tls: &ServerTls) -> Result<ServerConfig, (&'static str, String)> {
