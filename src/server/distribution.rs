@@ -17,7 +17,7 @@ use futures_util::Stream;
 use tokio::sync::watch;
 
 use super::blob_body::{file_stream, follow_stream, parse_range, ByteRange, RangeRequest};
-use super::error::{ApiError, Target};
+use super::error::{ApiError, ErrorCode, Target};
 
 const API_VERSION: (&str, &str) = ("Docker-Distribution-Api-Version", "registry/2.0");
 
@@ -55,7 +55,7 @@ pub async fn unsupported(req: HttpRequest) -> HttpResponse {
     let e = if req.method() == Method::GET || req.method() == Method::HEAD {
         ApiError::new(
             StatusCode::NOT_FOUND,
-            "UNSUPPORTED",
+            ErrorCode::Unsupported,
             format!("{} is not served by this pull-only cache", req.path()),
         )
     } else {
@@ -75,7 +75,7 @@ fn route(req: &HttpRequest, engine: &Engine) -> Result<(String, RepoName), ApiEr
         web::Query::<HashMap<String, String>>::from_query(req.query_string()).map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "NAME_INVALID",
+                ErrorCode::NameInvalid,
                 format!("query string: {e}"),
             )
         })?;
@@ -117,7 +117,7 @@ async fn tags(req: HttpRequest, engine: web::Data<Engine>) -> Result<HttpRespons
         web::Query::<HashMap<String, String>>::from_query(req.query_string()).map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "UNSUPPORTED",
+                ErrorCode::Unsupported,
                 format!("query: {e}"),
             )
         })?;
@@ -126,7 +126,7 @@ async fn tags(req: HttpRequest, engine: web::Data<Engine>) -> Result<HttpRespons
         Some(v) => Some(v.parse::<usize>().map_err(|_| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "UNSUPPORTED",
+                ErrorCode::Unsupported,
                 format!("n={v:?} is not a count"),
             )
         })?),
@@ -138,7 +138,7 @@ async fn tags(req: HttpRequest, engine: web::Data<Engine>) -> Result<HttpRespons
             Reference::Digest(_) => {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
-                    "UNSUPPORTED",
+                    ErrorCode::Unsupported,
                     "last= must be a tag",
                 ))
             }
@@ -180,7 +180,7 @@ async fn referrers(req: HttpRequest, engine: web::Data<Engine>) -> Result<HttpRe
         web::Query::<HashMap<String, String>>::from_query(req.query_string()).map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "UNSUPPORTED",
+                ErrorCode::Unsupported,
                 format!("query: {e}"),
             )
         })?;
@@ -225,7 +225,7 @@ fn check_accept(req: &HttpRequest, m: &Arc<CachedManifest>) -> Result<(), ApiErr
     if names_types && !wildcard && !accept.iter().any(|a| a == m.media_type()) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            "MANIFEST_UNKNOWN",
+            ErrorCode::ManifestUnknown,
             format!(
                 "the manifest is {}, which the request's Accept header does not include",
                 m.media_type()
@@ -259,7 +259,7 @@ async fn blob(req: HttpRequest, engine: web::Data<Engine>) -> Result<HttpRespons
         }
         BlobStatus::Absent => Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            "BLOB_UNKNOWN",
+            ErrorCode::BlobUnknown,
             format!("{digest} is not cached"),
         )),
     }
@@ -281,7 +281,7 @@ async fn serve_download(
                 if rx.changed().await.is_err() {
                     return Err(ApiError::new(
                         StatusCode::BAD_GATEWAY,
-                        "UNKNOWN",
+                        ErrorCode::Unknown,
                         format!("download of {digest} from {registry} was abandoned"),
                     ));
                 }
@@ -346,7 +346,7 @@ fn partial(b: &mut HttpResponseBuilder, r: ByteRange, size: u64) {
 fn unsatisfiable(size: u64) -> HttpResponse {
     let e = ApiError::new(
         StatusCode::RANGE_NOT_SATISFIABLE,
-        "BLOB_UNKNOWN",
+        ErrorCode::BlobUnknown,
         format!("requested range is not satisfiable for a blob of {size} bytes"),
     );
     let mut resp = actix_web::ResponseError::error_response(&e);
