@@ -1,7 +1,6 @@
 //! The pull side of the OCI distribution API: `/v2/`, manifests and blobs, GET and HEAD.
 //! Everything else under `/v2/` is refused as unsupported: this is a pull-only cache.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix_web::body::SizedStream;
@@ -18,6 +17,7 @@ use tokio::sync::watch;
 
 use super::blob_body::{file_stream, follow_stream, parse_range, ByteRange, RangeRequest};
 use super::error::{ApiError, ErrorCode, Target};
+use super::query::PullQuery;
 
 const API_VERSION: (&str, &str) = ("Docker-Distribution-Api-Version", "registry/2.0");
 
@@ -69,26 +69,25 @@ pub async fn unsupported(req: HttpRequest) -> HttpResponse {
 }
 
 /// The upstream and repository a request is for (see `ImageRef::route`).
-fn route(req: &HttpRequest, engine: &Engine) -> Result<(String, RepoName), ApiError> {
+fn route(
+    req: &HttpRequest,
+    query: &PullQuery,
+    engine: &Engine,
+) -> Result<(String, RepoName), ApiError> {
     let name = req.match_info().get("name").unwrap_or_default();
-    let query =
-        web::Query::<HashMap<String, String>>::from_query(req.query_string()).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::NameInvalid,
-                format!("query string: {e}"),
-            )
-        })?;
-    let ns = query.get("ns").map(String::as_str);
     Ok(ImageRef::route(
         name,
-        ns,
+        query.ns.as_deref(),
         engine.config().default_ns.as_deref(),
     )?)
 }
 
-async fn manifest(req: HttpRequest, engine: web::Data<Engine>) -> Result<HttpResponse, ApiError> {
-    let (registry, repo) = route(&req, &engine)?;
+async fn manifest(
+    req: HttpRequest,
+    query: PullQuery,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse, ApiError> {
+    let (registry, repo) = route(&req, &query, &engine)?;
     let reference = Reference::parse(req.match_info().get("reference").unwrap_or_default())?;
     let image = ImageRef {
         registry,
@@ -111,41 +110,14 @@ async fn manifest(req: HttpRequest, engine: web::Data<Engine>) -> Result<HttpRes
 
 /// `GET /v2/<name>/tags/list[?n=&last=]`: the upstream's list while it answers, the tags
 /// this cache holds otherwise.
-async fn tags(req: HttpRequest, engine: web::Data<Engine>) -> Result<HttpResponse, ApiError> {
-    let (registry, repo) = route(&req, &engine)?;
-    let query =
-        web::Query::<HashMap<String, String>>::from_query(req.query_string()).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::Unsupported,
-                format!("query: {e}"),
-            )
-        })?;
-    let n = match query.get("n") {
-        None => None,
-        Some(v) => Some(v.parse::<usize>().map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::Unsupported,
-                format!("n={v:?} is not a count"),
-            )
-        })?),
-    };
-    let last = match query.get("last") {
-        None => None,
-        Some(v) => match Reference::parse(v)? {
-            Reference::Tag(t) => Some(t),
-            Reference::Digest(_) => {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    ErrorCode::Unsupported,
-                    "last= must be a tag",
-                ))
-            }
-        },
-    };
+async fn tags(
+    req: HttpRequest,
+    query: PullQuery,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse, ApiError> {
+    let (registry, repo) = route(&req, &query, &engine)?;
     let page = engine
-        .tags(&registry, &repo, n, last.as_deref())
+        .tags(&registry, &repo, query.n, query.last.as_deref())
         .await
         .map_err(|e| ApiError::from_engine(e, Target::Other))?;
     let name = req.match_info().get("name").unwrap_or_default();
@@ -160,10 +132,10 @@ async fn tags(req: HttpRequest, engine: web::Data<Engine>) -> Result<HttpRespons
     }
     if let (true, Some(last_tag)) = (page.more, page.tags.last()) {
         let mut next = format!("/v2/{name}/tags/list?last={last_tag}");
-        if let Some(n) = n {
+        if let Some(n) = query.n {
             next.push_str(&format!("&n={n}"));
         }
-        if let Some(ns) = query.get("ns") {
+        if let Some(ns) = &query.ns {
             next.push_str(&format!("&ns={ns}"));
         }
         ok.insert_header((header::LINK, format!("<{next}>; rel=\"next\"")));
@@ -173,24 +145,15 @@ async fn tags(req: HttpRequest, engine: web::Data<Engine>) -> Result<HttpRespons
 
 /// `GET /v2/<name>/referrers/<digest>[?artifactType=]`: the subject's referrers as an OCI
 /// image index, kept so that signatures and SBOMs can be found in the air gap too.
-async fn referrers(req: HttpRequest, engine: web::Data<Engine>) -> Result<HttpResponse, ApiError> {
-    let (registry, repo) = route(&req, &engine)?;
+async fn referrers(
+    req: HttpRequest,
+    query: PullQuery,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse, ApiError> {
+    let (registry, repo) = route(&req, &query, &engine)?;
     let subject = Digest::parse(req.match_info().get("digest").unwrap_or_default())?;
-    let query =
-        web::Query::<HashMap<String, String>>::from_query(req.query_string()).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::Unsupported,
-                format!("query: {e}"),
-            )
-        })?;
     let found = engine
-        .referrers(
-            &registry,
-            &repo,
-            &subject,
-            query.get("artifactType").map(String::as_str),
-        )
+        .referrers(&registry, &repo, &subject, query.artifact_type.as_deref())
         .await
         .map_err(|e| ApiError::from_engine(e, Target::Manifest))?;
     let mut ok = HttpResponse::Ok();
@@ -235,8 +198,12 @@ fn check_accept(req: &HttpRequest, m: &Arc<CachedManifest>) -> Result<(), ApiErr
     Ok(())
 }
 
-async fn blob(req: HttpRequest, engine: web::Data<Engine>) -> Result<HttpResponse, ApiError> {
-    let (registry, repo) = route(&req, &engine)?;
+async fn blob(
+    req: HttpRequest,
+    query: PullQuery,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse, ApiError> {
+    let (registry, repo) = route(&req, &query, &engine)?;
     let digest = Digest::parse(req.match_info().get("digest").unwrap_or_default())?;
     let status = engine
         .blob(&registry, &repo, &digest)

@@ -8,6 +8,7 @@ mod distribution;
 pub mod error;
 pub mod health;
 mod metrics;
+pub mod query;
 pub mod tls;
 
 /// The Range parser, public for the property tests and fuzz targets.
