@@ -3,4 +3,6 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod hello_world;
+pub mod listing;
+pub mod logging;
 pub mod server;

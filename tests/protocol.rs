@@ -3,8 +3,12 @@
 
 mod support;
 
+use std::time::Duration;
+
 use support::http::{self, MANIFEST_ACCEPT};
-use support::{sha256_hex, ImageTree, LocalImage, Server, ServerOptions, Upstream, UPSTREAM_NAME};
+use support::{
+    sha256_hex, wait_for, ImageTree, LocalImage, Server, ServerOptions, Upstream, UPSTREAM_NAME,
+};
 
 const REPO: &str = "e2e/proto";
 
@@ -131,6 +135,67 @@ fn upstream_is_chosen_by_ns_parameter_in_path_host_or_default_namespace() {
     );
     assert_eq!(r.status, 200, "{}", r.summary());
     assert_eq!(format!("sha256:{}", sha256_hex(&r.body)), *layer);
+}
+
+#[test]
+fn naming_the_upstream_twice_is_refused_before_any_upstream_request() {
+    let (upstream, tree) = upstream_with_image();
+    let server = Server::start(&upstream.url());
+    let mark = upstream.log_mark();
+    let up = UPSTREAM_NAME;
+    let unknown_blob = format!("sha256:{}", "1".repeat(64));
+    for query in [
+        format!("?ns={up}&ns=localhost"),
+        format!("?ns={up}&ns={up}"),
+    ] {
+        for target in [
+            format!("/v2/{REPO}/manifests/v1{query}"),
+            format!("/v2/{REPO}/blobs/{unknown_blob}{query}"),
+            format!("/v2/{REPO}/tags/list{query}"),
+            format!("/v2/{REPO}/referrers/{}{query}", tree.top),
+        ] {
+            let r = http::get_manifest(server.port, &target);
+            assert_eq!(r.status, 400, "{target}: {}", r.summary());
+            assert_eq!(
+                r.oci_error_codes(),
+                Some(vec!["NAME_INVALID".to_string()]),
+                "{target}: {}",
+                r.summary()
+            );
+        }
+    }
+
+    // Named once, the upstream is asked; once the upstream has logged that request, every
+    // earlier one would be in its log too.
+    let amd64 = &tree.platform("amd64").manifest;
+    let r = http::get_manifest(
+        server.port,
+        &format!("/v2/{REPO}/manifests/{amd64}?ns={up}"),
+    );
+    assert_eq!(r.status, 200, "{}", r.summary());
+    let seen = wait_for(
+        "the upstream to log the manifest fetch",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            let seen = upstream.requests_since(mark);
+            seen.iter()
+                .any(|e| e.path.contains(amd64.as_str()))
+                .then_some(seen)
+        },
+    );
+    let refused = [
+        format!("/{REPO}/manifests/v1"),
+        unknown_blob,
+        format!("/{REPO}/tags/list"),
+        format!("/{REPO}/referrers/"),
+    ];
+    assert!(
+        !seen
+            .iter()
+            .any(|e| refused.iter().any(|r| e.path.contains(r.as_str()))),
+        "a refused request reached the upstream: {seen:?}"
+    );
 }
 
 #[test]

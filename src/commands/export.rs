@@ -9,7 +9,8 @@ use actors::store::{CacheLock, FsStore};
 use actors::Engine;
 use futures_util::StreamExt as _;
 
-use super::load::{progress_bar, report_line, ImageSource, Summary};
+use super::load::{progress_bar, report_line, ImageSource};
+use super::summary::Summary;
 use crate::cli::ExportArgs;
 use crate::config::Config;
 

@@ -6,7 +6,7 @@ use std::path::Path;
 use actors::bundle;
 use actors::store::{CacheLock, FsStore};
 
-use super::load::Summary;
+use super::summary::Summary;
 use crate::config::Config;
 
 /// The `import` subcommand.

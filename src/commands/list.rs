@@ -3,43 +3,12 @@
 //! flushed to disk yet. With `maxCacheSize` set, the text ends with a total line: the bytes of
 //! blobs in the cache against the bound.
 
-use std::fmt::Write as _;
-
 use actors::prune::{parse_patterns, Candidate};
-use actors::store::{format_time, FsStore, ManifestHolder};
-use serde::Serialize;
+use actors::store::{FsStore, ManifestHolder};
 
 use crate::cli::{ListArgs, ListFormat};
 use crate::config::Config;
-
-/// One manifest as `list` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Row {
-    pub url: String,
-    /// `list` (manifest list / image index) or `image` (image manifest).
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub digest: String,
-    #[serde(rename = "mediaType")]
-    pub media_type: String,
-    pub created: String,
-    pub pulled: String,
-    pub tags: Vec<String>,
-}
-
-impl Row {
-    pub fn from_holder(h: &ManifestHolder) -> Row {
-        Row {
-            url: h.image_url().to_string(),
-            kind: if h.is_list() { "list" } else { "image" }.to_string(),
-            digest: h.digest().to_string(),
-            media_type: h.media_type().to_string(),
-            created: format_time(h.created()),
-            pulled: format_time(h.pulled()),
-            tags: h.tags().to_vec(),
-        }
-    }
-}
+use crate::listing::{manifests_text, ManifestRow};
 
 /// The manifests of the cache at `config.image_path`, oldest first, and the files that could
 /// not be read.
@@ -56,18 +25,6 @@ pub fn read_cache(config: &Config) -> Result<(Vec<ManifestHolder>, Vec<String>),
         holders,
         loaded.problems.iter().map(ToString::to_string).collect(),
     ))
-}
-
-/// Renders rows as whitespace-separated columns.
-pub fn render_text(rows: &[Row], header: bool) -> String {
-    let mut out = String::new();
-    if header {
-        out.push_str("URL TYPE CREATED PULLED\n");
-    }
-    for r in rows {
-        let _ = writeln!(out, "{} {} {} {}", r.url, r.kind, r.created, r.pulled);
-    }
-    out
 }
 
 /// `TOTAL 1234 bytes in 5 blobs, bound 2000 bytes (60%)`: blob bytes against `maxCacheSize`.
@@ -90,7 +47,7 @@ pub fn run(config: Config, args: &ListArgs) -> Result<(), String> {
     for p in problems {
         eprintln!("skipped {p}");
     }
-    let rows: Vec<Row> = holders
+    let rows: Vec<ManifestRow> = holders
         .iter()
         .filter(|h| match &patterns {
             None => true,
@@ -102,11 +59,11 @@ pub fn run(config: Config, args: &ListArgs) -> Result<(), String> {
                     .any(|re| re.is_match(h.image_url()) || tags.iter().any(|t| re.is_match(t)))
             }
         })
-        .map(Row::from_holder)
+        .map(ManifestRow::from_holder)
         .collect();
     match args.format {
         ListFormat::Text => {
-            print!("{}", render_text(&rows, args.header));
+            print!("{}", manifests_text(&rows, args.header));
             if let Some(b) = &config.ops.cache_bound {
                 let blobs = FsStore::read_only(&config.image_path)
                     .list_blobs()

@@ -2,7 +2,6 @@
 //! complete a list of images in the cache through the engine, then report what was loaded,
 //! what was already cached and what failed, and why. `load --archive F` is `import F`.
 
-use std::fmt::Write as _;
 use std::io::IsTerminal as _;
 use std::path::Path;
 use std::time::Duration;
@@ -15,6 +14,7 @@ use futures_util::StreamExt as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::manifests;
+use super::summary::Summary;
 use crate::cli::LoadArgs;
 use crate::config::Config;
 
@@ -75,38 +75,6 @@ fn parse_reference(entry: &str) -> Result<ImageRef, String> {
         None => entry.to_string(),
     };
     ImageRef::parse(&entry).map_err(|e| e.to_string())
-}
-
-/// What happened to each image.
-#[derive(Debug, Default)]
-pub struct Summary {
-    pub loaded: Vec<String>,
-    pub cached: Vec<String>,
-    /// `(what, why)`: a bad line names its line number.
-    pub failed: Vec<(String, String)>,
-}
-
-impl Summary {
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        for i in &self.loaded {
-            let _ = writeln!(out, "loaded          {i}");
-        }
-        for i in &self.cached {
-            let _ = writeln!(out, "already cached  {i}");
-        }
-        for (what, why) in &self.failed {
-            let _ = writeln!(out, "failed          {what}: {why}");
-        }
-        let _ = writeln!(
-            out,
-            "{} loaded, {} already cached, {} failed",
-            self.loaded.len(),
-            self.cached.len(),
-            self.failed.len()
-        );
-        out
-    }
 }
 
 /// Loads every image of the list file at `path` through `engine`, `jobs` at a time, with a
@@ -330,20 +298,6 @@ pub fn run(config: Config, args: &LoadArgs) -> Result<(), String> {
     summary.into_result("loaded")
 }
 
-impl Summary {
-    /// `Err` naming how many images failed, if any did.
-    pub fn into_result(self, what: &str) -> Result<(), String> {
-        if self.failed.is_empty() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{} image(s) could not be {what}",
-                self.failed.len()
-            ))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,20 +323,5 @@ mod tests {
         let lines: Vec<usize> = bad.iter().map(|b| b.line).collect();
         assert_eq!(lines, vec![6, 7]);
         assert!(bad[1].reason.contains("UPPER"), "{}", bad[1].reason);
-    }
-
-    #[test]
-    fn the_summary_counts_each_outcome() {
-        let s = Summary {
-            loaded: vec!["a".into()],
-            cached: vec!["b".into(), "c".into()],
-            failed: vec![("d".into(), "gone".into())],
-        };
-        let text = s.render();
-        assert!(text.contains("failed          d: gone"));
-        assert!(
-            text.ends_with("1 loaded, 2 already cached, 1 failed\n"),
-            "{text}"
-        );
     }
 }

@@ -1,5 +1,5 @@
-//! The subcommands other than `serve`'s HTTP front end, one file each, plus the pieces `serve`
-//! adds around the front end (`serve.rs`).
+//! The subcommands, one file each (`serve.rs` runs the HTTP front end of `server` and what goes
+//! around it), plus the per-image report `load`, `export` and `import` share (`summary.rs`).
 
 pub mod export;
 pub mod import;
@@ -8,3 +8,4 @@ pub mod load;
 pub mod manifests;
 pub mod prune;
 pub mod serve;
+pub mod summary;

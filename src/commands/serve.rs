@@ -1,8 +1,11 @@
-//! What `serve` does around the HTTP front end: the hello-world cache, the cache lock, the
-//! health listener, preloading, and stopping on `/cmd/stop`.
+//! `serve`: the HTTP front end and what runs around it: the hello-world cache, the cache lock,
+//! the health listener, preloading, the start-up line, and stopping on a signal or on
+//! `/cmd/stop`.
 
+use std::io::Write as _;
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 use actors::store::CacheLock;
@@ -12,6 +15,124 @@ use tokio::sync::Notify;
 use crate::config::Config;
 use crate::server::admin::Admin;
 use crate::server::health::{self, Readiness};
+use crate::server::tls::{ClientAuth, ServerTls};
+use crate::server::{self, connections};
+
+/// How long a stopping server lets blob downloads run on: with the HTTP server's own 10 s this
+/// stays inside Kubernetes' default 30 s termination grace period.
+const DOWNLOAD_GRACE: Duration = Duration::from_secs(15);
+
+/// The `serve` subcommand: runs until a signal or `/cmd/stop`, then gives downloads a grace
+/// period and writes the engine's bookkeeping.
+pub fn run(mut config: Config) -> Result<(), String> {
+    let held = prepare(&mut config)?;
+    let system = actix_web::rt::System::new();
+    let tls = match &config.server_tls {
+        Some(t) => Some(
+            server::tls::server_config(t)
+                .map_err(|(key, m)| format!("serverTlsConfig.{key}: {m}"))?,
+        ),
+        None => None,
+    };
+    let security = describe_security(config.server_tls.as_ref());
+    let allowed = match &config.allowed_upstreams {
+        None => "any upstream".to_string(),
+        Some(a) => {
+            let names: Vec<String> = a.patterns().iter().map(|p| p.to_string()).collect();
+            format!("upstreams {}", names.join(", "))
+        }
+    };
+    system.block_on(async move {
+        let engine = Engine::start(config.engine_config())
+            .await
+            .map_err(|e| e.to_string())?;
+        held.before_serving(&config, &engine).await?;
+        let addr = (config.host.as_str(), config.port);
+        let listener = TcpListener::bind(addr)
+            .map_err(|e| format!("cannot listen on {}:{}: {e}", config.host, config.port))?;
+        let local = listener.local_addr().map_err(|e| e.to_string())?;
+        let limit = connections::settle(config.max_connections, server::default_workers());
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(
+            err,
+            "ociregistry {} serving on {local} ({security}; {allowed}; at most {} connections; \
+             cache {}, config {}, pid {}{})",
+            env!("CARGO_PKG_VERSION"),
+            limit.total(),
+            config.image_path.display(),
+            config
+                .config_file
+                .as_ref()
+                .map_or("defaults and command line".to_string(), |f| f
+                    .display()
+                    .to_string()),
+            std::process::id(),
+            if config.air_gapped {
+                ", air-gapped"
+            } else {
+                ""
+            }
+        );
+        drop(err);
+        // SIGTERM stops accepting and lets requests finish (bounded by the server's shutdown
+        // timeout); SIGINT stops at once. Either way the engine then gets a bounded grace period
+        // for background downloads and writes its bookkeeping; a further signal cuts that short.
+        let http = server::run_with_tls(listener, engine.clone(), tls, held.admin(&config), limit)
+            .map_err(|e| e.to_string())?;
+        let handle = http.handle();
+        held.stop_on_request(handle.clone());
+        actix_web::rt::spawn(async move {
+            let graceful = next_signal().await;
+            log::info!(
+                "{} received: stopping",
+                if graceful { "SIGTERM" } else { "SIGINT" }
+            );
+            handle.stop(graceful).await;
+        });
+        http.await.map_err(|e| e.to_string())?;
+        log::info!("stopping: letting downloads finish (up to {DOWNLOAD_GRACE:?})");
+        tokio::select! {
+            _ = engine.shutdown(DOWNLOAD_GRACE) => {}
+            _ = next_signal() => log::warn!("second signal: stopping now"),
+        }
+        log::info!("stopped");
+        Ok(())
+    })
+}
+
+/// How clients connect, for the start-up line.
+fn describe_security(tls: Option<&ServerTls>) -> String {
+    match tls {
+        None => "plain HTTP".to_string(),
+        Some(t) => match t.client_auth {
+            ClientAuth::None => "TLS".to_string(),
+            ClientAuth::Verify => format!(
+                "mTLS: client certificates required, verified against {}",
+                t.ca.as_ref().map_or("the OS trust store".to_string(), |p| p
+                    .display()
+                    .to_string())
+            ),
+        },
+    }
+}
+
+/// Waits for SIGTERM (true: stop gracefully) or SIGINT (false). The HTTP server leaves signals
+/// to us: actix would stop the whole actor system on one, and the engine must outlive it.
+async fn next_signal() -> bool {
+    use actix_web::rt::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => true,
+                _ = int.recv() => false,
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}
 
 /// What `serve` holds for its whole life besides the server.
 pub struct Held {
@@ -24,7 +145,7 @@ pub struct Held {
 }
 
 /// Before the engine starts: sets up the hello-world cache when asked, and locks the cache.
-pub fn prepare(config: &mut Config) -> Result<Held, String> {
+fn prepare(config: &mut Config) -> Result<Held, String> {
     let hello_world = if config.ops.hello_world {
         let dir = tempfile::Builder::new()
             .prefix("ociregistry-hello-world-")

@@ -13,7 +13,7 @@ use actors::prune::{parse_age, parse_patterns, parse_size, CacheBound, PruneRule
 use actors::pruner::PruneSchedule;
 use serde::Deserialize;
 
-use super::{ConfigError, FileCtx};
+use super::error::{ConfigError, FileCtx};
 use crate::cli::{Cli, Command, PlatformArgs};
 
 /// The operations settings, resolved.

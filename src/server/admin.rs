@@ -5,7 +5,8 @@
 //! Access: a client is answered when its address is in `adminApi.allow` (default 127.0.0.1 and
 //! ::1) or it sends `Authorization: Bearer <adminApi token>`. Anyone else gets 403, and the
 //! refusal is logged. Answers are whitespace-separated columns with a header line (pipe them
-//! through `column -t`), or JSON when the request's `Accept` names `application/json`.
+//! through `column -t`), or JSON when the request's `Accept` names `application/json`. The
+//! tables are rendered by `crate::listing`, which the `list` command shares.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use actors::manifest_index::IndexEntry;
 use actors::prune::{parse_age, parse_patterns, PruneRule};
-use actors::store::{format_time, now_local};
+use actors::store::now_local;
 use actors::Engine;
 use regex::Regex;
 use serde::Deserialize;
@@ -22,6 +23,7 @@ use serde_json::json;
 use tokio::sync::Notify;
 
 use crate::config::AdminConfig;
+use crate::listing::{self, BlobRow, ImageRow, ManifestRow};
 
 /// `count` of `/cmd/prune` when the query has none.
 pub const DEFAULT_PRUNE_COUNT: usize = 5;
@@ -298,46 +300,14 @@ async fn image_list(
     if let Some(n) = n {
         images.truncate(n);
     }
-    let blob_size = |d: &actors::oci::Digest| sizes.get(d).copied().flatten();
+    let rows: Vec<ImageRow> = images
+        .iter()
+        .map(|e| ImageRow::from_entry(e, |d| sizes.get(d).copied()))
+        .collect();
     if wants_json(&req) {
-        return json_answer(
-            images
-                .iter()
-                .map(|e| {
-                    json!({
-                        "url": e.manifest.image_url,
-                        "digest": e.manifest.digest.to_string(),
-                        "created": format_time(e.created),
-                        "pulled": format_time(e.pulled),
-                        "blobs": e.manifest.manifest.children.iter().map(|c| json!({
-                            "digest": c.digest.to_string(),
-                            "size": blob_size(&c.digest),
-                            "cached": sizes.contains_key(&c.digest),
-                        })).collect::<Vec<_>>(),
-                    })
-                })
-                .collect::<Vec<_>>(),
-        );
+        return json_answer(listing::to_json(&rows));
     }
-    let mut out = String::from("URL DIGEST CREATED PULLED\n");
-    for e in images {
-        out.push_str(&format!(
-            "{} {} {} {}\n",
-            e.manifest.image_url,
-            e.manifest.digest,
-            format_time(e.created),
-            format_time(e.pulled)
-        ));
-        for c in &e.manifest.manifest.children {
-            let size = match blob_size(&c.digest) {
-                Some(s) => s.to_string(),
-                None if sizes.contains_key(&c.digest) => "fetching".into(),
-                None => "missing".into(),
-            };
-            out.push_str(&format!("  blob {} {size}\n", c.digest));
-        }
-    }
-    text(out)
+    text(listing::images_text(&rows))
 }
 
 #[derive(Deserialize)]
@@ -361,23 +331,11 @@ async fn blob_list(
     if let Some(n) = n {
         blobs.truncate(n);
     }
+    let rows: Vec<BlobRow> = blobs.iter().map(BlobRow::from_info).collect();
     if wants_json(&req) {
-        return json_answer(
-            blobs
-                .iter()
-                .map(|b| json!({"digest": b.digest.to_string(), "size": b.size, "refs": b.refs}))
-                .collect::<Vec<_>>(),
-        );
+        return json_answer(listing::to_json(&rows));
     }
-    let mut out = String::from("DIGEST SIZE REFS\n");
-    for b in blobs {
-        let size = b
-            .size
-            .map(|s| s.to_string())
-            .unwrap_or_else(|| "fetching".into());
-        out.push_str(&format!("{} {size} {}\n", b.digest, b.refs));
-    }
-    text(out)
+    text(listing::blobs_text(&rows))
 }
 
 #[derive(Deserialize)]
@@ -403,42 +361,11 @@ async fn manifest_list(
     if let Some(n) = n {
         entries.truncate(n);
     }
-    let kind = |e: &IndexEntry| {
-        if e.manifest.kind().is_list() {
-            "list"
-        } else {
-            "image"
-        }
-    };
+    let rows: Vec<ManifestRow> = entries.iter().map(ManifestRow::from_entry).collect();
     if wants_json(&req) {
-        return json_answer(
-            entries
-                .iter()
-                .map(|e| {
-                    json!({
-                        "url": e.manifest.image_url,
-                        "type": kind(e),
-                        "digest": e.manifest.digest.to_string(),
-                        "mediaType": e.manifest.media_type(),
-                        "created": format_time(e.created),
-                        "pulled": format_time(e.pulled),
-                        "tags": e.tags,
-                    })
-                })
-                .collect::<Vec<_>>(),
-        );
+        return json_answer(listing::to_json(&rows));
     }
-    let mut out = String::from("URL TYPE CREATED PULLED\n");
-    for e in &entries {
-        out.push_str(&format!(
-            "{} {} {} {}\n",
-            e.manifest.image_url,
-            kind(e),
-            format_time(e.created),
-            format_time(e.pulled)
-        ));
-    }
-    text(out)
+    text(listing::manifests_text(&rows, true))
 }
 
 /// `GET /cmd/cache/stats`: the bytes of blobs in the cache (with downloads under way at their

@@ -1,7 +1,6 @@
 //! The pull side of the OCI distribution API: `/v2/`, manifests and blobs, GET and HEAD.
 //! Everything else under `/v2/` is refused as unsupported: this is a pull-only cache.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix_web::body::SizedStream;
@@ -14,7 +13,8 @@ use actors::Engine;
 use bytes::Bytes;
 use futures_util::Stream;
 
-use super::error::{ApiError, Target};
+use super::error::{ApiError, ErrorCode, Target};
+use super::query::PullQuery;
 use super::range::{parse_range, ByteRange, RangeRequest};
 
 const API_VERSION: (&str, &str) = ("Docker-Distribution-Api-Version", "registry/2.0");
@@ -53,7 +53,7 @@ pub async fn unsupported(req: HttpRequest) -> HttpResponse {
     let e = if req.method() == Method::GET || req.method() == Method::HEAD {
         ApiError::new(
             StatusCode::NOT_FOUND,
-            "UNSUPPORTED",
+            ErrorCode::Unsupported,
             format!("{} is not served by this pull-only cache", req.path()),
         )
     } else {
@@ -67,26 +67,25 @@ pub async fn unsupported(req: HttpRequest) -> HttpResponse {
 }
 
 /// The upstream and repository a request is for (see `ImageRef::route`).
-fn route(req: &HttpRequest, engine: &Engine) -> Result<(String, RepoName), ApiError> {
+fn route(
+    req: &HttpRequest,
+    query: &PullQuery,
+    engine: &Engine,
+) -> Result<(String, RepoName), ApiError> {
     let name = req.match_info().get("name").unwrap_or_default();
-    let query =
-        web::Query::<HashMap<String, String>>::from_query(req.query_string()).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "NAME_INVALID",
-                format!("query string: {e}"),
-            )
-        })?;
-    let ns = query.get("ns").map(String::as_str);
     Ok(ImageRef::route(
         name,
-        ns,
+        query.ns.as_deref(),
         engine.config().default_ns.as_deref(),
     )?)
 }
 
-async fn manifest(req: HttpRequest, engine: web::Data<Engine>) -> Result<HttpResponse, ApiError> {
-    let (registry, repo) = route(&req, &engine)?;
+async fn manifest(
+    req: HttpRequest,
+    query: PullQuery,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse, ApiError> {
+    let (registry, repo) = route(&req, &query, &engine)?;
     let reference = Reference::parse(req.match_info().get("reference").unwrap_or_default())?;
     let image = ImageRef {
         registry,
@@ -109,41 +108,14 @@ async fn manifest(req: HttpRequest, engine: web::Data<Engine>) -> Result<HttpRes
 
 /// `GET /v2/<name>/tags/list[?n=&last=]`: the upstream's list while it answers, the tags
 /// this cache holds otherwise.
-async fn tags(req: HttpRequest, engine: web::Data<Engine>) -> Result<HttpResponse, ApiError> {
-    let (registry, repo) = route(&req, &engine)?;
-    let query =
-        web::Query::<HashMap<String, String>>::from_query(req.query_string()).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "UNSUPPORTED",
-                format!("query: {e}"),
-            )
-        })?;
-    let n = match query.get("n") {
-        None => None,
-        Some(v) => Some(v.parse::<usize>().map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "UNSUPPORTED",
-                format!("n={v:?} is not a count"),
-            )
-        })?),
-    };
-    let last = match query.get("last") {
-        None => None,
-        Some(v) => match Reference::parse(v)? {
-            Reference::Tag(t) => Some(t),
-            Reference::Digest(_) => {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "UNSUPPORTED",
-                    "last= must be a tag",
-                ))
-            }
-        },
-    };
+async fn tags(
+    req: HttpRequest,
+    query: PullQuery,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse, ApiError> {
+    let (registry, repo) = route(&req, &query, &engine)?;
     let page = engine
-        .tags(&registry, &repo, n, last.as_deref())
+        .tags(&registry, &repo, query.n, query.last.as_deref())
         .await
         .map_err(|e| ApiError::from_engine(e, Target::Other))?;
     let name = req.match_info().get("name").unwrap_or_default();
@@ -158,10 +130,10 @@ async fn tags(req: HttpRequest, engine: web::Data<Engine>) -> Result<HttpRespons
     }
     if let (true, Some(last_tag)) = (page.more, page.tags.last()) {
         let mut next = format!("/v2/{name}/tags/list?last={last_tag}");
-        if let Some(n) = n {
+        if let Some(n) = query.n {
             next.push_str(&format!("&n={n}"));
         }
-        if let Some(ns) = query.get("ns") {
+        if let Some(ns) = &query.ns {
             next.push_str(&format!("&ns={ns}"));
         }
         ok.insert_header((header::LINK, format!("<{next}>; rel=\"next\"")));
@@ -171,24 +143,15 @@ async fn tags(req: HttpRequest, engine: web::Data<Engine>) -> Result<HttpRespons
 
 /// `GET /v2/<name>/referrers/<digest>[?artifactType=]`: the subject's referrers as an OCI
 /// image index, kept so that signatures and SBOMs can be found in the air gap too.
-async fn referrers(req: HttpRequest, engine: web::Data<Engine>) -> Result<HttpResponse, ApiError> {
-    let (registry, repo) = route(&req, &engine)?;
+async fn referrers(
+    req: HttpRequest,
+    query: PullQuery,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse, ApiError> {
+    let (registry, repo) = route(&req, &query, &engine)?;
     let subject = Digest::parse(req.match_info().get("digest").unwrap_or_default())?;
-    let query =
-        web::Query::<HashMap<String, String>>::from_query(req.query_string()).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "UNSUPPORTED",
-                format!("query: {e}"),
-            )
-        })?;
     let found = engine
-        .referrers(
-            &registry,
-            &repo,
-            &subject,
-            query.get("artifactType").map(String::as_str),
-        )
+        .referrers(&registry, &repo, &subject, query.artifact_type.as_deref())
         .await
         .map_err(|e| ApiError::from_engine(e, Target::Manifest))?;
     let mut ok = HttpResponse::Ok();
@@ -223,7 +186,7 @@ fn check_accept(req: &HttpRequest, m: &Arc<CachedManifest>) -> Result<(), ApiErr
     if names_types && !wildcard && !accept.iter().any(|a| a == m.media_type()) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            "MANIFEST_UNKNOWN",
+            ErrorCode::ManifestUnknown,
             format!(
                 "the manifest is {}, which the request's Accept header does not include",
                 m.media_type()
@@ -233,8 +196,12 @@ fn check_accept(req: &HttpRequest, m: &Arc<CachedManifest>) -> Result<(), ApiErr
     Ok(())
 }
 
-async fn blob(req: HttpRequest, engine: web::Data<Engine>) -> Result<HttpResponse, ApiError> {
-    let (registry, repo) = route(&req, &engine)?;
+async fn blob(
+    req: HttpRequest,
+    query: PullQuery,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse, ApiError> {
+    let (registry, repo) = route(&req, &query, &engine)?;
     let digest = Digest::parse(req.match_info().get("digest").unwrap_or_default())?;
     let reader = engine
         .blob(&registry, &repo, &digest)
@@ -299,7 +266,7 @@ fn partial(b: &mut HttpResponseBuilder, r: ByteRange, size: u64) {
 fn unsatisfiable(size: u64) -> HttpResponse {
     let e = ApiError::new(
         StatusCode::RANGE_NOT_SATISFIABLE,
-        "BLOB_UNKNOWN",
+        ErrorCode::BlobUnknown,
         format!("requested range is not satisfiable for a blob of {size} bytes"),
     );
     let mut resp = actix_web::ResponseError::error_response(&e);

@@ -2,12 +2,76 @@
 //! (`{"errors":[{"code":..,"message":..,"detail":..}]}`), so every failure a client sees has a
 //! status, a code from the distribution spec and a message that names the cause.
 
+use std::fmt;
+
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use actors::oci::OciError;
 use actors::upstream::UpstreamError;
 use actors::EngineError;
-use serde_json::json;
+use serde::{Serialize, Serializer};
+
+/// The codes this server answers with: the distribution spec's, plus `UNKNOWN` and
+/// `UNAVAILABLE`, which the distribution registry also sends and clients already know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    BlobUnknown,
+    DigestInvalid,
+    ManifestInvalid,
+    ManifestUnknown,
+    NameInvalid,
+    NameUnknown,
+    Unsupported,
+    Denied,
+    TooManyRequests,
+    Unavailable,
+    Unknown,
+}
+
+impl ErrorCode {
+    /// The code as clients match it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BlobUnknown => "BLOB_UNKNOWN",
+            ErrorCode::DigestInvalid => "DIGEST_INVALID",
+            ErrorCode::ManifestInvalid => "MANIFEST_INVALID",
+            ErrorCode::ManifestUnknown => "MANIFEST_UNKNOWN",
+            ErrorCode::NameInvalid => "NAME_INVALID",
+            ErrorCode::NameUnknown => "NAME_UNKNOWN",
+            ErrorCode::Unsupported => "UNSUPPORTED",
+            ErrorCode::Denied => "DENIED",
+            ErrorCode::TooManyRequests => "TOOMANYREQUESTS",
+            ErrorCode::Unavailable => "UNAVAILABLE",
+            ErrorCode::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// The response body: the spec allows several errors, we always report one.
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    errors: [ErrorEntry<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct ErrorEntry<'a> {
+    code: ErrorCode,
+    message: &'a str,
+    /// Always `null`: the message already names the cause.
+    detail: Option<()>,
+}
 
 /// What a request was after, so "not found" gets the right code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +86,7 @@ pub enum Target {
 #[error("{code}: {message}")]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     /// Seconds for a `Retry-After` header: the upstream's own, when it rate-limits us or is
     /// unavailable, so our clients back off as it asked.
@@ -30,7 +94,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -40,44 +104,50 @@ impl ApiError {
     }
 
     pub fn unsupported(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", message)
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::Unsupported,
+            message,
+        )
     }
 
     pub fn from_engine(e: EngineError, target: Target) -> Self {
         let unknown = match target {
-            Target::Manifest => "MANIFEST_UNKNOWN",
-            Target::Blob => "BLOB_UNKNOWN",
-            Target::Other => "NAME_UNKNOWN",
+            Target::Manifest => ErrorCode::ManifestUnknown,
+            Target::Blob => ErrorCode::BlobUnknown,
+            Target::Other => ErrorCode::NameUnknown,
         };
         let msg = e.to_string();
         let mut retry_after = None;
         let (status, code) = match &e {
             EngineError::Invalid(o) => return o.clone().into(),
             EngineError::NotCached(_) => (StatusCode::NOT_FOUND, unknown),
-            EngineError::UpstreamNotAllowed(_) => (StatusCode::FORBIDDEN, "DENIED"),
+            EngineError::UpstreamNotAllowed(_) => (StatusCode::FORBIDDEN, ErrorCode::Denied),
             EngineError::Upstream { source, .. } => match source {
                 UpstreamError::NotFound => (StatusCode::NOT_FOUND, unknown),
-                UpstreamError::Denied(_) => (StatusCode::BAD_GATEWAY, "DENIED"),
+                UpstreamError::Denied(_) => (StatusCode::BAD_GATEWAY, ErrorCode::Denied),
                 UpstreamError::TooManyRequests { retry_after: r, .. } => {
                     retry_after = r.map(|r| r.seconds());
-                    (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS")
+                    (StatusCode::TOO_MANY_REQUESTS, ErrorCode::TooManyRequests)
                 }
                 UpstreamError::Unavailable { retry_after: r, .. } => {
                     retry_after = r.map(|r| r.seconds());
-                    (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE")
+                    (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
                 }
-                UpstreamError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "UNKNOWN"),
-                _ => (StatusCode::BAD_GATEWAY, "UNKNOWN"),
+                UpstreamError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, ErrorCode::Unknown),
+                _ => (StatusCode::BAD_GATEWAY, ErrorCode::Unknown),
             },
-            EngineError::PullTimeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "UNKNOWN"),
+            EngineError::PullTimeout { .. } => (StatusCode::GATEWAY_TIMEOUT, ErrorCode::Unknown),
             EngineError::DigestMismatch { .. }
             | EngineError::SizeMismatch { .. }
-            | EngineError::BlobTooLarge { .. } => (StatusCode::BAD_GATEWAY, "UNKNOWN"),
+            | EngineError::BlobTooLarge { .. } => (StatusCode::BAD_GATEWAY, ErrorCode::Unknown),
             EngineError::InsufficientStorage(_) => {
-                (StatusCode::INSUFFICIENT_STORAGE, "UNAVAILABLE")
+                (StatusCode::INSUFFICIENT_STORAGE, ErrorCode::Unavailable)
             }
-            EngineError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
-            EngineError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+            EngineError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unknown),
+            EngineError::Unavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
+            }
         };
         ApiError {
             retry_after,
@@ -89,9 +159,11 @@ impl ApiError {
 impl From<OciError> for ApiError {
     fn from(e: OciError) -> Self {
         let code = match e {
-            OciError::NameInvalid(_) => "NAME_INVALID",
-            OciError::DigestInvalid(_) => "DIGEST_INVALID",
-            OciError::ReferenceInvalid(_) | OciError::ManifestInvalid(_) => "MANIFEST_INVALID",
+            OciError::NameInvalid(_) => ErrorCode::NameInvalid,
+            OciError::DigestInvalid(_) => ErrorCode::DigestInvalid,
+            OciError::ReferenceInvalid(_) | OciError::ManifestInvalid(_) => {
+                ErrorCode::ManifestInvalid
+            }
         };
         ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string())
     }
@@ -108,9 +180,13 @@ impl ResponseError for ApiError {
         if let Some(seconds) = self.retry_after {
             response.insert_header((header::RETRY_AFTER, seconds.to_string()));
         }
-        response.json(json!({
-            "errors": [{"code": self.code, "message": self.message, "detail": null}]
-        }))
+        response.json(ErrorBody {
+            errors: [ErrorEntry {
+                code: self.code,
+                message: &self.message,
+                detail: None,
+            }],
+        })
     }
 }
 
@@ -124,10 +200,10 @@ mod tests {
         let m = ApiError::from_engine(e.clone(), Target::Manifest);
         assert_eq!(
             (m.status, m.code),
-            (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN")
+            (StatusCode::NOT_FOUND, ErrorCode::ManifestUnknown)
         );
         let b = ApiError::from_engine(e, Target::Blob);
-        assert_eq!(b.code, "BLOB_UNKNOWN");
+        assert_eq!(b.code, ErrorCode::BlobUnknown);
     }
 
     #[test]
@@ -153,13 +229,19 @@ mod tests {
             EngineError::UpstreamNotAllowed("evil.example".into()),
             Target::Manifest,
         );
-        assert_eq!((a.status, a.code), (StatusCode::FORBIDDEN, "DENIED"));
+        assert_eq!(
+            (a.status, a.code),
+            (StatusCode::FORBIDDEN, ErrorCode::Denied)
+        );
         assert!(a.message.contains("evil.example"), "{}", a.message);
         let d = ApiError::from_engine(
             EngineError::upstream("quay.io", UpstreamError::Denied("401".into())),
             Target::Blob,
         );
-        assert_eq!((d.status, d.code), (StatusCode::BAD_GATEWAY, "DENIED"));
+        assert_eq!(
+            (d.status, d.code),
+            (StatusCode::BAD_GATEWAY, ErrorCode::Denied)
+        );
         assert!(
             d.message.contains("refused our credentials"),
             "{}",
@@ -189,7 +271,7 @@ mod tests {
         let a = ApiError::from_engine(e, Target::Blob);
         assert_eq!(
             (a.status, a.code),
-            (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS")
+            (StatusCode::TOO_MANY_REQUESTS, ErrorCode::TooManyRequests)
         );
         assert_eq!(retry_after_header(&a).as_deref(), Some("42"));
         assert!(a.message.contains("quay.io"), "{}", a.message);
@@ -220,7 +302,7 @@ mod tests {
         let a = ApiError::from_engine(e, Target::Manifest);
         assert_eq!(
             (a.status, a.code),
-            (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE")
+            (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
         );
         assert_eq!(retry_after_header(&a).as_deref(), Some("3600"), "capped");
     }
@@ -235,13 +317,35 @@ mod tests {
     }
 
     #[test]
+    fn the_body_is_one_oci_error_with_the_code_as_clients_match_it() {
+        let e = ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::NameInvalid,
+            "bad \"ns\"",
+        );
+        let response = e.error_response();
+        let body = actix_web::body::to_bytes(response.into_body());
+        let body = futures_util::FutureExt::now_or_never(body)
+            .expect("a JSON body is ready at once")
+            .expect("a body");
+        let value: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(
+            value,
+            serde_json::json!({
+                "errors": [{"code": "NAME_INVALID", "message": "bad \"ns\"", "detail": null}]
+            })
+        );
+        assert_eq!(ErrorCode::TooManyRequests.to_string(), "TOOMANYREQUESTS");
+    }
+
+    #[test]
     fn malformed_input_is_a_400_with_the_matching_code() {
         let a: ApiError = OciError::DigestInvalid("x".into()).into();
         assert_eq!(
             (a.status, a.code),
-            (StatusCode::BAD_REQUEST, "DIGEST_INVALID")
+            (StatusCode::BAD_REQUEST, ErrorCode::DigestInvalid)
         );
         let a = ApiError::from_engine(OciError::NameInvalid("x".into()).into(), Target::Blob);
-        assert_eq!(a.code, "NAME_INVALID");
+        assert_eq!(a.code, ErrorCode::NameInvalid);
     }
 }

@@ -7,6 +7,7 @@ mod distribution;
 pub mod error;
 pub mod health;
 mod metrics;
+pub mod query;
 mod range;
 pub mod tls;
 
@@ -23,7 +24,7 @@ use actors::Engine;
 /// Starts serving on `listener` (bind port 0 in tests to get a free port). The returned
 /// server runs until its handle is told to stop. It does not handle signals itself: actix would
 /// stop the whole actor system on one, and the engine's actors must outlive the HTTP server to
-/// finish downloads and write their bookkeeping (see `main.rs`).
+/// finish downloads and write their bookkeeping (see `commands/serve.rs`).
 pub fn run(listener: TcpListener, engine: Engine) -> std::io::Result<Server> {
     // The configured default, without touching the process's descriptor limit.
     let limit = connections::plan(

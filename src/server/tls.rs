@@ -1,13 +1,44 @@
 //! HTTPS for clients (`serverTlsConfig`): one-way TLS, or mTLS where every client must present
 //! a certificate that chains to the configured CA (or to the OS trust store without one).
+//! The settings type lives here, beside the one function that reads it; `config` fills it in
+//! and calls [`server_config`] to check the files when the config is loaded.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use actors::upstream::tls::{default_roots, load_certs, load_key, load_roots};
 use rustls::server::WebPkiClientVerifier;
 use rustls::ServerConfig;
 
-use crate::config::{ClientAuth, ServerTls};
+/// How the server speaks TLS to its clients (`serverTlsConfig`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTls {
+    /// PEM certificate chain presented to clients.
+    pub cert: PathBuf,
+    /// PEM private key of `cert`.
+    pub key: PathBuf,
+    /// PEM CA bundle that client certificates must chain to (`clientAuth: verify`); the OS
+    /// trust store when absent.
+    pub ca: Option<PathBuf>,
+    pub client_auth: ClientAuth,
+}
+
+/// Whether clients must present a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientAuth {
+    /// No client certificate is asked for (one-way TLS).
+    #[default]
+    None,
+    /// mTLS: a client certificate is required and verified.
+    Verify,
+}
+
+/// Installs the process-wide rustls crypto provider (ring). Call it before any TLS
+/// configuration is built, the config file's checks included: rustls would otherwise have to
+/// guess a provider from its crate features. A second call is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 
 /// The rustls configuration, with HTTP/2 and HTTP/1.1 offered by ALPN. On error: the
 /// `serverTlsConfig` key at fault and a message naming the file and the problem.
