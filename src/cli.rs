@@ -138,6 +138,19 @@ pub struct ServeArgs {
     #[arg(long, value_name = "COUNT")]
     pub max_connections: Option<u64>,
 
+    /// The largest blob the server downloads, as `maxCacheSize` writes sizes (`64GiB`,
+    /// `500MB`): a larger `Content-Length` is refused before a byte is written, and a body that
+    /// runs past it is cut, so no upstream can fill the disk through one request.
+    /// [default: 64GiB]
+    #[arg(long, value_name = "SIZE")]
+    pub max_blob_size: Option<String>,
+
+    /// Free space the cache's filesystem keeps: a size (`10GiB`, `0` for none) or a whole
+    /// percentage of the filesystem (`5%`). Below it new downloads are refused (507) and
+    /// running ones stop; everything cached is still served. [default: 5%]
+    #[arg(long, value_name = "SIZE|PERCENT")]
+    pub min_free_space: Option<String>,
+
     /// Never contact an upstream registry: serve only what is already cached and answer
     /// "not found" for everything else. For disconnected (air-gapped) sites.
     /// `--air-gapped=false` overrides `airGapped: true` in the config file. [default: false]

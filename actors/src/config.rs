@@ -49,23 +49,26 @@ pub struct EngineConfig {
 pub const DEFAULT_MAX_BLOB_SIZE: u64 = 64 << 30;
 
 /// A free-space floor: an amount, or a share of the filesystem.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FreeSpace {
     Bytes(u64),
-    /// Percent of the filesystem's size, 0 to 100.
-    Percent(f64),
+    /// Whole percent of the filesystem's size, 0 to 100.
+    Percent(u8),
 }
 
 /// The floor unless configured: a small share, so that a filled cache leaves room for the rest
 /// of the machine.
-pub const DEFAULT_MIN_FREE_SPACE: FreeSpace = FreeSpace::Percent(5.0);
+pub const DEFAULT_MIN_FREE_SPACE: FreeSpace = FreeSpace::Percent(5);
 
 impl FreeSpace {
     /// The floor in bytes on a filesystem of `total` bytes.
     pub fn bytes(&self, total: u64) -> u64 {
         match *self {
             FreeSpace::Bytes(b) => b,
-            FreeSpace::Percent(p) => (total as f64 * p.clamp(0.0, 100.0) / 100.0) as u64,
+            FreeSpace::Percent(p) => {
+                let share = u128::from(total) * u128::from(p.min(100)) / 100;
+                u64::try_from(share).unwrap_or(u64::MAX)
+            }
         }
     }
 }

@@ -19,8 +19,8 @@ use serde::Deserialize;
 
 use super::error::{ConfigError, FileCtx};
 use super::validate::{
-    check_listen_host, check_registry_host, max_connections, parse_endpoint, parse_ttl,
-    pull_timeout,
+    check_listen_host, check_registry_host, max_blob_size, max_connections, min_free_space,
+    parse_endpoint, parse_ttl, pull_timeout,
 };
 use super::{ops, Config};
 use crate::cli::LogLevel;
@@ -65,6 +65,8 @@ pub(super) struct FileConfig {
     pull_timeout: Option<u64>,
     upstream_idle_timeout: Option<u64>,
     max_connections: Option<u64>,
+    max_blob_size: Option<String>,
+    min_free_space: Option<String>,
     always_pull_latest: Option<bool>,
     air_gapped: Option<bool>,
     hello_world: Option<bool>,
@@ -195,6 +197,14 @@ impl FileConfig {
         if let Some(n) = self.max_connections {
             config.max_connections =
                 max_connections(n).map_err(|m| file.invalid("maxConnections", m))?;
+        }
+        if let Some(size) = self.max_blob_size {
+            config.max_blob_size =
+                max_blob_size(&size).map_err(|m| file.invalid("maxBlobSize", m))?;
+        }
+        if let Some(floor) = self.min_free_space {
+            config.min_free_space =
+                min_free_space(&floor).map_err(|m| file.invalid("minFreeSpace", m))?;
         }
         if let Some(ms) = self.upstream_idle_timeout {
             config.upstream_idle_timeout =

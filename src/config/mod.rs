@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use actors::allowlist::Allowlist;
-use actors::config::{EngineConfig, FreshnessRule, UpstreamConfig};
+use actors::config::{
+    EngineConfig, FreeSpace, FreshnessRule, UpstreamConfig, DEFAULT_MAX_BLOB_SIZE,
+    DEFAULT_MIN_FREE_SPACE,
+};
 
 use crate::cli::{Cli, LogLevel};
 use crate::server::tls::ServerTls;
@@ -26,7 +29,10 @@ mod validate;
 
 pub use error::ConfigError;
 pub use ops::{AdminConfig, OpsConfig, PruneKind, PruneSettings, Secret};
-use validate::{check_listen_host, check_registry_host, max_connections, pull_timeout};
+use validate::{
+    check_listen_host, check_registry_host, max_blob_size, max_connections, min_free_space,
+    pull_timeout,
+};
 
 /// Default cache root.
 pub const DEFAULT_IMAGE_PATH: &str = "/var/lib/ociregistry";
@@ -57,6 +63,11 @@ pub struct Config {
     /// Client connections held at once (`maxConnections`, `--max-connections`), before the
     /// open-file limit has its say (`server::connections`).
     pub max_connections: usize,
+    /// The largest blob any download may write (`maxBlobSize`, `--max-blob-size`).
+    pub max_blob_size: u64,
+    /// Free space the cache's filesystem keeps; below it downloads are refused
+    /// (`minFreeSpace`, `--min-free-space`).
+    pub min_free_space: FreeSpace,
     /// Upper bound on one upstream manifest pull (`pullTimeout`, `--pull-timeout`, in ms).
     pub pull_timeout: Duration,
     /// How long an upstream response body may send nothing before the transfer is abandoned
@@ -91,6 +102,8 @@ impl Default for Config {
             port: DEFAULT_PORT,
             host: DEFAULT_HOST.to_string(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_blob_size: DEFAULT_MAX_BLOB_SIZE,
+            min_free_space: DEFAULT_MIN_FREE_SPACE,
             pull_timeout: Duration::from_millis(DEFAULT_PULL_TIMEOUT_MS),
             upstream_idle_timeout: Duration::from_millis(DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS),
             always_pull_latest: false,
@@ -171,6 +184,20 @@ impl Config {
                     message,
                 })?;
         }
+        if let Some(size) = &serve.max_blob_size {
+            self.max_blob_size =
+                max_blob_size(size).map_err(|message| ConfigError::InvalidOption {
+                    option: "max-blob-size",
+                    message,
+                })?;
+        }
+        if let Some(floor) = &serve.min_free_space {
+            self.min_free_space =
+                min_free_space(floor).map_err(|message| ConfigError::InvalidOption {
+                    option: "min-free-space",
+                    message,
+                })?;
+        }
         if let Some(ms) = serve.pull_timeout {
             self.pull_timeout = pull_timeout(ms).map_err(|message| ConfigError::InvalidOption {
                 option: "pull-timeout",
@@ -206,6 +233,8 @@ impl Config {
         engine.freshness = self.freshness.clone();
         engine.prune = self.ops.prune.as_ref().map(PruneSettings::schedule);
         engine.cache_bound = self.ops.cache_bound.as_ref().map(ops::BoundSettings::bound);
+        engine.max_blob_size = self.max_blob_size;
+        engine.min_free_space = self.min_free_space;
         engine
     }
 }

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use actors::config::EngineConfig;
+use actors::config::{EngineConfig, FreeSpace};
 use clap::Parser;
 
 use super::file::{field_names, FileConfig, FileRegistryTls};
@@ -411,6 +411,51 @@ fn max_connections_comes_from_the_file_or_the_command_line_and_is_bounded() {
             msg.contains("max-connections") && msg.contains("1 to 1000000"),
             "{msg}"
         );
+    }
+}
+
+#[test]
+fn download_bounds_come_from_the_file_or_the_command_line_with_safe_defaults() {
+    let d = Config::default();
+    assert_eq!(d.max_blob_size, 64 << 30);
+    assert_eq!(d.min_free_space, FreeSpace::Percent(5));
+    let engine = d.engine_config();
+    assert_eq!(
+        (engine.max_blob_size, engine.min_free_space),
+        (64 << 30, FreeSpace::Percent(5))
+    );
+    let config = load_yaml("maxBlobSize: 2GiB\nminFreeSpace: 512MiB\n").unwrap();
+    assert_eq!(config.max_blob_size, 2 << 30);
+    assert_eq!(config.min_free_space, FreeSpace::Bytes(512 << 20));
+    let config = load_yaml("minFreeSpace: 10%\n").unwrap();
+    assert_eq!(config.min_free_space, FreeSpace::Percent(10));
+    assert_eq!(
+        load_yaml("minFreeSpace: \"0\"\n").unwrap().min_free_space,
+        FreeSpace::Bytes(0)
+    );
+    load_err("maxBlobSize: 0\n", &["key \"maxBlobSize\"", "more than 0"]);
+    load_err("maxBlobSize: lots\n", &["key \"maxBlobSize\""]);
+    load_err(
+        "minFreeSpace: 101%\n",
+        &["key \"minFreeSpace\"", "0% to 100%"],
+    );
+    load_err(
+        "minFreeSpace: 2.5%\n",
+        &["key \"minFreeSpace\"", "whole percentage"],
+    );
+    let over = load(&cli(&[
+        "serve",
+        "--max-blob-size",
+        "1MiB",
+        "--min-free-space",
+        "1%",
+    ]))
+    .unwrap();
+    assert_eq!(over.max_blob_size, 1 << 20);
+    assert_eq!(over.min_free_space, FreeSpace::Percent(1));
+    for (flag, bad) in [("--max-blob-size", "0"), ("--min-free-space", "200%")] {
+        let err = load(&cli(&["serve", flag, bad])).unwrap_err().to_string();
+        assert!(err.contains(&flag[2..]), "{err}");
     }
 }
 

@@ -4,7 +4,8 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use actors::config::Ttl;
+use actors::config::{FreeSpace, Ttl};
+use actors::prune::parse_size;
 
 /// The most `maxConnections` may ask for.
 const MAX_CONNECTIONS_CEILING: u64 = 1_000_000;
@@ -17,6 +18,31 @@ pub(super) fn max_connections(n: u64) -> Result<usize, String> {
         ));
     }
     usize::try_from(n).map_err(|_| format!("{n} connections do not fit this machine"))
+}
+
+/// `maxBlobSize`: a size as `maxCacheSize` writes it, more than 0 (a bound of nothing would
+/// refuse every blob).
+pub(super) fn max_blob_size(text: &str) -> Result<u64, String> {
+    match parse_size(text)? {
+        0 => Err("must be more than 0 bytes".into()),
+        n => Ok(n),
+    }
+}
+
+/// `minFreeSpace`: a size as `maxCacheSize` writes it (`10GiB`; `0` keeps no floor), or a whole
+/// percentage of the filesystem (`5%`).
+pub(super) fn min_free_space(text: &str) -> Result<FreeSpace, String> {
+    let t = text.trim();
+    let Some(number) = t.strip_suffix('%') else {
+        return parse_size(t).map(FreeSpace::Bytes);
+    };
+    match number.trim().parse::<u8>() {
+        Ok(p) if p <= 100 => Ok(FreeSpace::Percent(p)),
+        _ => Err(format!(
+            "\"{text}\" is not a share of the disk: use a whole percentage from 0% to 100%, \
+             or a size such as 10GiB"
+        )),
+    }
 }
 
 /// A timeout in milliseconds (`pullTimeout`, `upstreamIdleTimeout`): 0 would fail every pull.
