@@ -52,9 +52,15 @@ enum State {
     },
 }
 
+/// The one owner of every blob's state: because every decision about a digest is one message
+/// here, two requests can never both start its download, and a prune can never delete a blob
+/// a pull has just started to use.
 pub struct BlobTable {
+    /// Where new downloads (and checks of blobs found at start) are handed.
     puller: Addr<PullerPool>,
+    /// Every blob stored or on its way; a digest absent here is neither.
     blobs: HashMap<Digest, State>,
+    /// How many cached image manifests name each blob: a blob goes only at zero.
     refs: RefCounts,
     /// The image manifests whose blobs are counted in `refs`, so each counts once.
     counted: HashSet<Digest>,

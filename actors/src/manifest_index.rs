@@ -28,8 +28,13 @@ const PULLED_FLUSH_INTERVAL: Duration = Duration::from_secs(60);
 /// Immutable and shared: handlers hold it while they write the response.
 #[derive(Debug)]
 pub struct CachedManifest {
+    /// The sha256 of `bytes`: what clients ask for and `Docker-Content-Digest` says.
     pub digest: Digest,
+    /// The exact upstream bytes, never re-serialized: any other bytes would have another
+    /// digest.
     pub bytes: Bytes,
+    /// The bytes parsed once: its kind, and the children (image manifests, or config and
+    /// layers) that prefetch, prune and export follow.
     pub manifest: Manifest,
     /// Where it was first pulled from (`registry/repo:tag` or `registry/repo@digest`).
     pub image_url: String,
@@ -53,10 +58,13 @@ impl CachedManifest {
 /// A manifest in the index with its mutable bookkeeping.
 #[derive(Debug, Clone)]
 pub struct IndexEntry {
+    /// Shared with the handlers writing it out: immutable once cached.
     pub manifest: Arc<CachedManifest>,
     /// Every `registry/repo:tag` that points at this manifest.
     pub tags: BTreeSet<String>,
+    /// When it was first cached (local time, as the Go server writes it): pruning by age.
     pub created: PrimitiveDateTime,
+    /// When it was last served: pruning and eviction take the least recently pulled first.
     pub pulled: PrimitiveDateTime,
 }
 
@@ -133,11 +141,16 @@ impl StoreQueue {
     }
 }
 
+/// Every cached manifest in memory, so that a cache hit is answered without the disk; the
+/// store holds the same, written before an insert is acknowledged.
 pub struct ManifestIndex {
+    /// Where manifests are persisted; reached only through `queue`.
     store: Arc<dyn Store>,
     /// Started with the actor, on its arbiter.
     queue: Option<StoreQueue>,
+    /// The manifests, by their digest (the exact upstream bytes hash to it).
     by_digest: HashMap<Digest, IndexEntry>,
+    /// `registry/repo:tag` -> the manifest the tag points at; a tag points at one manifest.
     by_tag: HashMap<String, Digest>,
     /// Manifests whose `pulled` time changed since the last flush.
     dirty: HashSet<Digest>,

@@ -42,9 +42,14 @@ pub struct PruneReport {
     pub kept_blobs: Vec<(Digest, String)>,
 }
 
+/// Runs prunes one at a time (scheduled, asked for, or evictions), so two can never decide on
+/// the same cache state.
 pub struct Pruner {
+    /// Chooses the manifests and removes them.
     index: Addr<ManifestIndex>,
+    /// Releases their blobs' references and removes the blobs nothing names.
     blobs: Addr<BlobTable>,
+    /// `pruneConfig`; `None`: prunes only when asked.
     schedule: Option<PruneSchedule>,
     /// `maxCacheSize` and `pin`.
     bound: Option<CacheBound>,
