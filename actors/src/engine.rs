@@ -173,7 +173,11 @@ impl Engine {
             return match self.fetch(image).await {
                 Err(e) if !e.is_not_found() => match self.resolve(image).await? {
                     Some(m) => {
-                        log::warn!("{image}: upstream failed ({e}); serving the cached copy");
+                        let level = e.fallback_log_level();
+                        log::log!(
+                            level,
+                            "{image}: upstream failed ({e}); serving the cached copy"
+                        );
                         let upstream = crate::metrics::Upstream {
                             upstream: image.registry.clone(),
                         };
@@ -241,7 +245,16 @@ impl Engine {
                 Ok(fresh)
             }
             Err(e) => {
-                log::warn!("{image}: cannot revalidate ({e}); serving the cached copy");
+                // Remembered as a check: the next one waits for the tag's TTL again rather
+                // than every pull asking an upstream that just failed.
+                self.index.do_send(Validated {
+                    image: image.clone(),
+                });
+                let level = e.fallback_log_level();
+                log::log!(
+                    level,
+                    "{image}: cannot revalidate ({e}); serving the cached copy"
+                );
                 let upstream = crate::metrics::Upstream {
                     upstream: image.registry.clone(),
                 };
@@ -383,7 +396,11 @@ impl Engine {
                     });
                 }
                 Err(e) => {
-                    log::warn!("tags of {registry}/{repo}: {e}; answering from the cache");
+                    let level = e.fallback_log_level();
+                    log::log!(
+                        level,
+                        "tags of {registry}/{repo}: {e}; answering from the cache"
+                    );
                     upstream_error = Some(e);
                 }
             }

@@ -23,6 +23,17 @@ pub enum EngineError {
         what: String,
         millis: u128,
     },
+    /// The upstream was found unreachable a moment ago and is not asked again until
+    /// `retry_after_secs` have passed (its breaker is open): the request fails at once rather
+    /// than waiting out a timeout.
+    #[error(
+        "upstream {upstream} is unreachable ({why}); not asking it again for {retry_after_secs} s"
+    )]
+    UpstreamUnreachable {
+        upstream: String,
+        why: String,
+        retry_after_secs: u32,
+    },
     /// The client named an upstream that `allowedUpstreams` does not list; nothing was sent.
     #[error("upstream {0} is not in the server's list of allowed upstreams")]
     UpstreamNotAllowed(String),
@@ -90,6 +101,54 @@ impl EngineError {
                 ..
             }
         )
+    }
+
+    /// How an upstream request's result reads for the upstream's breaker; `None` when no
+    /// upstream was asked.
+    pub fn breaker_outcome(
+        result: &Result<impl Sized, EngineError>,
+    ) -> Option<crate::breaker::Outcome> {
+        use crate::breaker::Outcome;
+        let e = match result {
+            Ok(_) => return Some(Outcome::Answered),
+            Err(e) => e,
+        };
+        match e {
+            EngineError::PullTimeout { .. } => Some(Outcome::Unreachable(e.to_string())),
+            EngineError::Upstream { source, .. } => Some(match source {
+                UpstreamError::Connect(_) | UpstreamError::Timeout(_) => {
+                    Outcome::Unreachable(source.to_string())
+                }
+                UpstreamError::TooManyRequests {
+                    retry_after: Some(r),
+                    ..
+                }
+                | UpstreamError::Unavailable {
+                    retry_after: Some(r),
+                    ..
+                } => Outcome::Wait(
+                    std::time::Duration::from_secs(u64::from(r.seconds())),
+                    source.to_string(),
+                ),
+                _ => Outcome::Answered,
+            }),
+            // The upstream answered; what it sent was wrong.
+            EngineError::DigestMismatch { .. }
+            | EngineError::SizeMismatch { .. }
+            | EngineError::BlobTooLarge { .. } => Some(Outcome::Answered),
+            _ => None,
+        }
+    }
+
+    /// How loudly a failure that the cache answers for (stale copy, kept list) is logged: an
+    /// open breaker was logged once when it opened, and refused credentials once per upstream,
+    /// so neither is repeated per request.
+    pub fn fallback_log_level(&self) -> log::Level {
+        match self {
+            EngineError::UpstreamUnreachable { .. } => log::Level::Debug,
+            e if e.is_upstream_denied() => log::Level::Debug,
+            _ => log::Level::Warn,
+        }
     }
 
     /// Whether the upstream (or the air gap) says the thing does not exist.

@@ -19,6 +19,7 @@
 pub mod allowlist;
 pub mod blob;
 pub mod blob_table;
+pub mod breaker;
 pub mod bundle;
 pub mod config;
 pub mod engine;

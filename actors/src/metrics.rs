@@ -59,6 +59,10 @@ pub struct Metrics {
     pub waiters_joined: Family<Kind, Counter>,
     pub fetch_seconds: Family<Kind, Histogram>,
     pub stale_served: Family<Upstream, Counter>,
+    /// 1 while an upstream's breaker is open (nothing is sent to it), else 0.
+    pub breaker_open: Family<Upstream, Gauge>,
+    /// Requests refused at once because the upstream's breaker was open.
+    pub breaker_refused: Family<Upstream, Counter>,
     pub cached_manifests: Gauge,
     pub cached_blobs: Gauge,
     pub cached_blob_bytes: Gauge,
@@ -87,6 +91,8 @@ impl Metrics {
             waiters_joined: Family::default(),
             fetch_seconds: Family::new_with_constructor(fetch_histogram),
             stale_served: Family::default(),
+            breaker_open: Family::default(),
+            breaker_refused: Family::default(),
             cached_manifests: Gauge::default(),
             cached_blobs: Gauge::default(),
             cached_blob_bytes: Gauge::default(),
@@ -140,6 +146,16 @@ impl Metrics {
             "stale_served",
             "Cached manifests served because the upstream failed",
             m.stale_served.clone(),
+        );
+        r.register(
+            "upstream_breaker_open",
+            "1 while the upstream is considered unreachable and not asked",
+            m.breaker_open.clone(),
+        );
+        r.register(
+            "upstream_breaker_refused",
+            "Upstream requests not sent because the upstream was considered unreachable",
+            m.breaker_refused.clone(),
         );
         r.register(
             "cached_manifests",
@@ -212,6 +228,7 @@ pub fn error_label(e: &crate::EngineError) -> String {
         E::DigestMismatch { .. } => "digest".into(),
         E::SizeMismatch { .. } => "size".into(),
         E::BlobTooLarge { .. } => "too_large".into(),
+        E::UpstreamUnreachable { .. } => "breaker".into(),
         E::InsufficientStorage(_) => "storage_full".into(),
         E::Store(_) => "store".into(),
         _ => "other".into(),

@@ -15,10 +15,11 @@ use actix::prelude::*;
 use tokio::sync::{oneshot, watch, Semaphore};
 
 use crate::blob::{BlobSource, NamedBlob, Progress, StatedSizes};
+use crate::breaker::{Breakers, Change, Reached};
 use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::manifest_index::{CachedManifest, Insert, ManifestIndex};
-use crate::metrics::{metrics, Kind};
+use crate::metrics::{self, metrics, Kind};
 use crate::oci::{Digest, ImageRef, Manifest, Reference};
 use crate::proxy::download::{self, count_error, Job, Limits, Table};
 use crate::store::Store;
@@ -87,6 +88,9 @@ pub struct PullerPool {
     revalidating: Waiters<ImageRef, RevalidateResult>,
     /// Blob downloads queued or running; shared with their tasks on this arbiter.
     downloads: Rc<Cell<usize>>,
+    /// Which upstreams are found unreachable and not asked for now; every task that asked an
+    /// upstream reports back ([`Reached`]).
+    breakers: Breakers,
 }
 
 impl PullerPool {
@@ -104,6 +108,7 @@ impl PullerPool {
             in_flight: Waiters::new(),
             revalidating: Waiters::new(),
             downloads: Rc::new(Cell::new(0)),
+            breakers: Breakers::default(),
         }
     }
 
@@ -127,6 +132,7 @@ impl PullerPool {
     /// non-`Send` futures must run, and answers through a channel.
     fn ask_upstream<T, F, Fut>(
         &mut self,
+        ctx: &Context<Self>,
         registry: &str,
         what: String,
         request: F,
@@ -136,9 +142,14 @@ impl PullerPool {
         F: FnOnce(Rc<UpstreamClient>) -> Fut + 'static,
         Fut: std::future::Future<Output = Result<T, UpstreamError>> + 'static,
     {
+        if let Err(e) = self.admit(registry) {
+            return Box::pin(async move { Err(e) });
+        }
+        let me = ctx.address();
         let client = self.client(registry);
         let timeout = self.config.pull_timeout;
         let upstream = registry.to_string();
+        let name = upstream.clone();
         let (tx, rx) = oneshot::channel();
         actix_rt::spawn(async move {
             let fetch = async {
@@ -157,9 +168,31 @@ impl PullerPool {
                         millis: timeout.as_millis(),
                     })
                 });
+            report(&me, &name, &result);
             let _ = tx.send(result);
         });
         outcome(rx)
+    }
+
+    /// Lets a request go to `registry`, unless its breaker is open: then the error to answer
+    /// with at once.
+    fn admit(&mut self, registry: &str) -> Result<(), EngineError> {
+        match self.breakers.admit(registry, std::time::Instant::now()) {
+            Ok(_) => Ok(()),
+            Err(refused) => {
+                metrics()
+                    .breaker_refused
+                    .get_or_create(&metrics::Upstream {
+                        upstream: registry.to_string(),
+                    })
+                    .inc();
+                Err(EngineError::UpstreamUnreachable {
+                    upstream: registry.to_string(),
+                    why: refused.why,
+                    retry_after_secs: refused.retry_after.as_secs_f64().ceil().max(1.0) as u32,
+                })
+            }
+        }
     }
 
     fn limit(&mut self, registry: &str) -> Rc<Semaphore> {
@@ -234,6 +267,10 @@ impl Handler<FetchManifest> for PullerPool {
         }
 
         let image = msg.image;
+        if let Err(e) = self.admit(&image.registry) {
+            self.in_flight.finish(&image, Err(e));
+            return wait;
+        }
         let me = ctx.address();
         let client = self.client(&image.registry);
         let index = self.index.clone();
@@ -256,6 +293,7 @@ impl Handler<FetchManifest> for PullerPool {
                     }
                 }
             };
+            report(&me, &image.registry, &result);
             let result = match result {
                 Ok(m) => persist_and_prefetch(&image, m, &index, prefetch.as_ref()).await,
                 Err(e) => Err(e),
@@ -376,6 +414,10 @@ impl Handler<Revalidate> for PullerPool {
         if !self.revalidating.join(msg.image.clone(), tx) {
             return wait;
         }
+        if let Err(e) = self.admit(&msg.image.registry) {
+            self.revalidating.finish(&msg.image, Err(e));
+            return wait;
+        }
         let me = ctx.address();
         let client = self.client(&msg.image.registry);
         let timeout = self.config.pull_timeout;
@@ -389,15 +431,21 @@ impl Handler<Revalidate> for PullerPool {
                     .map_err(|e| EngineError::upstream(client.name(), e))?;
                 Ok::<_, EngineError>(current)
             };
-            let result = match tokio::time::timeout(timeout, head).await {
-                Err(_) => Err(EngineError::PullTimeout {
-                    upstream: image.registry.clone(),
-                    what: format!("HEAD {image}"),
-                    millis: timeout.as_millis(),
-                }),
-                Ok(Err(e)) => Err(e),
-                Ok(Ok(Some(current))) if current == msg.known => Ok(None),
-                Ok(Ok(_)) => match me
+            let head = tokio::time::timeout(timeout, head)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(EngineError::PullTimeout {
+                        upstream: image.registry.clone(),
+                        what: format!("HEAD {image}"),
+                        millis: timeout.as_millis(),
+                    })
+                });
+            // Reported before any fetch it leads to, which this outcome lets through.
+            report(&me, &image.registry, &head);
+            let result = match head {
+                Err(e) => Err(e),
+                Ok(Some(current)) if current == msg.known => Ok(None),
+                Ok(_) => match me
                     .send(FetchManifest {
                         image: image.clone(),
                         prefetch: msg.prefetch,
@@ -443,9 +491,9 @@ pub struct FetchTags {
 impl Handler<FetchTags> for PullerPool {
     type Result = ResponseFuture<Result<(Vec<String>, bool), EngineError>>;
 
-    fn handle(&mut self, msg: FetchTags, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: FetchTags, ctx: &mut Context<Self>) -> Self::Result {
         let what = format!("the tags of {}", msg.repo);
-        self.ask_upstream(&msg.registry, what, move |client| async move {
+        self.ask_upstream(ctx, &msg.registry, what, move |client| async move {
             client.tags(&msg.repo, msg.n, msg.last.as_deref()).await
         })
     }
@@ -467,12 +515,12 @@ pub struct FetchReferrers {
 impl Handler<FetchReferrers> for PullerPool {
     type Result = ResponseFuture<Result<(Vec<u8>, bool), EngineError>>;
 
-    fn handle(&mut self, msg: FetchReferrers, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: FetchReferrers, ctx: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
         let (registry, subject) = (msg.registry.clone(), msg.subject.clone());
         let fetched = (!msg.offline).then(|| {
             let what = format!("the referrers of {}", msg.subject);
-            self.ask_upstream(&msg.registry, what, move |client| async move {
+            self.ask_upstream(ctx, &msg.registry, what, move |client| async move {
                 client.referrers(&msg.repo, &msg.subject).await
             })
         });
@@ -488,7 +536,11 @@ impl Handler<FetchReferrers> for PullerPool {
                         return Ok((bytes, false));
                     }
                     Err(e) => {
-                        log::warn!("referrers of {subject} at {registry}: {e}; using the cache")
+                        let level = e.fallback_log_level();
+                        log::log!(
+                            level,
+                            "referrers of {subject} at {registry}: {e}; using the cache"
+                        )
                     }
                 }
             }
@@ -563,7 +615,12 @@ pub struct Download(pub Job);
 impl Handler<Download> for PullerPool {
     type Result = ();
 
-    fn handle(&mut self, Download(job): Download, _: &mut Context<Self>) {
+    fn handle(&mut self, Download(job): Download, ctx: &mut Context<Self>) {
+        if let Err(e) = self.admit(&job.source.registry) {
+            download::conclude(&job.table, &job.progress, job.digest, Err(e));
+            return;
+        }
+        let reached = ctx.address().recipient();
         let client = self.client(&job.source.registry);
         let limit = self.limit(&job.source.registry);
         let store = self.store.clone();
@@ -574,7 +631,7 @@ impl Handler<Download> for PullerPool {
         let downloads = self.downloads.clone();
         downloads.set(downloads.get() + 1);
         actix_rt::spawn(async move {
-            download::run(client, limit, store, limits, job).await;
+            download::run(client, limit, store, limits, reached, job).await;
             downloads.set(downloads.get().saturating_sub(1));
         });
     }
@@ -590,5 +647,49 @@ impl Handler<ActiveDownloads> for PullerPool {
 
     fn handle(&mut self, _: ActiveDownloads, _: &mut Context<Self>) -> usize {
         self.downloads.get()
+    }
+}
+
+/// Tells the breakers what an upstream request taught (nothing when no upstream was asked).
+fn report<T>(me: &Addr<PullerPool>, upstream: &str, result: &Result<T, EngineError>) {
+    if let Some(outcome) = EngineError::breaker_outcome(result) {
+        me.do_send(Reached {
+            upstream: upstream.to_string(),
+            outcome,
+        });
+    }
+}
+
+/// Records an upstream's news in its breaker; a change is logged once and shown in the
+/// metrics.
+impl Handler<Reached> for PullerPool {
+    type Result = ();
+
+    fn handle(&mut self, msg: Reached, _: &mut Context<Self>) {
+        let now = std::time::Instant::now();
+        let Some(change) = self.breakers.record(&msg.upstream, msg.outcome, now) else {
+            return;
+        };
+        let gauge = metrics()
+            .breaker_open
+            .get_or_create(&metrics::Upstream {
+                upstream: msg.upstream.clone(),
+            })
+            .clone();
+        match change {
+            Change::Opened { wait, why } => {
+                gauge.set(1);
+                log::warn!(
+                    "upstream {}: unreachable ({why}); serving from the cache without asking it \
+                     for {:.1} s",
+                    msg.upstream,
+                    wait.as_secs_f64()
+                );
+            }
+            Change::Closed => {
+                gauge.set(0);
+                log::warn!("upstream {}: reachable again", msg.upstream);
+            }
+        }
     }
 }

@@ -138,6 +138,12 @@ impl ApiError {
                 _ => (StatusCode::BAD_GATEWAY, ErrorCode::Unknown),
             },
             EngineError::PullTimeout { .. } => (StatusCode::GATEWAY_TIMEOUT, ErrorCode::Unknown),
+            EngineError::UpstreamUnreachable {
+                retry_after_secs, ..
+            } => {
+                retry_after = Some(*retry_after_secs);
+                (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
+            }
             EngineError::DigestMismatch { .. }
             | EngineError::SizeMismatch { .. }
             | EngineError::BlobTooLarge { .. } => (StatusCode::BAD_GATEWAY, ErrorCode::Unknown),

@@ -19,6 +19,7 @@ use actix::prelude::*;
 use tokio::sync::{watch, Semaphore};
 
 use crate::blob::{BlobSource, Progress, StatedSizes};
+use crate::breaker::{Outcome, Reached};
 use crate::config::FreeSpace;
 use crate::error::EngineError;
 use crate::metrics::{self, metrics, Kind};
@@ -91,6 +92,7 @@ pub async fn run(
     limit: Rc<Semaphore>,
     store: Arc<dyn Store>,
     limits: Limits,
+    reached: Recipient<Reached>,
     job: Job,
 ) {
     let kind = Kind { kind: "blob" };
@@ -99,12 +101,19 @@ pub async fn run(
     let result = match client {
         Err(e) => Err(e),
         Ok(client) => match limit.acquire().await {
-            Ok(_permit) => fetch(&client, store.as_ref(), limits, &job).await,
+            Ok(_permit) => fetch(&client, store.as_ref(), limits, &reached, &job).await,
             Err(_) => Err(EngineError::Unavailable("download limiter closed".into())),
         },
     };
     metrics().fetches_in_flight.get_or_create(&kind).dec();
     let Job { digest, source, .. } = &job;
+    // A link lost in the middle of the body: its upstream's breaker hears of it too.
+    if let Some(lost @ Outcome::Unreachable(_)) = EngineError::breaker_outcome(&result) {
+        reached.do_send(Reached {
+            upstream: source.registry.clone(),
+            outcome: lost,
+        });
+    }
     match &result {
         Ok(size) => {
             metrics()
@@ -139,6 +148,7 @@ async fn fetch(
     client: &UpstreamClient,
     store: &dyn Store,
     limits: Limits,
+    reached: &Recipient<Reached>,
     job: &Job,
 ) -> Result<u64, EngineError> {
     let Job {
@@ -168,7 +178,14 @@ async fn fetch(
     //    file goes again on failure.
     room(store, limits, 0).await?;
     let (body, writer) = tokio::join!(client.blob(&source.repo, digest), store.create_blob());
-    let mut body = body.map_err(up)?;
+    let body = body.map_err(up);
+    if let Some(outcome) = EngineError::breaker_outcome(&body) {
+        reached.do_send(Reached {
+            upstream: source.registry.clone(),
+            outcome,
+        });
+    }
+    let mut body = body?;
     if let Some(length) = body.size {
         if let Some(stated) = expected.filter(|s| !s.allows(length)) {
             return Err(wrong_size(stated, format!("with Content-Length {length}")));
