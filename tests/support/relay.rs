@@ -4,6 +4,11 @@
 //! a download lasts long enough to join it or to kill the server in the middle of it. Placed in
 //! front of our server it records the request line of every request a client sends (clients
 //! here only send bodiless GET and HEAD requests, so each header block is one request).
+//!
+//! Told to drop ([`Relay::set_dropping`]), it behaves like a link that silently loses every
+//! packet: open connections stop carrying bytes either way, and new ones are accepted but
+//! never answered. When the link returns, everything flows again without loss, as TCP would
+//! retransmit.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -17,6 +22,7 @@ use super::free_port;
 pub struct Relay {
     pub port: u16,
     rate: Arc<AtomicU64>,
+    dropping: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     connections: Arc<Mutex<Vec<TcpStream>>>,
     requests: Arc<Mutex<Vec<String>>>,
@@ -30,12 +36,14 @@ impl Relay {
         let port = free_port();
         let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind relay port");
         let rate = Arc::new(AtomicU64::new(bytes_per_second));
+        let dropping = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let connections = Arc::new(Mutex::new(Vec::new()));
         let requests = Arc::new(Mutex::new(Vec::new()));
         let accept_thread = {
-            let (rate, stop, connections, requests) = (
+            let (rate, dropping, stop, connections, requests) = (
                 rate.clone(),
+                dropping.clone(),
                 stop.clone(),
                 connections.clone(),
                 requests.clone(),
@@ -46,40 +54,39 @@ impl Relay {
                         break;
                     }
                     let Ok(client) = incoming else { continue };
-                    let target = SocketAddr::from(([127, 0, 0, 1], target_port));
-                    let Ok(server) = TcpStream::connect_timeout(&target, Duration::from_secs(5))
-                    else {
-                        let _ = client.shutdown(Shutdown::Both);
-                        continue;
+                    let link = Link {
+                        target_port,
+                        rate: rate.clone(),
+                        dropping: dropping.clone(),
+                        connections: connections.clone(),
+                        requests: requests.clone(),
                     };
-                    let _ = client.set_nodelay(true);
-                    let _ = server.set_nodelay(true);
-                    {
-                        let mut list = connections.lock().unwrap_or_else(|e| e.into_inner());
-                        if let (Ok(c), Ok(s)) = (client.try_clone(), server.try_clone()) {
-                            list.push(c);
-                            list.push(s);
-                        }
+                    if dropping.load(Ordering::SeqCst) {
+                        // Accepted, but nothing reaches the other side until the link is back.
+                        thread::spawn(move || {
+                            wait_while(&link.dropping);
+                            link.carry(client);
+                        });
+                    } else {
+                        link.carry(client);
                     }
-                    let (Ok(client_r), Ok(server_w)) = (client.try_clone(), server.try_clone())
-                    else {
-                        continue;
-                    };
-                    let requests = requests.clone();
-                    thread::spawn(move || pump_requests(client_r, server_w, requests));
-                    let rate = rate.clone();
-                    thread::spawn(move || pump_throttled(server, client, rate));
                 }
             })
         };
         Relay {
             port,
             rate,
+            dropping,
             stop,
             connections,
             requests,
             accept_thread: Some(accept_thread),
         }
+    }
+
+    /// Drops every packet (`true`) or carries them again (`false`).
+    pub fn set_dropping(&self, dropping: bool) {
+        self.dropping.store(dropping, Ordering::SeqCst);
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -123,11 +130,60 @@ impl Drop for Relay {
     }
 }
 
+/// What one relayed connection needs.
+struct Link {
+    target_port: u16,
+    rate: Arc<AtomicU64>,
+    dropping: Arc<AtomicBool>,
+    connections: Arc<Mutex<Vec<TcpStream>>>,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl Link {
+    /// Connects an accepted client to the target and pumps both ways.
+    fn carry(self, client: TcpStream) {
+        let target = SocketAddr::from(([127, 0, 0, 1], self.target_port));
+        let Ok(server) = TcpStream::connect_timeout(&target, Duration::from_secs(5)) else {
+            let _ = client.shutdown(Shutdown::Both);
+            return;
+        };
+        let _ = client.set_nodelay(true);
+        let _ = server.set_nodelay(true);
+        {
+            let mut list = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+            if let (Ok(c), Ok(s)) = (client.try_clone(), server.try_clone()) {
+                list.push(c);
+                list.push(s);
+            }
+        }
+        let (Ok(client_r), Ok(server_w)) = (client.try_clone(), server.try_clone()) else {
+            return;
+        };
+        let (requests, drop_in) = (self.requests, self.dropping.clone());
+        thread::spawn(move || pump_requests(client_r, server_w, requests, drop_in));
+        let (rate, dropping) = (self.rate, self.dropping);
+        thread::spawn(move || pump_throttled(server, client, rate, dropping));
+    }
+}
+
+/// Holds on while the link drops packets.
+fn wait_while(dropping: &AtomicBool) {
+    while dropping.load(Ordering::SeqCst) {
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Client to target, unthrottled, noting the first line of every header block.
-fn pump_requests(mut from: TcpStream, mut to: TcpStream, requests: Arc<Mutex<Vec<String>>>) {
+fn pump_requests(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    requests: Arc<Mutex<Vec<String>>>,
+    dropping: Arc<AtomicBool>,
+) {
     let mut buf = vec![0u8; 16 * 1024];
     let mut pending: Vec<u8> = Vec::new();
     loop {
+        wait_while(&dropping);
         let n = match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
@@ -146,6 +202,8 @@ fn pump_requests(mut from: TcpStream, mut to: TcpStream, requests: Arc<Mutex<Vec
         if pending.len() > 1 << 20 {
             pending.clear();
         }
+        // Bytes read as the link went down arrive when it is back.
+        wait_while(&dropping);
         if to.write_all(&buf[..n]).is_err() {
             break;
         }
@@ -154,9 +212,15 @@ fn pump_requests(mut from: TcpStream, mut to: TcpStream, requests: Arc<Mutex<Vec
 }
 
 /// Target to client, at most `rate` bytes per second.
-fn pump_throttled(mut from: TcpStream, mut to: TcpStream, rate: Arc<AtomicU64>) {
+fn pump_throttled(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    rate: Arc<AtomicU64>,
+    dropping: Arc<AtomicBool>,
+) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
+        wait_while(&dropping);
         let limit = rate.load(Ordering::SeqCst);
         // Twenty slices per second keep the flow smooth.
         let want = if limit == 0 {
@@ -168,6 +232,7 @@ fn pump_throttled(mut from: TcpStream, mut to: TcpStream, rate: Arc<AtomicU64>) 
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        wait_while(&dropping);
         if to.write_all(&buf[..n]).is_err() {
             break;
         }
