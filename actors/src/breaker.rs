@@ -4,13 +4,15 @@
 //!
 //! At the edge, links flap for hours and a link that silently drops packets makes every request
 //! wait its full timeout. The breaker notices once: a connection failure or a timeout opens it;
-//! while it is open nothing is sent to the upstream. When the wait is over, exactly one request
-//! goes through as a probe (the others are still refused); its success closes the breaker, its
-//! failure opens it again for twice as long, up to a cap, with jitter so a fleet of caches does
-//! not probe in step. A rate limit (429 or 503 with `Retry-After`) holds the breaker for as long
-//! as the upstream asked.
+//! while it is open no client request is sent to the upstream. A client never waits for the
+//! breaker's test either: when the wait is over, one probe (a `GET /v2/`, sent by the puller
+//! pool itself) tests the upstream; its answer closes the breaker, its failure opens it again
+//! for twice as long, up to a cap, with jitter so a fleet of caches does not probe in step. A
+//! rate limit (429 or 503 with `Retry-After`) holds the breaker for as long as the upstream
+//! asked.
 //!
-//! Pure state: the caller passes the time in, and logs and counts the [`Change`]s.
+//! Pure state: the caller passes the time in, sends the probes, and logs and counts the
+//! [`Change`]s.
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
@@ -44,25 +46,18 @@ pub enum Outcome {
     Wait(Duration, String),
 }
 
-/// May a request go to the upstream now?
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
-    /// Yes, the breaker is closed.
-    Go,
-    /// Yes, as the one probe of an open breaker: its outcome decides.
-    Probe,
-}
-
 /// No: the breaker is open.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused {
-    /// When the next probe may go (what clients are told in `Retry-After`).
+    /// When the upstream may be asked again at the earliest (what clients are told in
+    /// `Retry-After`).
     pub retry_after: Duration,
     /// Why it opened.
     pub why: String,
 }
 
-/// A change of state, for the log and the metrics.
+/// A change of state, for the log and the metrics; an opened breaker needs a probe after
+/// `wait`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     Opened { wait: Duration, why: String },
@@ -72,16 +67,15 @@ pub enum Change {
 #[derive(Debug, Clone)]
 enum State {
     Closed,
-    /// Nothing goes until `until`; the next wait after a failed probe is twice `wait`.
+    /// Nothing goes until `until`, then a probe; after a failed probe the wait is twice
+    /// `wait`.
     Open {
         until: Instant,
         wait: Duration,
         why: String,
     },
-    /// The probe went out at `since`; everything else waits for its outcome (or, should it
-    /// never report, until [`LONGEST_WAIT`] has passed, when another probe may go).
+    /// The probe is out.
     Probing {
-        since: Instant,
         wait: Duration,
         why: String,
     },
@@ -105,89 +99,103 @@ impl Default for Breakers {
 }
 
 impl Breakers {
-    /// Whether a request may go to `upstream` at `now`.
-    pub fn admit(&mut self, upstream: &str, now: Instant) -> Result<Admission, Refused> {
-        let Some(state) = self.states.get_mut(upstream) else {
-            return Ok(Admission::Go);
-        };
-        match state {
-            State::Closed => Ok(Admission::Go),
-            State::Open { until, wait, why } if now >= *until => {
-                *state = State::Probing {
-                    since: now,
-                    wait: *wait,
-                    why: why.clone(),
-                };
-                Ok(Admission::Probe)
-            }
-            State::Probing { since, .. } if now >= *since + LONGEST_WAIT => {
-                *since = now;
-                Ok(Admission::Probe)
-            }
-            State::Open { until, why, .. } => Err(Refused {
-                retry_after: until.saturating_duration_since(now),
+    /// Whether a client's request may go to `upstream` at `now`.
+    pub fn admit(&self, upstream: &str, now: Instant) -> Result<(), Refused> {
+        match self.states.get(upstream) {
+            None | Some(State::Closed) => Ok(()),
+            Some(State::Open { until, why, .. }) => Err(Refused {
+                retry_after: until
+                    .saturating_duration_since(now)
+                    .max(Duration::from_secs(1)),
                 why: why.clone(),
             }),
-            State::Probing { why, .. } => Err(Refused {
+            Some(State::Probing { why, .. }) => Err(Refused {
                 retry_after: FIRST_WAIT,
                 why: why.clone(),
             }),
         }
     }
 
-    /// Records what a request to `upstream` taught, and says whether the breaker changed.
+    /// Records what a client's request to `upstream` taught, and says whether the breaker
+    /// changed. A late failure of a request sent before the breaker opened changes nothing:
+    /// only probes lengthen the wait. Any answer closes it.
     pub fn record(&mut self, upstream: &str, outcome: Outcome, now: Instant) -> Option<Change> {
-        let jitter = self.jitter.clone();
-        let state = self
-            .states
-            .entry(upstream.to_string())
-            .or_insert(State::Closed);
-        let was_open = !matches!(state, State::Closed);
-        let previous_wait = match state {
-            State::Open { wait, .. } | State::Probing { wait, .. } => Some(*wait),
-            State::Closed => None,
-        };
+        let closed = matches!(self.states.get(upstream), None | Some(State::Closed));
         match outcome {
             Outcome::Answered => {
-                *state = State::Closed;
-                was_open.then_some(Change::Closed)
+                self.states.insert(upstream.to_string(), State::Closed);
+                (!closed).then_some(Change::Closed)
             }
-            Outcome::Wait(wait, why) => {
-                let wait = wait.min(Duration::from_secs(3600));
-                *state = State::Open {
-                    until: now + wait,
-                    wait: previous_wait.unwrap_or(FIRST_WAIT),
-                    why: why.clone(),
-                };
-                Some(Change::Opened { wait, why })
+            Outcome::Unreachable(why) if closed => Some(self.open(upstream, FIRST_WAIT, why, now)),
+            Outcome::Unreachable(_) => None,
+            Outcome::Wait(wait, why) => Some(self.hold(upstream, wait, why, now)),
+        }
+    }
+
+    /// Whether `upstream` is due a probe at `now`; if so it is now probing, and the caller
+    /// sends one and reports it with [`Breakers::probed`].
+    pub fn probe_due(&mut self, upstream: &str, now: Instant) -> bool {
+        match self.states.get(upstream) {
+            Some(State::Open { until, wait, why }) if now >= *until => {
+                let (wait, why) = (*wait, why.clone());
+                self.states
+                    .insert(upstream.to_string(), State::Probing { wait, why });
+                true
             }
+            _ => false,
+        }
+    }
+
+    /// Records a probe's outcome: an answer closes the breaker, a failure opens it for twice
+    /// as long as before (up to [`LONGEST_WAIT`]).
+    pub fn probed(&mut self, upstream: &str, outcome: Outcome, now: Instant) -> Option<Change> {
+        let previous = match self.states.get(upstream) {
+            Some(State::Probing { wait, .. }) | Some(State::Open { wait, .. }) => *wait,
+            None | Some(State::Closed) => FIRST_WAIT / 2,
+        };
+        match outcome {
+            Outcome::Answered => self.record(upstream, Outcome::Answered, now),
             Outcome::Unreachable(why) => {
-                // A late failure of a request sent before the breaker opened changes nothing:
-                // only the probe's failure lengthens the wait.
-                if let State::Open { .. } = state {
-                    return None;
-                }
-                let wait = match previous_wait {
-                    Some(w) => (w * 2).min(LONGEST_WAIT),
-                    None => FIRST_WAIT,
-                };
-                let jittered = jittered(&jitter, wait, now);
-                *state = State::Open {
-                    until: now + jittered,
-                    wait,
-                    why: why.clone(),
-                };
-                Some(Change::Opened {
-                    wait: jittered,
-                    why,
-                })
+                Some(self.open(upstream, (previous * 2).min(LONGEST_WAIT), why, now))
             }
+            Outcome::Wait(wait, why) => Some(self.hold(upstream, wait, why, now)),
         }
     }
 
     /// Whether the breaker of `upstream` is open (or probing).
     pub fn is_open(&self, upstream: &str) -> bool {
         !matches!(self.states.get(upstream), None | Some(State::Closed))
+    }
+
+    fn open(&mut self, upstream: &str, wait: Duration, why: String, now: Instant) -> Change {
+        let jittered = jittered(&self.jitter, wait, now);
+        self.states.insert(
+            upstream.to_string(),
+            State::Open {
+                until: now + jittered,
+                wait,
+                why: why.clone(),
+            },
+        );
+        Change::Opened {
+            wait: jittered,
+            why,
+        }
+    }
+
+    /// Holds the breaker as long as the upstream asked (capped at an hour, as the wait passed
+    /// on to clients is).
+    fn hold(&mut self, upstream: &str, wait: Duration, why: String, now: Instant) -> Change {
+        let wait = wait.min(Duration::from_secs(3600));
+        self.states.insert(
+            upstream.to_string(),
+            State::Open {
+                until: now + wait,
+                wait: FIRST_WAIT,
+                why: why.clone(),
+            },
+        );
+        Change::Opened { wait, why }
     }
 }
 
@@ -216,14 +224,15 @@ mod tests {
     fn an_unknown_or_answering_upstream_is_asked() {
         let mut b = Breakers::default();
         let now = Instant::now();
-        assert_eq!(b.admit(UP, now), Ok(Admission::Go));
+        assert_eq!(b.admit(UP, now), Ok(()));
         assert_eq!(b.record(UP, Outcome::Answered, now), None);
-        assert_eq!(b.admit(UP, now), Ok(Admission::Go));
+        assert_eq!(b.admit(UP, now), Ok(()));
         assert!(!b.is_open(UP));
+        assert!(!b.probe_due(UP, now), "a closed breaker needs no probe");
     }
 
     #[test]
-    fn a_failure_opens_the_breaker_and_refuses_until_one_probe_may_go() {
+    fn a_failure_opens_the_breaker_and_refuses_clients_until_a_probe_answers() {
         let mut b = Breakers::default();
         let t0 = Instant::now();
         let Some(Change::Opened { wait, why }) = b.record(UP, unreachable(), t0) else {
@@ -235,24 +244,18 @@ mod tests {
         );
         assert_eq!(why, "timed out");
         let refused = b.admit(UP, t0).unwrap_err();
-        assert!(refused.retry_after <= wait && refused.retry_after > Duration::ZERO);
-        assert_eq!(b.admit("other.test", t0), Ok(Admission::Go), "per upstream");
+        assert!(refused.retry_after >= Duration::from_secs(1));
+        assert_eq!(b.admit("other.test", t0), Ok(()), "per upstream");
+        assert!(!b.probe_due(UP, t0), "probed before the wait was over");
         let later = t0 + wait;
-        assert_eq!(b.admit(UP, later), Ok(Admission::Probe));
-        assert!(b.admit(UP, later).is_err(), "a second probe went out");
-        assert_eq!(b.record(UP, Outcome::Answered, later), Some(Change::Closed));
-        assert_eq!(b.admit(UP, later), Ok(Admission::Go));
-    }
-
-    #[test]
-    fn a_probe_that_never_reports_is_replaced_after_the_longest_wait() {
-        let mut b = Breakers::default();
-        let t0 = Instant::now();
-        b.record(UP, unreachable(), t0);
-        let probe_at = t0 + FIRST_WAIT * 2;
-        assert_eq!(b.admit(UP, probe_at), Ok(Admission::Probe));
-        assert!(b.admit(UP, probe_at + LONGEST_WAIT / 2).is_err());
-        assert_eq!(b.admit(UP, probe_at + LONGEST_WAIT), Ok(Admission::Probe));
+        assert!(b.probe_due(UP, later));
+        assert!(!b.probe_due(UP, later), "a second probe went out");
+        assert!(
+            b.admit(UP, later).is_err(),
+            "a client went through during the probe"
+        );
+        assert_eq!(b.probed(UP, Outcome::Answered, later), Some(Change::Closed));
+        assert_eq!(b.admit(UP, later), Ok(()));
     }
 
     #[test]
@@ -263,8 +266,8 @@ mod tests {
         let mut waits = Vec::new();
         for _ in 0..10 {
             now += LONGEST_WAIT * 2;
-            assert_eq!(b.admit(UP, now), Ok(Admission::Probe));
-            match b.record(UP, unreachable(), now) {
+            assert!(b.probe_due(UP, now));
+            match b.probed(UP, unreachable(), now) {
                 Some(Change::Opened { wait, .. }) => waits.push(wait),
                 other => panic!("{other:?}"),
             }
@@ -279,11 +282,12 @@ mod tests {
     }
 
     #[test]
-    fn a_late_failure_of_an_earlier_request_does_not_lengthen_the_wait() {
+    fn a_late_failure_of_an_earlier_request_changes_nothing_and_an_answer_closes() {
         let mut b = Breakers::default();
         let t0 = Instant::now();
         b.record(UP, unreachable(), t0);
         assert_eq!(b.record(UP, unreachable(), t0), None);
+        assert_eq!(b.record(UP, Outcome::Answered, t0), Some(Change::Closed));
     }
 
     #[test]
@@ -302,6 +306,7 @@ mod tests {
             b.admit(UP, t0 + asked / 2).unwrap_err().retry_after,
             asked / 2
         );
-        assert_eq!(b.admit(UP, t0 + asked), Ok(Admission::Probe));
+        assert!(!b.probe_due(UP, t0 + asked / 2));
+        assert!(b.probe_due(UP, t0 + asked));
     }
 }

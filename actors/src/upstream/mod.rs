@@ -388,6 +388,26 @@ impl UpstreamClient {
         })
     }
 
+    /// Whether the upstream answers at all: `GET /v2/`, whatever the status (a 401 asks for
+    /// credentials, which proves it is there), unless it asks us to wait (429, 503). The
+    /// breaker's probe: cheap, and never counted against a pull rate limit.
+    pub async fn ping(&self) -> Result<(), UpstreamError> {
+        let url = format!("{}/v2/", self.base);
+        let sent = self.client.request(Method::GET, &url).send().await;
+        let mut resp = into_response(sent.map_err(send_error)?, self.idle_timeout);
+        match resp.status {
+            StatusCode::TOO_MANY_REQUESTS => Err(UpstreamError::TooManyRequests {
+                retry_after: RetryAfter::of(&resp.headers, SystemTime::now()),
+                detail: resp.snippet().await,
+            }),
+            s @ StatusCode::SERVICE_UNAVAILABLE => Err(UpstreamError::Unavailable {
+                retry_after: RetryAfter::of(&resp.headers, SystemTime::now()),
+                detail: format!("{s} {}", resp.snippet().await),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// [`Self::send_authenticated`], logging a refusal of our credentials once per run of
     /// refusals rather than once per request (every request would fail the same way).
     async fn send(
