@@ -2,12 +2,12 @@
 # Runs every cargo-fuzz target in fuzz/ for a fixed, short budget (FUZZ_SECONDS, default 15)
 # so that CI exercises them; longer runs are by hand: cd fuzz && cargo +nightly fuzz run NAME.
 # Needs a nightly toolchain (libFuzzer instrumentation); without one it says so and exits 0,
-# since the same properties run on stable in tests/hardening_properties.rs.
+# since the same properties run on stable in tests/hardening/properties.rs.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
     echo "fuzz-smoke: no nightly toolchain here; skipping the fuzz targets" \
-        "(their stable twin is tests/hardening_properties.rs)"
+        "(their stable twin is tests/hardening/properties.rs)"
     exit 0
 fi
 if ! command -v cargo-fuzz >/dev/null 2>&1; then

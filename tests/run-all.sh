@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's one test command: installs what the end-to-end tests drive (when missing),
 # then runs formatting, lints and every test. Extra arguments go to `cargo test`,
-# e.g. `tests/run-all.sh --test malformed_requests`.
+# e.g. `tests/run-all.sh --test offline`.
 #
 # The end-to-end tests start a real upstream registry (docker-registry), containerd and
 # podman, and use the machine's Docker Engine; they need root.

@@ -4,135 +4,19 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::net::TcpListener;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use actors::oci::{Digest, ImageRef, RepoName, OCI_MANIFEST};
+use actors::oci::{Digest, ImageRef, RepoName};
 use actors::{Engine, EngineError};
-use bytes::Bytes;
-use futures_util::StreamExt;
 use support::engine_with;
+use support::fake::{Body, Fake, BLOB, CONFIG};
 
-const BLOB: &[u8] = b"the one layer of every image this fake upstream serves, forty-odd bytes";
-const CONFIG: &[u8] = b"{}";
-/// The fake's tags and the size each one's manifest states for `BLOB` (`None`: no size).
-const TAGS: [(&str, Option<u64>); 4] = [
-    ("right", Some(BLOB.len() as u64)),
-    ("small", Some(BLOB.len() as u64 - 10)),
-    ("large", Some(BLOB.len() as u64 + 10)),
-    ("unsized", None),
-];
-const CHUNK: usize = 64 * 1024;
-
-fn manifest_body(stated: Option<u64>) -> String {
-    let size = stated
-        .map(|s| format!(r#","size":{s}"#))
-        .unwrap_or_default();
-    format!(
-        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"digest":"{}","size":{}}},"layers":[{{"digest":"{}"{size}}}]}}"#,
-        Digest::of(CONFIG),
-        CONFIG.len(),
-        Digest::of(BLOB),
-    )
-}
-
-/// What the fake sends for `BLOB`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Body {
-    Right,
-    /// `BLOB`, then zeros without end, chunked (no `Content-Length`).
-    Endless,
-    /// The first half of `BLOB`, chunked, then the end.
-    Short,
-    /// A `Content-Length` 100 bytes past `BLOB`'s, then no body at all (the connection stays
-    /// open): only a check of the length before reading finds the fault quickly.
-    LongContentLength,
-    /// 500.
-    Broken,
-}
-
-struct Fake {
-    body: Mutex<Body>,
-    /// Bytes the endless bodies have produced so far.
-    endless_sent: Arc<AtomicU64>,
-    /// Requests for `BLOB`.
-    blob_requests: AtomicUsize,
-}
-
-impl Fake {
-    fn set(&self, body: Body) {
-        *self.body.lock().unwrap() = body;
-    }
-}
-
+/// A fake upstream sending `body` for `BLOB`, and its endpoint.
 fn fake_upstream(body: Body) -> (Arc<Fake>, String) {
-    let fake = Arc::new(Fake {
-        body: Mutex::new(body),
-        endless_sent: Arc::new(AtomicU64::new(0)),
-        blob_requests: AtomicUsize::new(0),
-    });
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let shared = fake.clone();
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(web::Data::new(shared.clone()))
-            .default_service(web::to(
-                |req: HttpRequest, fake: web::Data<Arc<Fake>>| async move {
-                    answer(req.path(), &fake)
-                },
-            ))
-    })
-    .workers(1)
-    .listen(listener)
-    .unwrap()
-    .run();
-    actix_web::rt::spawn(server);
-    (fake, format!("http://{addr}"))
-}
-
-fn answer(path: &str, fake: &Fake) -> HttpResponse {
-    let stated: HashMap<&str, Option<u64>> = TAGS.into_iter().collect();
-    if let Some(tag) = path.rsplit_once("/manifests/").map(|(_, t)| t) {
-        return match stated.get(tag) {
-            Some(size) => HttpResponse::Ok()
-                .content_type(OCI_MANIFEST)
-                .body(manifest_body(*size)),
-            None => HttpResponse::NotFound().finish(),
-        };
-    }
-    if path.ends_with(&Digest::of(CONFIG).to_string()) {
-        return HttpResponse::Ok().body(CONFIG);
-    }
-    if !path.ends_with(&Digest::of(BLOB).to_string()) {
-        return HttpResponse::NotFound().finish();
-    }
-    fake.blob_requests.fetch_add(1, Ordering::SeqCst);
-    let once = |b: &'static [u8]| {
-        futures_util::stream::once(async move { Ok::<_, actix_web::Error>(Bytes::from_static(b)) })
-    };
-    match *fake.body.lock().unwrap() {
-        Body::Right => HttpResponse::Ok().body(BLOB),
-        Body::Endless => {
-            let sent = fake.endless_sent.clone();
-            let zeros = futures_util::stream::repeat_with(move || {
-                sent.fetch_add(CHUNK as u64, Ordering::SeqCst);
-                Ok(Bytes::from(vec![0u8; CHUNK]))
-            });
-            HttpResponse::Ok().streaming(once(BLOB).chain(zeros))
-        }
-        Body::Short => HttpResponse::Ok().streaming(once(&BLOB[..BLOB.len() / 2])),
-        Body::LongContentLength => HttpResponse::Ok()
-            .no_chunking(BLOB.len() as u64 + 100)
-            .streaming(futures_util::stream::pending::<
-                Result<Bytes, actix_web::Error>,
-            >()),
-        Body::Broken => HttpResponse::InternalServerError().body("boom"),
-    }
+    let fake = Fake::start(body);
+    let endpoint = fake.endpoint();
+    (fake, endpoint)
 }
 
 async fn engine(dir: &std::path::Path, endpoint: String) -> Engine {
@@ -232,9 +116,9 @@ async fn an_endless_body_fails_once_it_passes_the_stated_size_and_leaves_nothing
     // The upstream connection is dropped: the endless body stops being read.
     let quiet = Duration::from_millis(500);
     actix_web::rt::time::sleep(quiet).await;
-    let before = fake.endless_sent.load(Ordering::SeqCst);
+    let before = fake.endless_sent();
     actix_web::rt::time::sleep(quiet).await;
-    assert_eq!(fake.endless_sent.load(Ordering::SeqCst), before);
+    assert_eq!(fake.endless_sent(), before);
     assert!(
         before < 64 * 1024 * 1024,
         "{before} bytes read past the end"
@@ -325,7 +209,7 @@ async fn the_first_request_after_a_failed_download_starts_a_new_one() {
             .unwrap_err();
         assert!(matches!(err, EngineError::Upstream { .. }), "{err}");
         assert_eq!(
-            fake.blob_requests.load(Ordering::SeqCst),
+            fake.blob_requests(),
             attempt,
             "attempt {attempt} did not reach the upstream"
         );
@@ -364,10 +248,10 @@ async fn an_endless_body_of_a_blob_no_manifest_names_is_cut_at_max_blob_size() {
     assert_nothing_kept(&e, dir.path()).await;
     let quiet = Duration::from_millis(500);
     actix_web::rt::time::sleep(quiet).await;
-    let before = fake.endless_sent.load(Ordering::SeqCst);
+    let before = fake.endless_sent();
     actix_web::rt::time::sleep(quiet).await;
     assert_eq!(
-        fake.endless_sent.load(Ordering::SeqCst),
+        fake.endless_sent(),
         before,
         "the endless body is still being read"
     );
@@ -438,7 +322,7 @@ async fn below_the_free_space_floor_downloads_are_refused_and_cached_blobs_serve
     );
     assert!(err.to_string().contains("minFreeSpace"), "{err}");
     assert_eq!(
-        fake.blob_requests.load(Ordering::SeqCst),
+        fake.blob_requests(),
         0,
         "the upstream was asked although nothing could be stored"
     );

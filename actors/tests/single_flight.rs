@@ -3,76 +3,23 @@
 
 mod support;
 
-use std::net::TcpListener;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use actors::oci::{Digest, ImageRef, RepoName, OCI_MANIFEST};
+use actors::oci::{Digest, ImageRef, RepoName};
 use actors::Engine;
 use futures_util::StreamExt;
 use support::engine_with;
+use support::fake::{Body, Fake, BLOB};
 
-const BLOB: &[u8] = b"layer bytes for the single flight test";
-const CONFIG: &[u8] = b"{}";
+/// A fake upstream that answers slowly, so that requests overlap.
+fn fake_upstream() -> Arc<Fake> {
+    Fake::start_slow(Body::Right, Duration::from_millis(300))
+}
 
+/// The manifest of every tag these tests ask for.
 fn manifest_body() -> String {
-    format!(
-        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"digest":"{}","size":{}}},"layers":[{{"digest":"{}","size":{}}}]}}"#,
-        Digest::of(CONFIG),
-        CONFIG.len(),
-        Digest::of(BLOB),
-        BLOB.len()
-    )
-}
-
-#[derive(Default)]
-struct Counts {
-    manifest: AtomicUsize,
-    blob: AtomicUsize,
-    /// When set, every request fails with a 500.
-    broken: std::sync::atomic::AtomicBool,
-}
-
-/// A registry that answers slowly (so requests overlap) and counts what it is asked.
-fn fake_upstream(counts: Arc<Counts>, broken: bool) -> String {
-    counts.broken.store(broken, Ordering::SeqCst);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = HttpServer::new(move || {
-        let counts = counts.clone();
-        App::new()
-            .app_data(web::Data::new(counts))
-            .default_service(web::to(
-                move |req: HttpRequest, counts: web::Data<Arc<Counts>>| async move {
-                    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
-                    let path = req.path().to_string();
-                    if counts.broken.load(Ordering::SeqCst) {
-                        return HttpResponse::InternalServerError().body("boom");
-                    }
-                    if path.contains("/manifests/") {
-                        counts.manifest.fetch_add(1, Ordering::SeqCst);
-                        HttpResponse::Ok()
-                            .content_type(OCI_MANIFEST)
-                            .body(manifest_body())
-                    } else if path.ends_with(&Digest::of(BLOB).to_string()) {
-                        counts.blob.fetch_add(1, Ordering::SeqCst);
-                        HttpResponse::Ok().body(BLOB)
-                    } else if path.ends_with(&Digest::of(CONFIG).to_string()) {
-                        HttpResponse::Ok().body(CONFIG)
-                    } else {
-                        HttpResponse::NotFound().finish()
-                    }
-                },
-            ))
-    })
-    .workers(1)
-    .listen(listener)
-    .unwrap()
-    .run();
-    actix_web::rt::spawn(server);
-    format!("http://{addr}")
+    support::fake::manifest_body(Some(BLOB.len() as u64))
 }
 
 async fn engine(dir: &std::path::Path, endpoint: String) -> Engine {
@@ -92,25 +39,25 @@ async fn wait_present(e: &Engine, repo: &RepoName, d: &Digest) -> u64 {
 
 #[actix_web::test]
 async fn concurrent_manifest_requests_share_one_upstream_fetch() {
-    let counts = Arc::new(Counts::default());
+    let fake = fake_upstream();
     let dir = tempfile::tempdir().unwrap();
-    let e = engine(dir.path(), fake_upstream(counts.clone(), false)).await;
+    let e = engine(dir.path(), fake.endpoint()).await;
     let image = ImageRef::parse("fake.test/a/b:1").unwrap();
     let results = futures_util::future::join_all((0..10).map(|_| e.manifest(&image))).await;
     for r in &results {
         assert_eq!(r.as_ref().unwrap().bytes, manifest_body().as_bytes());
     }
-    assert_eq!(counts.manifest.load(Ordering::SeqCst), 1);
+    assert_eq!(fake.manifest_requests(), 1);
     // Served from the cache afterwards.
     e.manifest(&image).await.unwrap();
-    assert_eq!(counts.manifest.load(Ordering::SeqCst), 1);
+    assert_eq!(fake.manifest_requests(), 1);
 }
 
 #[actix_web::test]
 async fn a_cached_image_manifest_prefetches_its_blobs_once() {
-    let counts = Arc::new(Counts::default());
+    let fake = fake_upstream();
     let dir = tempfile::tempdir().unwrap();
-    let e = engine(dir.path(), fake_upstream(counts.clone(), false)).await;
+    let e = engine(dir.path(), fake.endpoint()).await;
     let image = ImageRef::parse("fake.test/a/b:1").unwrap();
     e.manifest(&image).await.unwrap();
     // Clients asking while the prefetch runs join it.
@@ -118,7 +65,7 @@ async fn a_cached_image_manifest_prefetches_its_blobs_once() {
     let sizes =
         futures_util::future::join_all((0..8).map(|_| wait_present(&e, &image.repo, &d))).await;
     assert!(sizes.iter().all(|s| *s == BLOB.len() as u64));
-    assert_eq!(counts.blob.load(Ordering::SeqCst), 1);
+    assert_eq!(fake.blob_requests(), 1);
     let stored = e.blob("fake.test", &image.repo, &d).await.unwrap();
     assert!(stored.size() == Some(BLOB.len() as u64));
     let on_disk: Vec<u8> = stored
@@ -137,9 +84,10 @@ async fn a_cached_image_manifest_prefetches_its_blobs_once() {
 
 #[actix_web::test]
 async fn every_waiter_gets_the_failure_and_nobody_hangs() {
-    let counts = Arc::new(Counts::default());
+    let fake = fake_upstream();
+    fake.set_failing(true);
     let dir = tempfile::tempdir().unwrap();
-    let e = engine(dir.path(), fake_upstream(counts, true)).await;
+    let e = engine(dir.path(), fake.endpoint()).await;
     let image = ImageRef::parse("fake.test/a/b:1").unwrap();
     let results = actix_web::rt::time::timeout(
         Duration::from_secs(20),
@@ -167,9 +115,9 @@ async fn every_waiter_gets_the_failure_and_nobody_hangs() {
 
 #[actix_web::test]
 async fn air_gapped_misses_never_reach_the_upstream() {
-    let counts = Arc::new(Counts::default());
+    let fake = fake_upstream();
     let dir = tempfile::tempdir().unwrap();
-    let endpoint = fake_upstream(counts.clone(), false);
+    let endpoint = fake.endpoint();
     let e = engine_with(dir.path(), endpoint, |c| c.air_gapped = true).await;
     let image = ImageRef::parse("fake.test/a/b:1").unwrap();
     assert!(e.manifest(&image).await.unwrap_err().is_not_found());
@@ -178,33 +126,29 @@ async fn air_gapped_misses_never_reach_the_upstream() {
         .await
         .unwrap_err()
         .is_not_found());
-    assert_eq!(counts.manifest.load(Ordering::SeqCst), 0);
-    assert_eq!(counts.blob.load(Ordering::SeqCst), 0);
+    assert_eq!(fake.manifest_requests(), 0);
+    assert_eq!(fake.blob_requests(), 0);
 }
 
 #[actix_web::test]
 async fn always_pull_latest_refetches_latest_and_serves_the_cache_when_the_upstream_fails() {
-    let counts = Arc::new(Counts::default());
+    let fake = fake_upstream();
     let dir = tempfile::tempdir().unwrap();
-    let endpoint = fake_upstream(counts.clone(), false);
+    let endpoint = fake.endpoint();
     let e = engine_with(dir.path(), endpoint, |c| c.always_pull_latest = true).await;
     let latest = ImageRef::parse("fake.test/a/b:latest").unwrap();
     let pinned = ImageRef::parse("fake.test/a/b:1").unwrap();
     e.manifest(&latest).await.unwrap();
     e.manifest(&latest).await.unwrap();
-    assert_eq!(
-        counts.manifest.load(Ordering::SeqCst),
-        2,
-        "latest is fetched every time"
-    );
+    assert_eq!(fake.manifest_requests(), 2, "latest is fetched every time");
     e.manifest(&pinned).await.unwrap();
     e.manifest(&pinned).await.unwrap();
     assert_eq!(
-        counts.manifest.load(Ordering::SeqCst),
+        fake.manifest_requests(),
         3,
         "other tags come from the cache"
     );
-    counts.broken.store(true, Ordering::SeqCst);
+    fake.set_failing(true);
     let stale = e
         .manifest(&latest)
         .await
@@ -214,9 +158,9 @@ async fn always_pull_latest_refetches_latest_and_serves_the_cache_when_the_upstr
 
 #[actix_web::test]
 async fn blobs_missing_at_start_are_fetched_for_cached_images() {
-    let counts = Arc::new(Counts::default());
+    let fake = fake_upstream();
     let dir = tempfile::tempdir().unwrap();
-    let endpoint = fake_upstream(counts.clone(), false);
+    let endpoint = fake.endpoint();
     let image = ImageRef::parse("fake.test/a/b:1").unwrap();
     let d = Digest::of(BLOB);
     {
@@ -235,6 +179,6 @@ async fn blobs_missing_at_start_are_fetched_for_cached_images() {
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(std::fs::read(&blob).expect("blob fetched at start"), BLOB);
-    assert_eq!(counts.blob.load(Ordering::SeqCst), 2);
+    assert_eq!(fake.blob_requests(), 2);
     drop(e);
 }

@@ -1,6 +1,6 @@
 //! The Go-compatible ManifestHolder reader: any input is refused or read, and a holder read
 //! is written back and read again with the same content. (Tags are not compared: an empty
-//! tag list is not persisted yet, see `tests/hardening_properties.rs`.)
+//! tag list is not persisted yet, see `tests/hardening/properties.rs`.)
 #![no_main]
 
 use actors::store::ManifestHolder;

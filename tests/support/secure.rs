@@ -1,4 +1,4 @@
-//! Secured counterparts for the security tests: a test PKI made with openssl, an upstream
+//! Secured counterparts for the security tests: the test PKI (made with openssl), an upstream
 //! registry behind TLS / basic auth / bearer tokens / client certificates, the token service
 //! that signs its tokens, and curl as an HTTPS client.
 //!
@@ -16,122 +16,9 @@ use super::proc::{run, ChildGuard, Output};
 use super::upstream::{parse_access_line, start_registry, AccessEntry, Probe, REGISTRY_BIN};
 use super::{free_port, require_tool, tail_of, wait_for};
 
-/// A CA and certificates it signed: `server` (SAN 127.0.0.1 and localhost) and `client`
-/// (client authentication), plus a second, unrelated CA for negative tests.
-pub struct Pki {
-    dir: TempDir,
-}
-
-impl Pki {
-    pub fn new() -> Pki {
-        require_tool("openssl");
-        let dir = tempfile::Builder::new()
-            .prefix("e2e-pki-")
-            .tempdir()
-            .expect("pki temp dir");
-        let pki = Pki { dir };
-        pki.make_ca("ca");
-        pki.make_ca("other-ca");
-        pki.make_leaf(
-            "server",
-            "serverAuth",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-        );
-        pki.make_leaf(
-            "client",
-            "clientAuth",
-            "subjectAltName=DNS:ociregistry-client",
-        );
-        // skopeo's --*-cert-dir layout: ca.crt, client.cert, client.key.
-        let certs = pki.path("certs.d");
-        std::fs::create_dir_all(&certs).expect("cert dir");
-        for (from, to) in [
-            ("ca.crt", "ca.crt"),
-            ("client.crt", "client.cert"),
-            ("client.key", "client.key"),
-        ] {
-            std::fs::copy(pki.path(from), certs.join(to)).expect("copy into cert dir");
-        }
-        pki
-    }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// `PATH` as a string, for configuration files.
-    pub fn file(&self, name: &str) -> String {
-        self.path(name).display().to_string()
-    }
-
-    fn openssl(&self, args: &[&str]) {
-        let mut cmd = Command::new("openssl");
-        cmd.args(args).current_dir(self.dir.path());
-        run(&mut cmd, Duration::from_secs(60)).expect_success();
-    }
-
-    fn make_ca(&self, name: &str) {
-        self.openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.crt"),
-            "-subj",
-            &format!("/CN=ociregistry test {name}"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ]);
-    }
-
-    fn make_leaf(&self, name: &str, usage: &str, san: &str) {
-        self.openssl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            &format!("/CN={name}"),
-        ]);
-        std::fs::write(
-            self.path(&format!("{name}.ext")),
-            format!(
-                "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n\
-                 extendedKeyUsage={usage}\n{san}\n"
-            ),
-        )
-        .expect("write extensions");
-        self.openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            &format!("{name}.ext"),
-            "-out",
-            &format!("{name}.crt"),
-        ]);
-    }
-}
+/// The test PKI (`tests/pki/`): a CA, the `server` and `client` certificates it signed, a
+/// second CA, skopeo's `certs.d` layout; shared with the unit tests of both crates.
+pub use test_pki::Pki;
 
 /// How a [`SecureUpstream`] is protected.
 #[derive(Default)]
@@ -279,23 +166,13 @@ impl TokenService {
 
     pub fn start(options: TokenOptions<'_>) -> TokenService {
         require_tool("python3");
-        require_tool("openssl");
         let dir = tempfile::Builder::new()
             .prefix("e2e-token-")
             .tempdir()
             .expect("token temp dir");
+        test_pki::self_signed(dir.path(), "signer", "/CN=e2e token signer");
         let key = dir.path().join("signer.key");
         let cert = dir.path().join("signer.crt");
-        let mut cmd = Command::new("openssl");
-        cmd.args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .args(["-subj", "/CN=e2e token signer"]);
-        run(&mut cmd, Duration::from_secs(60)).expect_success();
         let port = free_port();
         let users: Vec<String> = options
             .users

@@ -200,6 +200,25 @@ mod tests {
     }
 
     #[test]
+    fn a_private_ca_and_a_client_certificate_build() {
+        let pki = test_pki::Pki::new();
+        let mtls = UpstreamTls {
+            ca: Some(pki.path("ca.crt")),
+            client_cert: Some(pki.path("client.crt")),
+            client_key: Some(pki.path("client.key")),
+            ..Default::default()
+        };
+        build_client_config(&mtls).unwrap();
+        // A key that is not the certificate's is refused, naming both files.
+        let e = build_client_config(&UpstreamTls {
+            client_key: Some(pki.path("server.key")),
+            ..mtls
+        })
+        .unwrap_err();
+        assert!(e.contains("client.crt") && e.contains("server.key"), "{e}");
+    }
+
+    #[test]
     fn missing_and_malformed_files_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope.crt");

@@ -1,5 +1,10 @@
 //! What the engine's integration tests share: an engine whose one upstream, `fake.test`, is an
-//! in-process fake listening on loopback.
+//! in-process fake listening on loopback ([`engine_with`]), and that fake ([`fake::Fake`]).
+
+// Each test file uses a different part of the fake.
+#![allow(dead_code)]
+
+pub mod fake;
 
 use std::time::Duration;
 

@@ -4,100 +4,40 @@ use actors::config::UpstreamTls;
 
 use super::*;
 use crate::server::tls::ClientAuth;
+use test_pki::Pki;
 
-/// A CA (`ca`), a certificate it signed for server and client use (`cert`) and that
-/// certificate's `key`, made with the openssl command line tool; `junk` is a file that is
-/// not PEM, `missing` a path with no file. The files are removed with the value.
-struct Pki {
+/// The test PKI's files these tests name: its CA (`ca`), its server certificate and key for
+/// `serverTlsConfig` (`cert`, `key`) and its client certificate and key for the registries'
+/// `tls` (`client_cert`, `client_key`); `junk` is a file that is not PEM, `missing` a path with
+/// no file. The files are removed with `_pki`.
+struct Files {
     cert: String,
     key: String,
+    client_cert: String,
+    client_key: String,
     ca: String,
     junk: String,
     missing: String,
-    _dir: tempfile::TempDir,
+    _pki: Pki,
 }
 
-impl Pki {
-    fn new() -> Pki {
-        let dir = tempfile::tempdir().unwrap();
-        let run = |args: &[&str]| {
-            let out = std::process::Command::new("openssl")
-                .args(args)
-                .current_dir(dir.path())
-                .output()
-                .expect("the openssl command line tool is needed by this test");
-            assert!(out.status.success(), "openssl {args:?}: {out:?}");
-        };
-        run(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-subj",
-            "/CN=test-ca",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ]);
-        run(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "leaf.key",
-            "-out",
-            "leaf.csr",
-            "-subj",
-            "/CN=localhost",
-        ]);
-        std::fs::write(
-            dir.path().join("leaf.ext"),
-            "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n\
-             extendedKeyUsage=serverAuth,clientAuth\n",
-        )
-        .unwrap();
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "leaf.ext",
-            "-out",
-            "leaf.crt",
-        ]);
-        std::fs::write(dir.path().join("junk.pem"), "not a pem file\n").unwrap();
-        let path = |name: &str| dir.path().join(name).display().to_string();
-        Pki {
-            cert: path("leaf.crt"),
-            key: path("leaf.key"),
-            ca: path("ca.crt"),
-            junk: path("junk.pem"),
-            missing: path("missing.crt"),
-            _dir: dir,
-        }
+fn files() -> Files {
+    let pki = Pki::new();
+    Files {
+        cert: pki.file("server.crt"),
+        key: pki.file("server.key"),
+        client_cert: pki.file("client.crt"),
+        client_key: pki.file("client.key"),
+        ca: pki.file("ca.crt"),
+        junk: pki.file("junk.pem"),
+        missing: pki.file("missing.crt"),
+        _pki: pki,
     }
 }
 
 #[test]
 fn server_tls_one_way_and_mtls_load() {
-    let pki = Pki::new();
+    let pki = files();
     let (cert, key, ca) = (&pki.cert, &pki.key, &pki.ca);
     let config = load_yaml(&format!(
         "serverTlsConfig:\n  cert: {cert}\n  key: {key}\n  ca:\n  clientAuth: none\n"
@@ -125,7 +65,7 @@ fn server_tls_one_way_and_mtls_load() {
 
 #[test]
 fn server_tls_errors_name_the_key_and_the_file() {
-    let pki = Pki::new();
+    let pki = files();
     let (cert, key, junk, missing) = (&pki.cert, &pki.key, &pki.junk, &pki.missing);
     load_err(
         &format!("serverTlsConfig:\n  cert: {missing}\n  key: {key}\n"),
@@ -166,8 +106,8 @@ fn server_tls_errors_name_the_key_and_the_file() {
 
 #[test]
 fn registry_tls_settings_load() {
-    let pki = Pki::new();
-    let (cert, key, ca) = (&pki.cert, &pki.key, &pki.ca);
+    let pki = files();
+    let (cert, key, ca) = (&pki.client_cert, &pki.client_key, &pki.ca);
     let config = load_yaml(&format!(
         "registries:\n- name: a.io\n  tls:\n    ca: {ca}\n- name: b.io\n  tls:\n    \
          insecureSkipVerify: true\n- name: c.io\n  tls:\n    cert: {cert}\n    \
@@ -187,8 +127,9 @@ fn registry_tls_settings_load() {
 
 #[test]
 fn registry_tls_errors_name_the_key_and_the_file() {
-    let pki = Pki::new();
-    let (cert, key, junk, missing) = (&pki.cert, &pki.key, &pki.junk, &pki.missing);
+    let pki = files();
+    let (cert, key) = (&pki.client_cert, &pki.client_key);
+    let (junk, missing) = (&pki.junk, &pki.missing);
     load_err(
         &format!("registries:\n- name: a.io\n  tls:\n    ca: {missing}\n"),
         &["registries[0].tls.ca", missing, "cannot read"],

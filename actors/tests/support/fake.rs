@@ -1,0 +1,190 @@
+//! The in-process fake upstream of the engine's integration tests: an actix-web server on
+//! 127.0.0.1:0 serving one image, `fake.test/<any repository>:<tag>`, whose only layer is
+//! [`BLOB`] and whose config is [`CONFIG`]. It counts what it is asked, can answer slowly (so
+//! that requests overlap), fail every request, or send `BLOB` wrong in the ways of [`Body`].
+//!
+//! Every tag has an image manifest stating `BLOB`'s size, except three: `small` and `large`
+//! state 10 bytes less and 10 bytes more, `unsized` states no size.
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actors::oci::{Digest, OCI_MANIFEST};
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+/// The one layer of every image the fake serves.
+pub const BLOB: &[u8] = b"the one layer of every image this fake upstream serves, forty-odd bytes";
+/// The config blob of every image the fake serves.
+pub const CONFIG: &[u8] = b"{}";
+const CHUNK: usize = 64 * 1024;
+
+/// What the fake sends for `BLOB`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    Right,
+    /// `BLOB`, then zeros without end, chunked (no `Content-Length`).
+    Endless,
+    /// The first half of `BLOB`, chunked, then the end.
+    Short,
+    /// A `Content-Length` 100 bytes past `BLOB`'s, then no body at all (the connection stays
+    /// open): only a check of the length before reading finds the fault quickly.
+    LongContentLength,
+    /// 500 (manifests and the config are still served).
+    Broken,
+}
+
+/// The size the manifest of `tag` states for `BLOB` (`None`: it states none).
+pub fn stated_size(tag: &str) -> Option<u64> {
+    let right = BLOB.len() as u64;
+    match tag {
+        "small" => Some(right - 10),
+        "large" => Some(right + 10),
+        "unsized" => None,
+        _ => Some(right),
+    }
+}
+
+/// The image manifest the fake serves, stating `stated` as `BLOB`'s size.
+pub fn manifest_body(stated: Option<u64>) -> String {
+    let size = stated
+        .map(|s| format!(r#","size":{s}"#))
+        .unwrap_or_default();
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"digest":"{}","size":{}}},"layers":[{{"digest":"{}"{size}}}]}}"#,
+        Digest::of(CONFIG),
+        CONFIG.len(),
+        Digest::of(BLOB),
+    )
+}
+
+/// A running fake upstream; it stops with the test's runtime.
+pub struct Fake {
+    endpoint: String,
+    /// Waited before every answer.
+    delay: Duration,
+    /// Every request answers 500.
+    failing: AtomicBool,
+    body: Mutex<Body>,
+    /// Manifests served.
+    manifest_requests: AtomicUsize,
+    /// Requests for `BLOB` (not counting those refused while failing).
+    blob_requests: AtomicUsize,
+    /// Bytes the endless bodies have produced so far.
+    endless_sent: Arc<AtomicU64>,
+}
+
+impl Fake {
+    /// Starts a fake sending `body` for `BLOB`, answering at once. Call from the test's runtime.
+    pub fn start(body: Body) -> Arc<Fake> {
+        Fake::start_slow(body, Duration::ZERO)
+    }
+
+    /// Starts a fake that waits `delay` before every answer.
+    pub fn start_slow(body: Body, delay: Duration) -> Arc<Fake> {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let fake = Arc::new(Fake {
+            endpoint: format!("http://{}", listener.local_addr().unwrap()),
+            delay,
+            failing: AtomicBool::new(false),
+            body: Mutex::new(body),
+            manifest_requests: AtomicUsize::new(0),
+            blob_requests: AtomicUsize::new(0),
+            endless_sent: Arc::new(AtomicU64::new(0)),
+        });
+        let shared = fake.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::new(shared.clone()))
+                .default_service(web::to(
+                    |req: HttpRequest, fake: web::Data<Arc<Fake>>| async move {
+                        if !fake.delay.is_zero() {
+                            actix_web::rt::time::sleep(fake.delay).await;
+                        }
+                        fake.answer(req.path())
+                    },
+                ))
+        })
+        .workers(1)
+        .listen(listener)
+        .unwrap()
+        .run();
+        actix_web::rt::spawn(server);
+        fake
+    }
+
+    /// `http://127.0.0.1:PORT`, the endpoint of the engine's `fake.test` upstream.
+    pub fn endpoint(&self) -> String {
+        self.endpoint.clone()
+    }
+
+    /// From now on, sends `body` for `BLOB`.
+    pub fn set(&self, body: Body) {
+        *self.body.lock().unwrap() = body;
+    }
+
+    /// From now on, answers every request with a 500 (or, with `false`, as before).
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// Manifests served so far.
+    pub fn manifest_requests(&self) -> usize {
+        self.manifest_requests.load(Ordering::SeqCst)
+    }
+
+    /// Requests for `BLOB` so far (those answered 500 while failing not counted).
+    pub fn blob_requests(&self) -> usize {
+        self.blob_requests.load(Ordering::SeqCst)
+    }
+
+    /// Bytes the endless bodies have produced so far.
+    pub fn endless_sent(&self) -> u64 {
+        self.endless_sent.load(Ordering::SeqCst)
+    }
+
+    fn answer(&self, path: &str) -> HttpResponse {
+        if self.failing.load(Ordering::SeqCst) {
+            return HttpResponse::InternalServerError().body("boom");
+        }
+        if let Some((_, tag)) = path.rsplit_once("/manifests/") {
+            self.manifest_requests.fetch_add(1, Ordering::SeqCst);
+            return HttpResponse::Ok()
+                .content_type(OCI_MANIFEST)
+                .body(manifest_body(stated_size(tag)));
+        }
+        if path.ends_with(&Digest::of(CONFIG).to_string()) {
+            return HttpResponse::Ok().body(CONFIG);
+        }
+        if !path.ends_with(&Digest::of(BLOB).to_string()) {
+            return HttpResponse::NotFound().finish();
+        }
+        self.blob_requests.fetch_add(1, Ordering::SeqCst);
+        let once = |b: &'static [u8]| {
+            futures_util::stream::once(
+                async move { Ok::<_, actix_web::Error>(Bytes::from_static(b)) },
+            )
+        };
+        match *self.body.lock().unwrap() {
+            Body::Right => HttpResponse::Ok().body(BLOB),
+            Body::Endless => {
+                let sent = self.endless_sent.clone();
+                let zeros = futures_util::stream::repeat_with(move || {
+                    sent.fetch_add(CHUNK as u64, Ordering::SeqCst);
+                    Ok(Bytes::from(vec![0u8; CHUNK]))
+                });
+                HttpResponse::Ok().streaming(once(BLOB).chain(zeros))
+            }
+            Body::Short => HttpResponse::Ok().streaming(once(&BLOB[..BLOB.len() / 2])),
+            Body::LongContentLength => HttpResponse::Ok()
+                .no_chunking(BLOB.len() as u64 + 100)
+                .streaming(futures_util::stream::pending::<
+                    Result<Bytes, actix_web::Error>,
+                >()),
+            Body::Broken => HttpResponse::InternalServerError().body("boom"),
+        }
+    }
+}

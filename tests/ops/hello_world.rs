@@ -1,0 +1,49 @@
+//! `serve --hello-world`: the embedded image pulls through real clients with no upstream at all.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+use support::{Containerd, Server, ServerOptions, SkopeoDir};
+
+#[test]
+fn hello_world_pulls_with_skopeo_and_containerd_without_any_upstream() {
+    // Nothing listens on the discard port: any upstream contact would fail.
+    let server = Server::start_with(ServerOptions {
+        extra_args: vec!["--hello-world".into()],
+        ..ServerOptions::new("http://127.0.0.1:9")
+    });
+    let copy = SkopeoDir::new();
+    let reference = format!("{}/docker.io/library/hello-world:latest", server.addr());
+    let out = copy.copy_all(&reference);
+    assert!(out.success(), "skopeo: {out}\n{}", server.log_tail());
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(copy.out().join("manifest.json")).unwrap()).unwrap();
+    let platforms: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            format!(
+                "{}/{}",
+                m["platform"]["os"].as_str().unwrap(),
+                m["platform"]["architecture"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+
+    let containerd = Containerd::start();
+    containerd.set_default_mirror(&server.addr());
+    for platform in ["linux/amd64", "linux/arm64"] {
+        let out = containerd.pull("docker.io/library/hello-world:latest", Some(platform));
+        assert!(
+            out.success(),
+            "ctr pull --platform {platform}: {out}\n{}",
+            server.log_tail()
+        );
+    }
+    assert!(server.log_text().contains("ns=docker.io"));
+    // A miss is a 404, never an upstream call.
+    let r = support::http::get_manifest(server.port, "/v2/docker.io/library/busybox/manifests/1");
+    assert_eq!(r.status, 404, "{}", r.summary());
+}
