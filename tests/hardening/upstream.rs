@@ -4,7 +4,8 @@
 //! enters the cache, the next request after the fault clears succeeds, and a cached tag is
 //! served while the upstream fails. An upstream's 429 or 503 reaches the client with its
 //! `Retry-After`, and a blob body longer than the manifest naming it states (one without end,
-//! say) fails as soon as it passes that size.
+//! say) fails as soon as it passes that size; one that no manifest states a size for is held
+//! to `maxBlobSize` the same way. While an upstream's `Retry-After` runs, it is not asked.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -248,24 +249,26 @@ fn faulty_manifest_responses_are_refused_and_never_indexed() {
 }
 
 #[test]
-fn an_upstream_asking_to_retry_later_passes_its_retry_after_to_clients() {
+fn an_upstream_asking_to_retry_later_passes_its_retry_after_on_and_is_left_alone_meanwhile() {
     let w = world();
     let layer = w.tree.platform("amd64").layers[0].clone();
     let expected_layer = w.upstream.blob(REPO, &layer);
     let (_, index_bytes) = manifest_bytes(&w.upstream, "v1");
-    // (what is asked, upstream status, its Retry-After, the one our client must see)
+    // (what is asked, upstream status, its Retry-After, the one our client must see). The
+    // waits are short so that the cache's own hold ends within the test.
     let cases = [
-        ("manifest", 429, 7, "7"),
-        ("blob", 429, 11, "11"),
-        ("manifest", 503, 13, "13"),
-        ("blob", 503, 17, "17"),
+        ("manifest", 429, 2, "2"),
+        ("blob", 429, 3, "3"),
+        ("manifest", 503, 2, "2"),
+        ("blob", 503, 3, "3"),
         ("blob", 429, 86_400, "3600"),
     ];
     let mut report = Vec::new();
     for (what, status, retry_after, expected_header) in cases {
         let fault = Fault::Status(status, Some(retry_after));
         let ctx = format!("{what} with {fault:?}");
-        // A fresh server each time: a manifest that recovered is cached and asks no upstream.
+        // A fresh server each time: a manifest that recovered is cached and asks no upstream,
+        // and the hold of one case must not carry over to the next.
         let mut server = server_behind(&w.proxy);
         let (rule, target, manifest, expected) = match what {
             "manifest" => (
@@ -304,14 +307,44 @@ fn an_upstream_asking_to_retry_later_passes_its_retry_after_to_clients() {
             "{ctx}: {}",
             r.summary()
         );
+        let asked = w.proxy.faults_applied(&fault);
         assert!(
-            w.proxy.faults_applied(&fault) > 0,
+            asked > 0,
             "{ctx}: the fault was never applied: {:?}",
             w.proxy.seen()
         );
+
+        // Meanwhile the upstream is not asked again: an answer at once, 503 with the time
+        // left to wait.
+        let again = match fetch(server.port, &target, manifest) {
+            Outcome::Complete(r) => r,
+            Outcome::Broken(e) => panic!("{ctx}: no complete answer during the hold: {e}"),
+        };
+        assert_eq!(
+            again.status,
+            503,
+            "{ctx}: during the hold: {}",
+            again.summary()
+        );
+        let left: u32 = again
+            .header("Retry-After")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{ctx}: no Retry-After during the hold"));
+        let cap = expected_header.parse::<u32>().unwrap_or(u32::MAX);
+        assert!(
+            left >= 1 && left <= cap,
+            "{ctx}: Retry-After {left} during the hold"
+        );
+        assert_eq!(
+            w.proxy.faults_applied(&fault),
+            asked,
+            "{ctx}: the upstream was asked again during its hold"
+        );
         w.proxy.clear_rules();
-        assert_recovers(&server, &target, manifest, expected, &ctx);
-        assert_cache_sound(&server, &ctx);
+        if retry_after <= 3 {
+            assert_recovers(&server, &target, manifest, expected, &ctx);
+            assert_cache_sound(&server, &ctx);
+        }
         assert_server_alive(&mut server, &ctx);
         report.push(format!("{ctx}: {} Retry-After {expected_header}", r.status));
     }
@@ -404,6 +437,75 @@ fn blob_bodies_longer_than_their_manifest_states_fail_promptly_and_are_never_cac
         assert_recovers(&server, &target, false, &expected, &ctx);
         assert!(server.cached_blobs().contains(&hex_of(&layer).to_string()));
         assert_cache_sound(&server, &ctx);
+        assert_server_alive(&mut server, &ctx);
+        report.push(format!("{ctx}: {seen} after {took:?}"));
+    }
+    eprintln!("{}", report.join("\n"));
+}
+
+#[test]
+fn blobs_asked_for_by_digest_alone_are_held_to_max_blob_size_and_never_cached() {
+    let w = world();
+    let layer = w.tree.platform("amd64").layers[0].clone();
+    let expected = w.upstream.blob(REPO, &layer);
+    let limit = 1024 * 1024;
+    assert!(expected.len() < limit, "the test layer must fit the bound");
+    let mut report = Vec::new();
+    for fault in [Fault::Endless, Fault::ExtraBytes(2 * limit)] {
+        let ctx = format!("blob by digest with {fault:?}");
+        // No manifest is asked first: nothing states the blob's size but maxBlobSize.
+        let mut server = Server::start_with(ServerOptions {
+            extra_yaml: format!("upstreamIdleTimeout: {IDLE_TIMEOUT_MS}\npullTimeout: 10000\n"),
+            extra_args: vec!["--max-blob-size".into(), "1MiB".into()],
+            ..ServerOptions::new(&w.proxy.url())
+        });
+        let target = server.blob_path(REPO, &layer);
+        w.proxy.add_rule(hex_of(&layer), fault.clone(), usize::MAX);
+        let started = std::time::Instant::now();
+        let outcome = fetch_within(server.port, &target, false, Duration::from_secs(30));
+        let took = started.elapsed();
+        let seen = assert_no_wrong_bytes(&outcome, &expected, &[502], &ctx, &server);
+        assert!(
+            !matches!(&outcome, Outcome::Complete(r) if r.status == 200),
+            "{ctx}: a body cut at the bound reached the client as a complete 200"
+        );
+        assert!(took < Duration::from_secs(10), "{ctx}: took {took:?}");
+        match &fault {
+            Fault::ExtraBytes(_) => {
+                // Refused on its Content-Length, before a byte is written.
+                let Outcome::Complete(r) = &outcome else {
+                    panic!("{ctx}: expected an error response, got {seen}");
+                };
+                assert!(r.text().contains("maxBlobSize"), "{ctx}: {}", r.summary());
+            }
+            _ => {
+                wait_for(
+                    &format!("{ctx}: the server to stop reading the endless body"),
+                    Duration::from_secs(10),
+                    Duration::from_millis(100),
+                    || (w.proxy.endless_bodies_open() == 0).then_some(()),
+                );
+                wait_for(
+                    &format!("{ctx}: the log to name the bound"),
+                    Duration::from_secs(10),
+                    Duration::from_millis(100),
+                    || server.log_text().contains("maxBlobSize").then_some(()),
+                );
+            }
+        }
+        wait_for(
+            &format!("{ctx}: no temp file left"),
+            Duration::from_secs(5),
+            Duration::from_millis(100),
+            || temp_files(server.cache_dir()).is_empty().then_some(()),
+        );
+        assert!(
+            !server.cached_blobs().contains(&hex_of(&layer).to_string()),
+            "{ctx}: the blob was cached although its body broke the bound"
+        );
+        assert_cache_sound(&server, &ctx);
+        w.proxy.clear_rules();
+        assert_recovers(&server, &target, false, &expected, &ctx);
         assert_server_alive(&mut server, &ctx);
         report.push(format!("{ctx}: {seen} after {took:?}"));
     }
