@@ -100,8 +100,10 @@ fn a_full_disk_fails_the_pull_cleanly_keeps_serving_the_cache_and_recovers_when_
     std::fs::create_dir(&cache).expect("cache dir on the tmpfs");
     let filler = fs.mount.join("filler");
     fill(&filler, 5 * 1024 * 1024);
+    // No free-space floor: this is the disk filling up under a download.
     let mut server = Server::start_with(ServerOptions {
         cache_dir: Some(cache.clone()),
+        extra_args: vec!["--min-free-space".into(), "0".into()],
         ..ServerOptions::new(&upstream.url())
     });
 
@@ -187,5 +189,89 @@ fn a_full_disk_fails_the_pull_cleanly_keeps_serving_the_cache_and_recovers_when_
     assert!(server.cached_blobs().contains(&hex_of(&big).to_string()));
     assert_cache_sound(&server, "after space was freed");
     assert_server_alive(&mut server, "after space was freed");
+    drop(server);
+}
+
+#[test]
+fn a_cache_at_its_free_space_floor_refuses_downloads_before_asking_and_serves_what_it_has() {
+    let fs = match Tmpfs::mount("16m") {
+        Ok(fs) => fs,
+        Err(e) => {
+            eprintln!(
+                "\n!!!!! SKIPPED a_cache_at_its_free_space_floor...: cannot mount a tmpfs \
+                 (needs root / CAP_SYS_ADMIN): {e}\n"
+            );
+            return;
+        }
+    };
+    let upstream = Upstream::start();
+    let image = LocalImage::generate_for(&["1M", "1M"], "linux/amd64");
+    let tree = upstream.push_oci(&image, REPO, "v1");
+    let amd64 = tree.platform("amd64").clone();
+    let (first, second) = (amd64.layers[0].clone(), amd64.layers[1].clone());
+    let first_bytes = upstream.blob(REPO, &first);
+    let second_bytes = upstream.blob(REPO, &second);
+    let cache = fs.mount.join("cache");
+    std::fs::create_dir(&cache).expect("cache dir on the tmpfs");
+    let mut server = Server::start_with(ServerOptions {
+        cache_dir: Some(cache.clone()),
+        extra_args: vec!["--min-free-space".into(), "8MiB".into()],
+        ..ServerOptions::new(&upstream.url())
+    });
+
+    // Above the floor: the first layer is fetched and kept.
+    let r = http::get(server.port, &server.blob_path(REPO, &first));
+    assert_eq!(r.status, 200, "{}", r.summary());
+    assert!(r.body == first_bytes, "first layer: wrong bytes");
+    server.settle();
+
+    // Filled to below the floor (8 MiB free of 16): new downloads are refused with 507 and an
+    // OCI error, before the upstream is asked.
+    let filler = fs.mount.join("filler");
+    fill(&filler, 8 * 1024 * 1024);
+    let gets = |u: &Upstream| u.count_requests("GET", &format!("/{REPO}/blobs/{second}"));
+    let before = gets(&upstream);
+    let r = http::get(server.port, &server.blob_path(REPO, &second));
+    assert_eq!(r.status, 507, "{}", r.summary());
+    assert_eq!(
+        r.oci_error_codes(),
+        Some(vec!["UNAVAILABLE".to_string()]),
+        "{}",
+        r.summary()
+    );
+    assert!(r.text().contains("minFreeSpace"), "{}", r.summary());
+    assert_eq!(
+        gets(&upstream),
+        before,
+        "the upstream was asked below the floor"
+    );
+    assert!(
+        temp_files(&cache).is_empty(),
+        "a refused download left a temp file"
+    );
+
+    // What is cached is served all the same.
+    let r = http::get(server.port, &server.blob_path(REPO, &first));
+    assert_eq!(r.status, 200, "{}", r.summary());
+    assert!(
+        r.body == first_bytes,
+        "cached layer below the floor: wrong bytes"
+    );
+    assert_server_alive(&mut server, "below the free-space floor");
+
+    // Room again: the refused layer comes.
+    std::fs::remove_file(&filler).expect("free space");
+    let r = http::get(server.port, &server.blob_path(REPO, &second));
+    assert_eq!(r.status, 200, "{}", r.summary());
+    assert!(
+        r.body == second_bytes,
+        "second layer after freeing space: wrong bytes"
+    );
+    assert_eq!(
+        gets(&upstream),
+        before + 1,
+        "the layer was fetched once, once there was room"
+    );
+    assert_cache_sound(&server, "after space was freed");
     drop(server);
 }
