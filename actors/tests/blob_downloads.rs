@@ -334,3 +334,34 @@ async fn below_the_free_space_floor_downloads_are_refused_and_cached_blobs_serve
         "a cached blob is still served"
     );
 }
+
+#[actix_web::test]
+async fn a_redirect_to_another_host_is_followed_without_our_credentials() {
+    // Registries send blob downloads to a CDN or a presigned URL on another host: the
+    // credentials we hold for the registry must not travel there.
+    let cdn = Fake::start_on("127.0.0.2", Body::Right);
+    let origin = Fake::start(Body::Right);
+    origin.redirect_blobs_to(&cdn.endpoint());
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine_with(dir.path(), origin.endpoint(), |c| {
+        c.upstreams[0].auth = Some(actors::config::Credentials {
+            user: "puller".into(),
+            password: "s3cret".into(),
+        })
+    })
+    .await;
+    let size = fetch_blob(&e, &image("right").repo, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(size, BLOB.len() as u64);
+    let asked = origin.blob_authorizations();
+    assert!(
+        asked.len() == 1 && asked[0].as_deref().is_some_and(|a| a.starts_with("Basic ")),
+        "the registry was not asked with our credentials: {asked:?}"
+    );
+    assert_eq!(
+        cdn.blob_authorizations(),
+        vec![None],
+        "our credentials went to another host"
+    );
+}

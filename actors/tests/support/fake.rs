@@ -75,6 +75,11 @@ pub struct Fake {
     blob_requests: AtomicUsize,
     /// Bytes the endless bodies have produced so far.
     endless_sent: Arc<AtomicU64>,
+    /// Where blob requests are sent instead (`307`), as registries send them to a CDN.
+    redirect: Mutex<Option<String>>,
+    /// The `Authorization` header of every blob request that was answered with bytes or a
+    /// redirect (`None`: the request had none).
+    blob_authorizations: Mutex<Vec<Option<String>>>,
 }
 
 impl Fake {
@@ -85,7 +90,17 @@ impl Fake {
 
     /// Starts a fake that waits `delay` before every answer.
     pub fn start_slow(body: Body, delay: Duration) -> Arc<Fake> {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Fake::start_at("127.0.0.1", body, delay)
+    }
+
+    /// Starts a fake listening on another loopback address, e.g. `127.0.0.2`: another host as
+    /// far as a client is concerned.
+    pub fn start_on(ip: &str, body: Body) -> Arc<Fake> {
+        Fake::start_at(ip, body, Duration::ZERO)
+    }
+
+    fn start_at(ip: &str, body: Body, delay: Duration) -> Arc<Fake> {
+        let listener = TcpListener::bind((ip, 0)).unwrap();
         let fake = Arc::new(Fake {
             endpoint: format!("http://{}", listener.local_addr().unwrap()),
             delay,
@@ -94,6 +109,8 @@ impl Fake {
             manifest_requests: AtomicUsize::new(0),
             blob_requests: AtomicUsize::new(0),
             endless_sent: Arc::new(AtomicU64::new(0)),
+            redirect: Mutex::new(None),
+            blob_authorizations: Mutex::new(Vec::new()),
         });
         let shared = fake.clone();
         let server = HttpServer::new(move || {
@@ -104,7 +121,7 @@ impl Fake {
                         if !fake.delay.is_zero() {
                             actix_web::rt::time::sleep(fake.delay).await;
                         }
-                        fake.answer(req.path())
+                        fake.answer(&req)
                     },
                 ))
         })
@@ -146,7 +163,18 @@ impl Fake {
         self.endless_sent.load(Ordering::SeqCst)
     }
 
-    fn answer(&self, path: &str) -> HttpResponse {
+    /// From now on, answers blob requests with a `307` to the same path at `endpoint`.
+    pub fn redirect_blobs_to(&self, endpoint: &str) {
+        *self.redirect.lock().unwrap() = Some(endpoint.to_string());
+    }
+
+    /// The `Authorization` headers of the blob requests so far.
+    pub fn blob_authorizations(&self) -> Vec<Option<String>> {
+        self.blob_authorizations.lock().unwrap().clone()
+    }
+
+    fn answer(&self, req: &HttpRequest) -> HttpResponse {
+        let path = req.path();
         if self.failing.load(Ordering::SeqCst) {
             return HttpResponse::InternalServerError().body("boom");
         }
@@ -163,6 +191,17 @@ impl Fake {
             return HttpResponse::NotFound().finish();
         }
         self.blob_requests.fetch_add(1, Ordering::SeqCst);
+        let authorization = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        self.blob_authorizations.lock().unwrap().push(authorization);
+        if let Some(to) = self.redirect.lock().unwrap().as_ref() {
+            return HttpResponse::TemporaryRedirect()
+                .insert_header(("Location", format!("{to}{path}")))
+                .finish();
+        }
         let once = |b: &'static [u8]| {
             futures_util::stream::once(
                 async move { Ok::<_, actix_web::Error>(Bytes::from_static(b)) },
