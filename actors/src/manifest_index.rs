@@ -66,6 +66,9 @@ pub struct IndexEntry {
     pub created: PrimitiveDateTime,
     /// When it was last served: pruning and eviction take the least recently pulled first.
     pub pulled: PrimitiveDateTime,
+    /// When each of its tags was last checked upstream, in wall-clock time: written with the
+    /// manifest so that a restart knows which tags are due a check.
+    pub checked: std::collections::BTreeMap<String, PrimitiveDateTime>,
 }
 
 impl IndexEntry {
@@ -93,7 +96,7 @@ impl IndexEntry {
     }
 
     fn to_holder(&self) -> ManifestHolder {
-        ManifestHolder::new(
+        let mut h = ManifestHolder::new(
             self.manifest.kind(),
             self.manifest.digest.clone(),
             self.manifest.image_url.clone(),
@@ -101,7 +104,9 @@ impl IndexEntry {
             self.created,
             self.pulled,
             self.tags.iter().cloned().collect(),
-        )
+        );
+        h.set_checked(self.checked.clone());
+        h
     }
 }
 
@@ -154,8 +159,8 @@ pub struct ManifestIndex {
     by_tag: HashMap<String, Digest>,
     /// Manifests whose `pulled` time changed since the last flush.
     dirty: HashSet<Digest>,
-    /// When each tag was last fetched or confirmed upstream; absent (never, as far as this
-    /// process knows) for tags loaded from disk.
+    /// When each tag was last fetched or checked upstream; restored at start from the times
+    /// kept with the manifests, absent (never) for tags without one.
     validated: HashMap<String, std::time::Instant>,
 }
 
@@ -176,10 +181,31 @@ impl ManifestIndex {
                 Err(e) => log::warn!("cache: skipping manifest {}: {e}", h.image_url()),
             }
         }
+        index.restore_checks();
         crate::metrics::metrics()
             .cached_manifests
             .set(index.by_digest.len() as i64);
         index
+    }
+
+    /// Turns the check times kept with the manifests back into ages: a tag checked a minute
+    /// before a restart is not due a check at once. A time in the future (a clock set back)
+    /// counts as no check.
+    fn restore_checks(&mut self) {
+        let (wall, mono) = (now(), std::time::Instant::now());
+        for (digest, e) in &self.by_digest {
+            for (tag, at) in &e.checked {
+                if self.by_tag.get(tag) != Some(digest) {
+                    continue;
+                }
+                let Ok(age) = std::time::Duration::try_from(wall - *at) else {
+                    continue;
+                };
+                if let Some(then) = mono.checked_sub(age) {
+                    self.validated.insert(tag.clone(), then);
+                }
+            }
+        }
     }
 
     /// Adds an entry loaded from disk. Two files claiming one tag (caches written without tag
@@ -316,6 +342,7 @@ fn entry_from_holder(h: &ManifestHolder) -> Result<IndexEntry, EngineError> {
             manifest,
             image_url: h.image_url().to_string(),
         }),
+        checked: h.checked().clone(),
         tags,
         created: h.created(),
         pulled: h.pulled(),
@@ -389,6 +416,7 @@ impl Handler<Insert> for ManifestIndex {
                 if old != digest {
                     if let Some(e) = self.by_digest.get_mut(&old) {
                         e.tags.remove(tag);
+                        e.checked.remove(tag);
                         to_write.push(e.to_holder());
                     }
                 }
@@ -404,8 +432,14 @@ impl Handler<Insert> for ManifestIndex {
                 tags: BTreeSet::new(),
                 created: t,
                 pulled: t,
+                checked: std::collections::BTreeMap::new(),
             });
         entry.pulled = t;
+        if let Some(tag) = &tag {
+            // Fetched by this tag just now: as good as a check.
+            entry.checked.insert(tag.clone(), t);
+            self.dirty.insert(digest.clone());
+        }
         if is_new {
             crate::metrics::metrics().cached_manifests.inc();
         }
@@ -457,8 +491,16 @@ impl Handler<Validated> for ManifestIndex {
     type Result = ();
 
     fn handle(&mut self, msg: Validated, _: &mut Context<Self>) {
+        let tag = msg.image.to_string();
         self.validated
-            .insert(msg.image.to_string(), std::time::Instant::now());
+            .insert(tag.clone(), std::time::Instant::now());
+        // Kept with the manifest (written with the next flush of pull times).
+        if let Some(digest) = self.by_tag.get(&tag).cloned() {
+            if let Some(e) = self.by_digest.get_mut(&digest) {
+                e.checked.insert(tag, now());
+                self.dirty.insert(digest);
+            }
+        }
     }
 }
 

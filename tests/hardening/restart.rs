@@ -1,6 +1,7 @@
 //! "Never loses what it has" includes where a tag points: a tag that moved to a new manifest
 //! (always-pull-latest re-fetched `latest`) must still point there after a restart, also when
-//! the upstream is unreachable and the cache is all there is.
+//! the upstream is unreachable and the cache is all there is. So does when a tag was last
+//! checked upstream: a restart does not make every tag under a freshness rule due at once.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -98,5 +99,32 @@ fn a_blob_damaged_on_disk_while_stopped_is_not_served_as_the_blob() {
         std::fs::read(&file).unwrap(),
         expected,
         "the damaged file was not replaced"
+    );
+}
+
+#[test]
+fn a_tag_checked_just_before_a_restart_is_not_checked_again_until_its_ttl() {
+    let upstream = Upstream::start();
+    let image = LocalImage::generate_for(&["64K"], "linux/amd64");
+    upstream.push_oci(&image, "e2e/checked", "v1");
+    let mut server = Server::start_with(ServerOptions {
+        extra_yaml: "tagFreshness:\n  - match: \"upstream\\\\.test/e2e/.*\"\n    ttl: 1h\n".into(),
+        ..ServerOptions::new(&upstream.url())
+    });
+    let target = server.manifest_path("e2e/checked", "v1");
+    let asked = |u: &Upstream| {
+        u.count_requests("HEAD", "/e2e/checked/manifests/v1")
+            + u.count_requests("GET", "/e2e/checked/manifests/v1")
+    };
+    let r = http::get_manifest(server.port, &target);
+    assert_eq!(r.status, 200, "{}", r.summary());
+    let before = asked(&upstream);
+    server.restart();
+    let r = http::get_manifest(server.port, &target);
+    assert_eq!(r.status, 200, "{}", r.summary());
+    assert_eq!(
+        asked(&upstream),
+        before,
+        "the tag fetched a moment before the restart was checked again after it"
     );
 }

@@ -47,6 +47,7 @@
 //! | `v1.oci.index`, `v1.oci.manifest`, `v2.docker.manifestList`, `v2.docker.manifest` | the manifest decoded into Go structs. Go writes all four, the three that do not apply as zero values; we write only the one for `type` and keep it as untyped JSON |
 //! | `created`, `pulled` | local wall-clock time `YYYY-MM-DDTHH:MM:SS` (Go layout `2006-01-02T15:04:05`); `created` is set on first pull, `pulled` on every cache hit. Files from before 1.8 lack both |
 //! | `tags` | ours: every tag known to point at the manifest. Go's decoder ignores it; for files without it the tag in `imageUrl` (if any) is used |
+//! | `checked` | ours: tag -> when it was last checked against its upstream, in the format of `created`; omitted when empty |
 //!
 //! A holder without `bytes` cannot be served byte-exactly; [`FsStore::load_manifests`] skips
 //! it and reports why. So it does for a file whose bytes do not hash to its name.

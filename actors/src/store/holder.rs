@@ -1,6 +1,8 @@
 //! The `ManifestHolder`: one cached manifest as a JSON file, in the shape the Go server reads
 //! and writes. See the module documentation of [`crate::store`] for the field formats.
 
+use std::collections::BTreeMap;
+
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -81,6 +83,10 @@ pub struct ManifestHolder {
     created: Option<PrimitiveDateTime>,
     pulled: Option<PrimitiveDateTime>,
     tags: Vec<String>,
+    /// When each of `tags` was last checked against its upstream (fetched, or confirmed by a
+    /// `HEAD`, or found unanswerable): a restart does not make every tag under a freshness
+    /// rule due for a check at once.
+    checked: BTreeMap<String, PrimitiveDateTime>,
 }
 
 impl ManifestHolder {
@@ -105,9 +111,25 @@ impl ManifestHolder {
             created: Some(created),
             pulled: Some(pulled),
             tags: Vec::new(),
+            checked: BTreeMap::new(),
         };
         h.set_tags(tags);
         h
+    }
+
+    /// When each tag was last checked upstream (only tags this holder has).
+    pub fn checked(&self) -> &BTreeMap<String, PrimitiveDateTime> {
+        &self.checked
+    }
+
+    /// Records when tags were last checked upstream; times of tags the holder does not have
+    /// are dropped.
+    pub fn set_checked(&mut self, checked: BTreeMap<String, PrimitiveDateTime>) {
+        let tags = &self.tags;
+        self.checked = checked
+            .into_iter()
+            .filter(|(t, _)| tags.contains(t))
+            .collect();
     }
 
     pub fn kind(&self) -> ManifestKind {
@@ -201,6 +223,10 @@ impl ManifestHolder {
             (a, b) => a.or(b),
         };
         self.pulled = self.pulled.max(other.pulled);
+        for (t, at) in &other.checked {
+            let known = self.checked.entry(t.clone()).or_insert(*at);
+            *known = (*known).max(*at);
+        }
     }
 }
 
@@ -249,6 +275,9 @@ struct RawHolder {
     /// one in `imageUrl`.
     #[serde(default)]
     tags: Option<Vec<String>>,
+    /// Ours: tag -> when it was last checked upstream, in the format of `created`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    checked: BTreeMap<String, String>,
 }
 
 fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -306,8 +335,15 @@ impl TryFrom<RawHolder> for ManifestHolder {
             created: parse_time(&raw.created),
             pulled: parse_time(&raw.pulled),
             tags: Vec::new(),
+            checked: BTreeMap::new(),
         };
         h.set_tags(tags);
+        // A time that does not parse is no check at all: the tag is checked when due.
+        let checked = std::mem::take(&mut raw.checked)
+            .into_iter()
+            .filter_map(|(t, at)| Some((t, parse_time(&at)?)))
+            .collect();
+        h.set_checked(checked);
         Ok(h)
     }
 }
@@ -327,6 +363,11 @@ impl From<ManifestHolder> for RawHolder {
             created: h.created.map(format_time).unwrap_or_default(),
             pulled: h.pulled.map(format_time).unwrap_or_default(),
             tags: Some(h.tags),
+            checked: h
+                .checked
+                .into_iter()
+                .map(|(t, at)| (t, format_time(at)))
+                .collect(),
         };
         *raw.typed_mut(h.kind) = h.manifest;
         raw

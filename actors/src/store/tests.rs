@@ -250,6 +250,35 @@ fn tags_survive_a_write_load_round_trip() {
 }
 
 #[test]
+fn check_times_of_its_tags_survive_a_write_load_round_trip() {
+    let (_dir, store) = open();
+    let url = "quay.io/coreos/etcd:v3.5.18";
+    let mut h = holder(ManifestKind::OciIndex, LIST, url, &[url]);
+    let at = datetime!(2025-04-03 10:00:00);
+    let checked = [(url.to_string(), at), ("quay.io/x:gone".to_string(), at)];
+    h.set_checked(checked.into_iter().collect());
+    assert_eq!(
+        h.checked().len(),
+        1,
+        "a time for a tag the holder lacks was kept"
+    );
+    store.write_manifest(&h).unwrap();
+    let loaded = store.load_manifests().unwrap();
+    assert_eq!(loaded.holders[0].checked().get(url), Some(&at));
+    let file = fs::read_to_string(
+        store
+            .root()
+            .join("fat")
+            .join(Digest::of(LIST.as_bytes()).hex()),
+    )
+    .unwrap();
+    assert!(
+        file.contains(r#""checked":{"quay.io/coreos/etcd:v3.5.18":"2025-04-03T10:00:00"}"#),
+        "{file}"
+    );
+}
+
+#[test]
 fn copies_of_one_manifest_in_two_layouts_are_merged() {
     let (dir, store) = open();
     let hex = Digest::of(LIST.as_bytes()).hex().to_string();
