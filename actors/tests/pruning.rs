@@ -1,13 +1,21 @@
 //! Pruning a running engine through its actors: the plan, the dry run, list expansion, shared
-//! blobs, and a manifest cached again after it was pruned.
+//! blobs, a manifest cached again after it was pruned, and what is asked for while a prune
+//! deletes it (the deletions run off the actors' threads, in an order that keeps it).
 
+mod support;
+
+use std::sync::Arc;
 use std::time::Duration;
 
-use actors::config::EngineConfig;
+use actors::config::{EngineConfig, Scheme, UpstreamConfig};
 use actors::oci::{Digest, ImageRef, ManifestKind, OCI_INDEX, OCI_MANIFEST};
 use actors::prune::{parse_patterns, Selector};
-use actors::store::{now_local, FsStore, ManifestHolder};
+use actors::store::{
+    now_local, BlobFile, BlobWriter, FsStore, LoadedCache, ManifestHolder, Space, Store,
+    StoreFuture,
+};
 use actors::Engine;
+use support::fake::{manifest_body, Body, Fake, BLOB};
 
 fn image(config: &[u8], layers: &[&[u8]]) -> Vec<u8> {
     let layers: Vec<String> = layers
@@ -134,4 +142,126 @@ async fn prune_takes_list_children_and_only_unshared_blobs() {
     actix_web::rt::time::sleep(Duration::from_millis(200)).await;
     assert!(!dir.path().join("img").join(d2.hex()).exists());
     assert!(engine.blobs().await.unwrap().is_empty());
+}
+
+/// A filesystem store whose deletions take a while, as on a slow or busy disk: long enough for
+/// requests to arrive while a prune is deleting.
+#[derive(Debug)]
+struct SlowDeletes(FsStore);
+
+const DELETE_TAKES: Duration = Duration::from_millis(400);
+
+impl Store for SlowDeletes {
+    fn location(&self) -> String {
+        self.0.location()
+    }
+    fn load_manifests(&self) -> StoreFuture<'_, LoadedCache> {
+        Store::load_manifests(&self.0)
+    }
+    fn write_manifests(&self, holders: Vec<ManifestHolder>) -> StoreFuture<'_, ()> {
+        self.0.write_manifests(holders)
+    }
+    fn remove_manifest(&self, digest: Digest) -> StoreFuture<'_, bool> {
+        Box::pin(async move {
+            actix_web::rt::time::sleep(DELETE_TAKES).await;
+            Store::remove_manifest(&self.0, digest).await
+        })
+    }
+    fn write_referrers(&self, subject: Digest, index: Vec<u8>) -> StoreFuture<'_, ()> {
+        Store::write_referrers(&self.0, subject, index)
+    }
+    fn read_referrers(&self, subject: Digest) -> StoreFuture<'_, Option<Vec<u8>>> {
+        Store::read_referrers(&self.0, subject)
+    }
+    fn list_blobs(&self) -> StoreFuture<'_, Vec<(Digest, u64)>> {
+        Store::list_blobs(&self.0)
+    }
+    fn create_blob(&self) -> StoreFuture<'_, BlobWriter> {
+        self.0.create_blob()
+    }
+    fn open_blob(&self, digest: Digest, offset: u64) -> StoreFuture<'_, BlobFile> {
+        self.0.open_blob(digest, offset)
+    }
+    fn check_blob(&self, digest: Digest) -> StoreFuture<'_, Option<(Digest, u64)>> {
+        self.0.check_blob(digest)
+    }
+    fn remove_blob(&self, digest: Digest) -> StoreFuture<'_, bool> {
+        Box::pin(async move {
+            actix_web::rt::time::sleep(DELETE_TAKES).await;
+            Store::remove_blob(&self.0, digest).await
+        })
+    }
+    fn space(&self) -> StoreFuture<'_, Option<Space>> {
+        self.0.space()
+    }
+}
+
+#[actix_web::test]
+async fn what_is_asked_for_while_a_prune_deletes_it_comes_back_and_stays() {
+    let fake = Fake::start(Body::Right);
+    let dir = tempfile::tempdir().unwrap();
+    let store = SlowDeletes(FsStore::open(dir.path()).unwrap());
+    let mut cfg = EngineConfig::new(dir.path().to_path_buf());
+    cfg.upstreams.push(UpstreamConfig {
+        name: "fake.test".into(),
+        scheme: Scheme::Http,
+        endpoint: Some(fake.endpoint()),
+        auth: None,
+        tls: Default::default(),
+    });
+    let engine = Engine::with_store(cfg, Arc::new(store)).await.unwrap();
+    let image = ImageRef::parse("fake.test/a/b:right").unwrap();
+    let blob = Digest::of(BLOB);
+    engine.manifest(&image).await.unwrap();
+    let (size, _) = engine
+        .blob("fake.test", &image.repo, &blob)
+        .await
+        .unwrap()
+        .landed()
+        .await
+        .unwrap();
+    assert_eq!(size, BLOB.len() as u64);
+    let fetched = fake.blob_requests();
+
+    // The prune deletes slowly; meanwhile the image is asked for again, and its prefetch
+    // opens the blob being deleted.
+    let prune = engine.prune(pattern("fake.test"), None, false, "test".into());
+    let again = async {
+        actix_web::rt::time::sleep(DELETE_TAKES / 4).await;
+        engine.manifest(&image).await
+    };
+    let (report, m) = futures_util::future::join(prune, again).await;
+    let report = report.unwrap();
+    assert!(
+        !report.manifests.is_empty(),
+        "nothing was pruned: {report:?}"
+    );
+    m.unwrap();
+
+    // Whatever the order, what was asked for last is in the cache, on disk and in the index,
+    // without anyone asking for the blob again.
+    let manifest = Digest::of(manifest_body(Some(BLOB.len() as u64)).as_bytes());
+    let blob_file = dir.path().join("blobs").join(blob.hex());
+    for _ in 0..50 {
+        if blob_file.is_file() && fake.blob_requests() > fetched {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    actix_web::rt::time::sleep(DELETE_TAKES * 2).await;
+    assert!(
+        dir.path().join("img").join(manifest.hex()).is_file(),
+        "the manifest fetched again during the prune was deleted by it"
+    );
+    assert!(engine.cached_manifest(&image).await.unwrap().is_some());
+    assert_eq!(
+        std::fs::read(&blob_file).ok().as_deref(),
+        Some(BLOB),
+        "the blob the manifest's prefetch asked for during the prune is not in the cache"
+    );
+    assert!(
+        fake.blob_requests() <= fetched + 2,
+        "the blob was fetched {} more times",
+        fake.blob_requests() - fetched
+    );
 }
