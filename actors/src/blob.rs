@@ -109,7 +109,7 @@ pub struct BlobSource {
     pub repo: RepoName,
 }
 
-/// The answer to [`Open`].
+/// The answer to [`Open`](crate::blob_table::Open).
 #[derive(Debug)]
 pub enum BlobStatus {
     Present {

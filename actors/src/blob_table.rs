@@ -10,7 +10,7 @@
 //! one message each, so a prune can never delete a blob that a pull has just started using.
 //!
 //! It also keeps, for every blob a cached image manifest names, the size its descriptor
-//! states, and hands it to the download ([`Download::expected_size`]): a body that is not that
+//! states, and hands it to the download ([`Job::expected_size`]): a body that is not that
 //! size fails, so an endless one cannot fill the disk before its digest is checked.
 //!
 //! It also keeps the cache's weight: the bytes on disk plus the announced sizes of downloads

@@ -2,20 +2,24 @@
 //! upstream client and OCI vocabulary they drive.
 //!
 //! # Layout
-//! - [`engine`]: the façade the HTTP edge holds; starts the actors, asks them questions.
-//! - [`manifest_index`] (actor): tag -> digest -> manifest, created/pulled times.
-//! - [`blob_table`] (actor): digest -> present | being fetched; reference counts.
-//! - [`puller_pool`] (actor): upstream clients, single-flight manifest fetches, blob downloads.
-//! - [`pruner`] (actor): prunes the running cache on a schedule or when asked.
-//! - [`prune`]: what a prune removes (selection, list expansion, blob reference counts).
-//! - [`preload`]: completing an image in the cache (manifests for chosen platforms, blobs).
-//! - [`bundle`]: images as OCI image layout tar archives (export, import).
-//! - [`store`]: the on-disk cache, compatible with the Go server's layout.
-//! - [`upstream`]: the registry client (auth, TLS, timeouts).
-//! - [`oci`]: digests, names, references, media types, manifests.
-//! - [`metrics`]: the process's Prometheus metrics.
-//! - [`config`], [`error`]: what the engine is started with, and how it fails.
-//! - [`allowlist`]: which upstreams clients may make us contact.
+//!
+//! Each floor imports only the floors below it; read from the top.
+//! - [`engine`]: the façade the HTTP edge holds; starts the actors, asks them questions, hands
+//!   out blob readers.
+//! - The actors, one per file: [`manifest_index`] (tag -> digest -> manifest, created/pulled
+//!   times), [`blob_table`] (digest -> present | being fetched | being removed; reference
+//!   counts), [`puller_pool`] (upstream clients, single-flight manifest fetches, the downloads
+//!   the table starts, the breakers), [`pruner`] (prunes on a schedule or when asked).
+//! - [`proxy`]: the blob proxy, "fetched once, streamed to every waiter", in two files:
+//!   [`proxy::download`] and [`proxy::reader`].
+//! - [`preload`] and [`bundle`]: completing images in the cache; OCI image layout archives.
+//! - [`store`] and [`upstream`], side by side, neither importing the other: the `Store` trait
+//!   with the filesystem store, and the registry client (auth, TLS, timeouts).
+//! - Vocabulary at the bottom: [`blob`] (what the blob actors and the proxy share), [`breaker`]
+//!   (when an upstream is not asked), [`prune`] (what a prune removes, pure), [`oci`] (digests,
+//!   names, references, media types, manifests), [`allowlist`], [`config`], [`error`],
+//!   [`metrics`].
+
 pub mod allowlist;
 pub mod blob;
 pub mod blob_table;

@@ -12,7 +12,7 @@ use tokio::io::AsyncWriteExt;
 use super::{Staged, StoreError};
 use crate::oci::Digest;
 
-/// An in-progress blob download. Create it with [`super::Store::create_blob_writer`].
+/// An in-progress blob download. Create it with [`super::FsStore::create_blob_writer`].
 ///
 /// Dropping a writer that was not committed removes its temp file (best effort; whatever is
 /// left is swept the next time the store is opened).

@@ -15,10 +15,10 @@
 //! [`Store::open_blob`]. Both give a [`BlobFile`].
 //!
 //! # Layout
-//! - [`fs`]: [`FsStore`], the on-disk cache in the Go server's layout (documented there).
-//! - [`blob_writer`]: streaming a blob in; [`blob_file`]: reading one out.
-//! - [`holder`]: the manifest file format (`ManifestHolder`) and its times.
-//! - [`lock`]: the cache lock that keeps two writers off one directory.
+//! - `fs.rs`: [`FsStore`], the on-disk cache in the Go server's layout (documented there).
+//! - `blob_writer.rs`: streaming a blob in; `blob_file.rs`: reading one out.
+//! - `holder.rs`: the manifest file format ([`ManifestHolder`]) and its times.
+//! - `lock.rs`: the [`CacheLock`] that keeps two writers off one directory.
 
 mod blob_file;
 mod blob_writer;
