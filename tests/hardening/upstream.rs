@@ -137,6 +137,34 @@ fn assert_recovers(server: &Server, target: &str, manifest: bool, expected: &[u8
     );
 }
 
+/// After a failed download of `layer`: no temp file is left, the blob is not cached, and once
+/// the proxy's faults are cleared it is fetched and cached, the server none the worse.
+fn assert_nothing_kept_then_recovers(
+    w: &World,
+    server: &mut Server,
+    layer: &str,
+    expected: &[u8],
+    ctx: &str,
+) {
+    wait_for(
+        &format!("{ctx}: no temp file left"),
+        Duration::from_secs(5),
+        Duration::from_millis(100),
+        || temp_files(server.cache_dir()).is_empty().then_some(()),
+    );
+    assert!(
+        !server.cached_blobs().contains(&hex_of(layer).to_string()),
+        "{ctx}: the blob was cached although its download failed"
+    );
+    assert_cache_sound(server, ctx);
+    w.proxy.clear_rules();
+    let target = server.blob_path(REPO, layer);
+    assert_recovers(server, &target, false, expected, ctx);
+    assert!(server.cached_blobs().contains(&hex_of(layer).to_string()));
+    assert_cache_sound(server, ctx);
+    assert_server_alive(server, ctx);
+}
+
 #[test]
 fn faulty_blob_downloads_give_errors_or_right_bytes_and_never_enter_the_cache() {
     let w = world();
@@ -422,22 +450,7 @@ fn blob_bodies_longer_than_their_manifest_states_fail_promptly_and_are_never_cac
                 );
             }
         }
-        wait_for(
-            &format!("{ctx}: no temp file left"),
-            Duration::from_secs(5),
-            Duration::from_millis(100),
-            || temp_files(server.cache_dir()).is_empty().then_some(()),
-        );
-        assert!(
-            !server.cached_blobs().contains(&hex_of(&layer).to_string()),
-            "{ctx}: the blob was cached although every download of it failed"
-        );
-        assert_cache_sound(&server, &ctx);
-        w.proxy.clear_rules();
-        assert_recovers(&server, &target, false, &expected, &ctx);
-        assert!(server.cached_blobs().contains(&hex_of(&layer).to_string()));
-        assert_cache_sound(&server, &ctx);
-        assert_server_alive(&mut server, &ctx);
+        assert_nothing_kept_then_recovers(&w, &mut server, &layer, &expected, &ctx);
         report.push(format!("{ctx}: {seen} after {took:?}"));
     }
     eprintln!("{}", report.join("\n"));
@@ -493,20 +506,7 @@ fn blobs_asked_for_by_digest_alone_are_held_to_max_blob_size_and_never_cached() 
                 );
             }
         }
-        wait_for(
-            &format!("{ctx}: no temp file left"),
-            Duration::from_secs(5),
-            Duration::from_millis(100),
-            || temp_files(server.cache_dir()).is_empty().then_some(()),
-        );
-        assert!(
-            !server.cached_blobs().contains(&hex_of(&layer).to_string()),
-            "{ctx}: the blob was cached although its body broke the bound"
-        );
-        assert_cache_sound(&server, &ctx);
-        w.proxy.clear_rules();
-        assert_recovers(&server, &target, false, &expected, &ctx);
-        assert_server_alive(&mut server, &ctx);
+        assert_nothing_kept_then_recovers(&w, &mut server, &layer, &expected, &ctx);
         report.push(format!("{ctx}: {seen} after {took:?}"));
     }
     eprintln!("{}", report.join("\n"));

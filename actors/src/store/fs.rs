@@ -233,20 +233,7 @@ impl FsStore {
                 actual,
             });
         }
-        let dest = self.blob_path(d);
-        let (tmp, mut file) = self.create_temp_file("blob")?;
-        let written = file
-            .write_all(bytes)
-            .and_then(|()| file.sync_all())
-            .map_err(|e| StoreError::io(&tmp, e));
-        drop(file);
-        let renamed =
-            written.and_then(|()| fs::rename(&tmp, &dest).map_err(|e| StoreError::io(&dest, e)));
-        if let Err(e) = renamed {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
-        }
-        sync_dir(&self.root.join(BLOBS_DIR))?;
+        self.write_atomically(&self.blob_path(d), bytes, "blob")?;
         Ok(bytes.len() as u64)
     }
 

@@ -395,16 +395,9 @@ impl UpstreamClient {
         let url = format!("{}/v2/", self.base);
         let sent = self.client.request(Method::GET, &url).send().await;
         let mut resp = into_response(sent.map_err(send_error)?, self.idle_timeout);
-        match resp.status {
-            StatusCode::TOO_MANY_REQUESTS => Err(UpstreamError::TooManyRequests {
-                retry_after: RetryAfter::of(&resp.headers, SystemTime::now()),
-                detail: resp.snippet().await,
-            }),
-            s @ StatusCode::SERVICE_UNAVAILABLE => Err(UpstreamError::Unavailable {
-                retry_after: RetryAfter::of(&resp.headers, SystemTime::now()),
-                detail: format!("{s} {}", resp.snippet().await),
-            }),
-            _ => Ok(()),
+        match asked_to_wait(&mut resp).await {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
     }
 
@@ -476,14 +469,11 @@ impl UpstreamClient {
                     resp.snippet().await
                 )))
             }
-            StatusCode::TOO_MANY_REQUESTS => Err(UpstreamError::TooManyRequests {
-                retry_after: RetryAfter::of(&resp.headers, SystemTime::now()),
-                detail: resp.snippet().await,
-            }),
-            s @ StatusCode::SERVICE_UNAVAILABLE => Err(UpstreamError::Unavailable {
-                retry_after: RetryAfter::of(&resp.headers, SystemTime::now()),
-                detail: format!("{s} {}", resp.snippet().await),
-            }),
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+                Err(asked_to_wait(&mut resp)
+                    .await
+                    .unwrap_or_else(|| UpstreamError::Status("429 or 503".into())))
+            }
             s => Err(UpstreamError::Status(format!(
                 "{s} {}",
                 resp.snippet().await
@@ -607,6 +597,23 @@ fn into_response(resp: awc::ClientResponse, idle_timeout: Duration) -> Response 
         headers: resp.headers().clone(),
         body: Box::pin(resp),
         idle_timeout,
+    }
+}
+
+/// A 429 or 503: the upstream asks us to wait (with its `Retry-After`, if any); `None` for any
+/// other status.
+async fn asked_to_wait(resp: &mut Response) -> Option<UpstreamError> {
+    let retry_after = RetryAfter::of(&resp.headers, SystemTime::now());
+    match resp.status {
+        StatusCode::TOO_MANY_REQUESTS => Some(UpstreamError::TooManyRequests {
+            retry_after,
+            detail: resp.snippet().await,
+        }),
+        s @ StatusCode::SERVICE_UNAVAILABLE => Some(UpstreamError::Unavailable {
+            retry_after,
+            detail: format!("{s} {}", resp.snippet().await),
+        }),
+        _ => None,
     }
 }
 
