@@ -35,10 +35,12 @@ pub fn run(mut config: Config) -> Result<(), String> {
         ),
         None => None,
     };
-    let pull_auth = config
-        .pull_auth
-        .as_ref()
-        .map(|s| PullAuth::new(s, config.default_ns.clone()));
+    let pull_auth = match &config.pull_auth {
+        Some(s) => Some(
+            PullAuth::new(s, config.default_ns.clone()).map_err(|m| format!("pullAuth: {m}"))?,
+        ),
+        None => None,
+    };
     let mut security = describe_security(config.server_tls.as_ref());
     if let Some(auth) = &pull_auth {
         security = format!("{security}; {}", auth.describe());

@@ -26,7 +26,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(pull_only(["/v2/{name:.+}/manifests/{reference}"], manifest))
         .service(pull_only(["/v2/{name:.+}/referrers/{digest}"], referrers))
         .service(pull_only(["/v2/{name:.+}/tags/list"], tags))
-        .service(pull_only(["/v2/{name:.+}/blobs/{digest}"], blob));
+        .service(pull_only(["/v2/{name:.+}/blobs/{digest}"], blob))
+        .service(
+            web::resource(pull_auth::TOKEN_PATH)
+                .route(web::get().to(pull_auth::token_endpoint))
+                .route(web::head().to(pull_auth::token_endpoint))
+                .default_service(web::to(unsupported)),
+        );
 }
 
 /// A resource answered by `handler` for GET and HEAD (actix's `get()` does not cover HEAD),

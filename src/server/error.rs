@@ -109,11 +109,10 @@ impl ApiError {
         }
     }
 
-    /// 401 `UNAUTHORIZED` with a Basic challenge for `realm` (checked when the config was
-    /// loaded to need no escaping).
-    pub fn unauthorized(realm: &str, message: impl Into<String>) -> Self {
+    /// 401 `UNAUTHORIZED` with `challenge` as its `WWW-Authenticate` value.
+    pub fn unauthorized(challenge: String, message: impl Into<String>) -> Self {
         ApiError {
-            challenge: Some(format!("Basic realm=\"{realm}\"")),
+            challenge: Some(challenge),
             ..ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
         }
     }
@@ -364,7 +363,10 @@ mod tests {
 
     #[test]
     fn a_401_carries_the_basic_challenge_and_the_unauthorized_code() {
-        let a = ApiError::unauthorized("ociregistry", "credentials required");
+        let a = ApiError::unauthorized(
+            "Basic realm=\"ociregistry\"".to_string(),
+            "credentials required",
+        );
         let response = a.error_response();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(

@@ -1,6 +1,6 @@
-//! The middleware in an in-process app: the decision table (no `pullAuth`, every pull
-//! private, some registries private × no, wrong and right credentials), the limiter and the
-//! cache as a client sees them.
+//! The middleware and the token endpoint in an in-process app: the decision table (no
+//! `pullAuth`, every pull private, some registries private × no, wrong and right credentials,
+//! as Basic credentials and as tokens), the limiter and the cache as a client sees them.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -40,7 +40,7 @@ fn settings(private: &[&str]) -> PullAuthSettings {
 }
 
 fn auth_with(private: &[&str], policy: Policy) -> web::Data<PullAuth> {
-    web::Data::new(PullAuth::with_policy(&settings(private), None, policy))
+    web::Data::new(PullAuth::with_policy(&settings(private), None, policy).expect("token key"))
 }
 
 /// Limits high enough that the table's wrong guesses never trip them.
@@ -69,6 +69,7 @@ async fn call(
     let ok = || async { HttpResponse::Ok().body("served") };
     let app = app
         .service(web::resource(["/v2", "/v2/"]).wrap(from_fn(guard)).to(ok))
+        .service(web::resource(TOKEN_PATH).to(token_endpoint))
         .service(
             web::resource("/v2/{name:.+}/manifests/{reference}")
                 .wrap(from_fn(guard))
@@ -150,8 +151,13 @@ async fn the_decision_table() {
     }
 }
 
+fn challenge(r: &ServiceResponse) -> Option<String> {
+    let value = r.headers().get(header::WWW_AUTHENTICATE)?;
+    Some(value.to_str().ok()?.to_string())
+}
+
 #[actix_web::test]
-async fn a_401_challenges_with_the_realm_and_an_oci_error_body() {
+async fn a_401_challenges_to_fetch_a_token_and_carries_an_oci_error_body() {
     let auth = auth_with(&[], LENIENT);
     for creds in [None, Some(basic("alice", "nope"))] {
         let r = call(
@@ -164,10 +170,8 @@ async fn a_401_challenges_with_the_realm_and_an_oci_error_body() {
         .await;
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(
-            r.headers()
-                .get(header::WWW_AUTHENTICATE)
-                .and_then(|v| v.to_str().ok()),
-            Some("Basic realm=\"test realm\"")
+            challenge(&r).as_deref(),
+            Some("Bearer realm=\"http://localhost:8080/v2/token\",service=\"test realm\"")
         );
         let body: serde_json::Value = test::read_body_json(r).await;
         assert_eq!(body["errors"][0]["code"], "UNAUTHORIZED", "{body}");
@@ -183,9 +187,9 @@ async fn empty_or_foreign_credentials_count_as_none_and_garbage_as_wrong() {
     let empty = "Basic Og==";
     assert_eq!(status(Some(&some), OPEN, Some(empty)).await, 200);
     assert_eq!(status(Some(&some), PRIVATE_IN_PATH, Some(empty)).await, 401);
-    assert_eq!(status(Some(&some), OPEN, Some("Bearer abc")).await, 200);
+    assert_eq!(status(Some(&some), OPEN, Some("Digest abc")).await, 200);
     assert_eq!(
-        status(Some(&some), PRIVATE_IN_PATH, Some("Bearer abc")).await,
+        status(Some(&some), PRIVATE_IN_PATH, Some("Digest abc")).await,
         401
     );
     for garbage in ["Basic !!!", "Basic bm8tY29sb24=", "basic"] {
@@ -311,4 +315,102 @@ fn realms_need_no_escaping() {
     for bad in ["", "a\"b", "a\\b", "tab\there", "é"] {
         assert!(check_realm(bad).is_err(), "{bad:?}");
     }
+}
+
+/// `GET /v2/token` with `authorization`: the status and, on 200, the token.
+async fn fetch_token(
+    auth: &web::Data<PullAuth>,
+    authorization: Option<&str>,
+) -> (u16, Option<String>) {
+    let r = call(
+        Some(auth),
+        Method::GET,
+        TOKEN_PATH,
+        authorization,
+        "192.0.2.1",
+    )
+    .await;
+    let status = r.status().as_u16();
+    if status != 200 {
+        if status == 401 {
+            assert_eq!(
+                challenge(&r).as_deref(),
+                Some("Basic realm=\"test realm\""),
+                "the token endpoint asks for Basic credentials"
+            );
+        }
+        return (status, None);
+    }
+    let body: serde_json::Value = test::read_body_json(r).await;
+    assert_eq!(body["expires_in"], 300, "{body}");
+    assert_eq!(body["token"], body["access_token"], "{body}");
+    (status, body["token"].as_str().map(str::to_string))
+}
+
+#[actix_web::test]
+async fn the_token_endpoint_trades_credentials_for_tokens_and_anonymous_ones_where_anything_is_open(
+) {
+    let all = auth_with(&[], LENIENT);
+    let some = auth_with(&[PRIVATE], LENIENT);
+    let right = basic("alice", "right-pass");
+    let wrong = basic("alice", "wrong");
+    // Every pull private: no anonymous token.
+    assert_eq!(fetch_token(&all, None).await.0, 401);
+    assert_eq!(fetch_token(&all, Some(&wrong)).await.0, 401);
+    let (_, user) = fetch_token(&all, Some(&right)).await;
+    let user = format!("Bearer {}", user.expect("a user token"));
+    for path in [VERSION, OPEN, PRIVATE_IN_PATH] {
+        assert_eq!(status(Some(&all), path, Some(&user)).await, 200, "{path}");
+    }
+    // Some private: anonymous tokens open what is open, and nothing else.
+    assert_eq!(fetch_token(&some, Some(&wrong)).await.0, 401);
+    let (_, anon) = fetch_token(&some, None).await;
+    let anon = format!("Bearer {}", anon.expect("an anonymous token"));
+    assert_eq!(status(Some(&some), OPEN, Some(&anon)).await, 200);
+    assert_eq!(status(Some(&some), PRIVATE_IN_PATH, Some(&anon)).await, 401);
+    assert_eq!(
+        status(Some(&some), VERSION, Some(&anon)).await,
+        401,
+        "docker login"
+    );
+    // A token is only good on the server that signed it, and unaltered.
+    assert_eq!(status(Some(&some), OPEN, Some(&user)).await, 401);
+    assert_eq!(status(Some(&some), OPEN, Some("Bearer abc.def")).await, 401);
+    let r = call(
+        Some(&some),
+        Method::GET,
+        OPEN,
+        Some("Bearer x"),
+        "192.0.2.1",
+    )
+    .await;
+    assert!(
+        challenge(&r).is_some_and(|c| c.starts_with("Bearer realm=")),
+        "a refused token is answered with a fresh challenge"
+    );
+    // Without pullAuth there is no token endpoint.
+    let r = call(None, Method::GET, TOKEN_PATH, None, "192.0.2.1").await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[actix_web::test]
+async fn the_token_endpoint_is_rate_limited_like_everything_else() {
+    let policy = Policy {
+        max_failures: 2,
+        ..LENIENT
+    };
+    let some = auth_with(&[PRIVATE], policy);
+    let wrong = basic("alice", "wrong");
+    assert_eq!(fetch_token(&some, Some(&wrong)).await.0, 401);
+    assert_eq!(fetch_token(&some, Some(&wrong)).await.0, 401);
+    let r = call(
+        Some(&some),
+        Method::GET,
+        TOKEN_PATH,
+        Some(&wrong),
+        "192.0.2.1",
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().contains_key(header::RETRY_AFTER));
 }
