@@ -236,12 +236,13 @@ impl PullAuth {
 
     /// For the start-up line.
     pub fn describe(&self) -> String {
+        let n = self.users.len();
+        let users = format!("{n} user{}", if n == 1 { "" } else { "s" });
         match &self.private {
-            None => format!("pull credentials required ({} users)", self.users.len()),
+            None => format!("pull credentials required ({users})"),
             Some(p) => format!(
-                "pull credentials required for {} ({} users)",
-                p.iter().cloned().collect::<Vec<_>>().join(", "),
-                self.users.len()
+                "pull credentials required for {} ({users})",
+                p.iter().cloned().collect::<Vec<_>>().join(", ")
             ),
         }
     }
