@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use crate::config::Config;
 use crate::server::admin::Admin;
 use crate::server::health::{self, Readiness};
+use crate::server::pull_auth::PullAuth;
 use crate::server::tls::{ClientAuth, ServerTls};
 use crate::server::{self, connections};
 
@@ -34,7 +35,16 @@ pub fn run(mut config: Config) -> Result<(), String> {
         ),
         None => None,
     };
-    let security = describe_security(config.server_tls.as_ref());
+    let pull_auth = match &config.pull_auth {
+        Some(s) => Some(
+            PullAuth::new(s, config.default_ns.clone()).map_err(|m| format!("pullAuth: {m}"))?,
+        ),
+        None => None,
+    };
+    let mut security = describe_security(config.server_tls.as_ref());
+    if let Some(auth) = &pull_auth {
+        security = format!("{security}; {}", auth.describe());
+    }
     let allowed = match &config.allowed_upstreams {
         None => "any upstream".to_string(),
         Some(a) => {
@@ -77,8 +87,15 @@ pub fn run(mut config: Config) -> Result<(), String> {
         // SIGTERM stops accepting and lets requests finish (bounded by the server's shutdown
         // timeout); SIGINT stops at once. Either way the engine then gets a bounded grace period
         // for background downloads and writes its bookkeeping; a further signal cuts that short.
-        let http = server::run_with_tls(listener, engine.clone(), tls, held.admin(&config), limit)
-            .map_err(|e| e.to_string())?;
+        let http = server::run_with_tls(
+            listener,
+            engine.clone(),
+            tls,
+            held.admin(&config),
+            pull_auth,
+            limit,
+        )
+        .map_err(|e| e.to_string())?;
         let handle = http.handle();
         held.stop_on_request(handle.clone());
         actix_web::rt::spawn(async move {

@@ -76,11 +76,11 @@ impl FileCtx<'_> {
                 key,
                 ..
             } => self.invalid(
-                key.unwrap_or_default(),
+                key_path(&key.unwrap_or_default()),
                 format!("expected {expected}, found {unexpected}"),
             ),
             config::ConfigError::At { error, key, .. } => {
-                self.invalid(key.unwrap_or_default(), error.to_string())
+                self.invalid(key_path(&key.unwrap_or_default()), error.to_string())
             }
             config::ConfigError::NotFound(key) => self.invalid(key, "is required"),
             other => ConfigError::Syntax {
@@ -88,5 +88,37 @@ impl FileCtx<'_> {
                 message: other.to_string(),
             },
         }
+    }
+}
+
+/// The `config` crate writes a key inside a list item without its dot
+/// (`registries[0]private`); the file's readers write `registries[0].private`.
+fn key_path(key: &str) -> String {
+    let mut out = String::with_capacity(key.len() + 2);
+    let mut after_index = false;
+    for c in key.chars() {
+        if after_index && c != '.' && c != '[' {
+            out.push('.');
+        }
+        after_index = c == ']';
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keys_inside_list_items_get_their_dot() {
+        assert_eq!(
+            super::key_path("registries[0]private"),
+            "registries[0].private"
+        );
+        assert_eq!(
+            super::key_path("registries[0].tls.ca"),
+            "registries[0].tls.ca"
+        );
+        assert_eq!(super::key_path("a[1][2]b"), "a[1][2].b");
+        assert_eq!(super::key_path("port"), "port");
     }
 }

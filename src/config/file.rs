@@ -22,7 +22,7 @@ use super::validate::{
     check_listen_host, check_registry_host, max_blob_size, max_connections, min_free_space,
     parse_endpoint, parse_ttl, pull_timeout,
 };
-use super::{ops, Config};
+use super::{ops, pull_auth, Config};
 use crate::cli::LogLevel;
 use crate::server::tls::{ClientAuth, ServerTls};
 
@@ -81,6 +81,7 @@ pub(super) struct FileConfig {
     eviction_grace: Option<String>,
     server_tls_config: Option<FileServerTls>,
     admin_api: Option<ops::FileAdmin>,
+    pull_auth: Option<pull_auth::FilePullAuth>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,6 +95,8 @@ struct FileRegistry {
     endpoint: Option<String>,
     auth: Option<FileAuth>,
     tls: Option<FileRegistryTls>,
+    /// Pulls of this upstream need `pullAuth` credentials; the others stay open.
+    private: Option<bool>,
 }
 
 /// One `tagFreshness` rule.
@@ -251,9 +254,17 @@ impl FileConfig {
         }
 
         let mut seen = HashSet::new();
+        let mut private = Vec::new();
         for (i, entry) in self.registries.into_iter().flatten().enumerate() {
             let key = format!("registries[{i}]");
+            let is_private = entry.private.unwrap_or(false);
             let upstream = entry.resolve(file, &key)?;
+            if is_private {
+                private.push(pull_auth::PrivateRegistry {
+                    key: key.clone(),
+                    name: upstream.name.clone(),
+                });
+            }
             if !seen.insert(upstream.name.clone()) {
                 return Err(ConfigError::DuplicateRegistry {
                     path: file.path.to_path_buf(),
@@ -263,6 +274,7 @@ impl FileConfig {
             }
             config.registries.push(upstream);
         }
+        config.pull_auth = pull_auth::resolve(file, self.pull_auth, private)?;
         Ok(config)
     }
 }
@@ -524,6 +536,14 @@ fn check_keys(file: &FileCtx<'_>, root: &Map<String, Value>) -> Result<(), Confi
     }
     if let Some(t) = mapping(file, "serverTlsConfig", root.get("serverTlsConfig"))? {
         check_table(file, "serverTlsConfig", t, field_names::<FileServerTls>())?;
+    }
+    if let Some(t) = mapping(file, "pullAuth", root.get("pullAuth"))? {
+        check_table(
+            file,
+            "pullAuth",
+            t,
+            field_names::<pull_auth::FilePullAuth>(),
+        )?;
     }
     let registries = match root.get("registries").map(|v| &v.kind) {
         None | Some(ValueKind::Nil) => &[][..],

@@ -18,11 +18,13 @@ use actors::config::{
 };
 
 use crate::cli::{Cli, LogLevel};
+use crate::server::pull_auth::PullAuthSettings;
 use crate::server::tls::ServerTls;
 
 mod error;
 mod file;
 mod ops;
+mod pull_auth;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -85,6 +87,9 @@ pub struct Config {
     pub allowed_upstreams: Option<Allowlist>,
     /// HTTPS for clients (`serverTlsConfig`); `None` serves plain HTTP.
     pub server_tls: Option<ServerTls>,
+    /// Credentials pull clients must present (`pullAuth`, `registries[].private`); `None`:
+    /// anyone who reaches the port may pull.
+    pub pull_auth: Option<PullAuthSettings>,
     /// When cached tags are revalidated upstream (`tagFreshness`); empty: never.
     pub freshness: Vec<FreshnessRule>,
     /// The config file the settings were read from, if any.
@@ -112,6 +117,7 @@ impl Default for Config {
             registries: Vec::new(),
             allowed_upstreams: None,
             server_tls: None,
+            pull_auth: None,
             freshness: Vec::new(),
             config_file: None,
             ops: OpsConfig::default(),

@@ -1,5 +1,6 @@
 //! The configuration tests: loading (defaults < file < command line), errors and unknown keys
-//! here; the operations keys, TLS and upstream registries in the files below `tests/`.
+//! here; the operations keys, pull credentials, TLS and upstream registries in the files below
+//! `tests/`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use super::file::{field_names, FileConfig, FileRegistryTls};
 use super::*;
 
 mod ops;
+mod pull_auth;
 mod tls;
 mod upstreams;
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use actix_web::body::SizedStream;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use actors::manifest_index::CachedManifest;
 use actors::oci::{merge_accept, Digest, ImageRef, Reference, RepoName, MANIFEST_MEDIA_TYPES};
@@ -14,6 +15,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 use super::error::{ApiError, ErrorCode, Target};
+use super::pull_auth;
 use super::query::PullQuery;
 use super::range::{parse_range, ByteRange, RangeRequest};
 
@@ -24,18 +26,30 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(pull_only(["/v2/{name:.+}/manifests/{reference}"], manifest))
         .service(pull_only(["/v2/{name:.+}/referrers/{digest}"], referrers))
         .service(pull_only(["/v2/{name:.+}/tags/list"], tags))
-        .service(pull_only(["/v2/{name:.+}/blobs/{digest}"], blob));
+        .service(pull_only(["/v2/{name:.+}/blobs/{digest}"], blob))
+        .service(
+            web::resource(pull_auth::TOKEN_PATH)
+                .route(web::get().to(pull_auth::token_endpoint))
+                .route(web::head().to(pull_auth::token_endpoint))
+                .default_service(web::to(unsupported)),
+        );
 }
 
 /// A resource answered by `handler` for GET and HEAD (actix's `get()` does not cover HEAD),
-/// and refused as unsupported for every other method.
-fn pull_only<const N: usize, F, Args>(paths: [&str; N], handler: F) -> actix_web::Resource
+/// and refused as unsupported for every other method. Pull credentials, when configured, are
+/// checked after routing (`pull_auth::guard` needs the `name` the path names) and before the
+/// handler.
+fn pull_only<const N: usize, F, Args>(
+    paths: [&str; N],
+    handler: F,
+) -> impl actix_web::dev::HttpServiceFactory
 where
     F: actix_web::Handler<Args> + Clone,
     Args: actix_web::FromRequest + 'static,
     F::Output: actix_web::Responder + 'static,
 {
     web::resource(paths.to_vec())
+        .wrap(from_fn(pull_auth::guard))
         .route(web::get().to(handler.clone()))
         .route(web::head().to(handler))
         .default_service(web::to(unsupported))

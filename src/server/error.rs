@@ -22,6 +22,7 @@ pub enum ErrorCode {
     NameInvalid,
     NameUnknown,
     Unsupported,
+    Unauthorized,
     Denied,
     TooManyRequests,
     Unavailable,
@@ -39,6 +40,7 @@ impl ErrorCode {
             ErrorCode::NameInvalid => "NAME_INVALID",
             ErrorCode::NameUnknown => "NAME_UNKNOWN",
             ErrorCode::Unsupported => "UNSUPPORTED",
+            ErrorCode::Unauthorized => "UNAUTHORIZED",
             ErrorCode::Denied => "DENIED",
             ErrorCode::TooManyRequests => "TOOMANYREQUESTS",
             ErrorCode::Unavailable => "UNAVAILABLE",
@@ -91,6 +93,9 @@ pub struct ApiError {
     /// Seconds for a `Retry-After` header: the upstream's own, when it rate-limits us or is
     /// unavailable, so our clients back off as it asked.
     pub retry_after: Option<u32>,
+    /// A `WWW-Authenticate` challenge: docker and skopeo send the credentials they hold only
+    /// after one names the scheme, so every 401 carries it.
+    pub challenge: Option<String>,
 }
 
 impl ApiError {
@@ -100,6 +105,15 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            challenge: None,
+        }
+    }
+
+    /// 401 `UNAUTHORIZED` with `challenge` as its `WWW-Authenticate` value.
+    pub fn unauthorized(challenge: String, message: impl Into<String>) -> Self {
+        ApiError {
+            challenge: Some(challenge),
+            ..ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
         }
     }
 
@@ -185,6 +199,9 @@ impl ResponseError for ApiError {
         response.insert_header(("Docker-Distribution-Api-Version", "registry/2.0"));
         if let Some(seconds) = self.retry_after {
             response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
+        if let Some(challenge) = &self.challenge {
+            response.insert_header((header::WWW_AUTHENTICATE, challenge.as_str()));
         }
         response.json(ErrorBody {
             errors: [ErrorEntry {
@@ -342,6 +359,30 @@ mod tests {
             })
         );
         assert_eq!(ErrorCode::TooManyRequests.to_string(), "TOOMANYREQUESTS");
+    }
+
+    #[test]
+    fn a_401_carries_the_basic_challenge_and_the_unauthorized_code() {
+        let a = ApiError::unauthorized(
+            "Basic realm=\"ociregistry\"".to_string(),
+            "credentials required",
+        );
+        let response = a.error_response();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            response
+                .headers()
+                .get(header::WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok()),
+            Some("Basic realm=\"ociregistry\"")
+        );
+        assert_eq!(a.code.as_str(), "UNAUTHORIZED");
+        let other = ApiError::new(StatusCode::NOT_FOUND, ErrorCode::BlobUnknown, "x");
+        assert!(other
+            .error_response()
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .is_none());
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod distribution;
 pub mod error;
 pub mod health;
 mod metrics;
+pub mod pull_auth;
 pub mod query;
 mod range;
 pub mod tls;
@@ -32,7 +33,7 @@ pub fn run(listener: TcpListener, engine: Engine) -> std::io::Result<Server> {
         default_workers(),
         u64::MAX,
     );
-    run_with_tls(listener, engine, None, admin::Admin::default(), limit)
+    run_with_tls(listener, engine, None, admin::Admin::default(), None, limit)
 }
 
 /// One worker per CPU, actix-web's own default, named here so the connection limit can be
@@ -42,22 +43,26 @@ pub fn default_workers() -> usize {
 }
 
 /// [`run`], over HTTPS (HTTP/2 and HTTP/1.1) when `tls` is given. `admin` opens the `/cmd/`
-/// API to the clients it allows; `limit` bounds the connections held at once (see
-/// [`connections`]).
+/// API to the clients it allows; `pull_auth`, when given, asks pull clients for credentials
+/// (see [`pull_auth`]); `limit` bounds the connections held at once (see [`connections`]).
 pub fn run_with_tls(
     listener: TcpListener,
     engine: Engine,
     tls: Option<rustls::ServerConfig>,
     admin: admin::Admin,
+    pull_auth: Option<pull_auth::PullAuth>,
     limit: connections::ConnectionLimit,
 ) -> std::io::Result<Server> {
     let engine = web::Data::new(engine);
     let admin = web::Data::new(admin);
+    // One limiter and one cache of successes for every worker.
+    let pull_auth = pull_auth.map(web::Data::new);
     let server = HttpServer::new(move || {
-        App::new()
-            .app_data(engine.clone())
-            .app_data(admin.clone())
-            .wrap(from_fn(metrics::count))
+        let mut app = App::new().app_data(engine.clone()).app_data(admin.clone());
+        if let Some(auth) = &pull_auth {
+            app = app.app_data(auth.clone());
+        }
+        app.wrap(from_fn(metrics::count))
             .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
             .route("/metrics", web::get().to(metrics::scrape))
             .configure(distribution::routes)

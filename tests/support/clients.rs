@@ -230,11 +230,23 @@ impl Containerd {
 
     /// `ctr images pull` (with unpack, native snapshotter) through the mirror.
     pub fn pull(&self, reference: &str, platform: Option<&str>) -> Output {
+        self.pull_with(reference, platform, None)
+    }
+
+    /// [`Self::pull`] with `--user USER:PASSWORD`, sent where a registry asks for credentials.
+    pub fn pull_as(&self, reference: &str, user: &str) -> Output {
+        self.pull_with(reference, None, Some(user))
+    }
+
+    fn pull_with(&self, reference: &str, platform: Option<&str>, user: Option<&str>) -> Output {
         let mut cmd = self.ctr_command();
         cmd.args(["images", "pull", "--snapshotter", "native", "--hosts-dir"])
             .arg(&self.hosts);
         if let Some(p) = platform {
             cmd.args(["--platform", p]);
+        }
+        if let Some(u) = user {
+            cmd.args(["--user", u]);
         }
         cmd.arg(reference);
         run(&mut cmd, PULL_TIMEOUT)

@@ -24,8 +24,14 @@ pub struct ServerOptions {
     /// YAML lines added under the `upstream.test` registry entry (indented by 4 spaces), e.g.
     /// `tls:` or `auth:` settings.
     pub registry_yaml: String,
+    /// YAML list items added to `registries` after the `upstream.test` entry (indented by 2
+    /// spaces), e.g. a second name for an upstream.
+    pub more_registries_yaml: String,
     /// YAML added at the top level of the config file, e.g. `serverTlsConfig:`.
     pub extra_yaml: String,
+    /// `Authorization` of the readiness probe's `GET /v2/`, for a server that asks for pull
+    /// credentials.
+    pub probe_authorization: Option<String>,
     /// The server speaks HTTPS: readiness is a TCP connection, not `GET /v2/` over HTTP.
     pub https: bool,
 }
@@ -207,6 +213,12 @@ impl Server {
             .lines()
             .map(|l| format!("    {l}\n"))
             .collect();
+        let more_registries: String = self
+            .options
+            .more_registries_yaml
+            .lines()
+            .map(|l| format!("  {l}\n"))
+            .collect();
         let scheme = if self.options.upstream_endpoint.starts_with("https:") {
             "https"
         } else {
@@ -216,7 +228,7 @@ impl Server {
             &self.config,
             format!(
                 "registries:\n  - name: {UPSTREAM_NAME}\n    scheme: {scheme}\n    endpoint: {}\n\
-                 {registry_yaml}{}\n",
+                 {registry_yaml}{more_registries}{}\n",
                 self.options.upstream_endpoint, self.options.extra_yaml
             ),
         )
@@ -240,6 +252,13 @@ impl Server {
         let port = self.port;
         let log = self.log.clone();
         let https = self.options.https;
+        let probe: Vec<(&str, &str)> = self
+            .options
+            .probe_authorization
+            .as_deref()
+            .map(|a| ("Authorization", a))
+            .into_iter()
+            .collect();
         wait_for(
             "the server to answer GET /v2/ with 200",
             Duration::from_secs(30),
@@ -256,7 +275,7 @@ impl Server {
                         .is_ok()
                         .then_some(());
                 }
-                match http::request(port, "GET", "/v2/", &[]) {
+                match http::request(port, "GET", "/v2/", &probe) {
                     Ok(r) if r.status == 200 => Some(()),
                     _ => None,
                 }
