@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::error::{ConfigError, FileCtx};
 use crate::server::pull_auth::{
-    check_realm, load_htpasswd, registry_key, PullAuthSettings, DEFAULT_REALM,
+    check_realm, registry_key, Htpasswd, PullAuthSettings, DEFAULT_REALM,
 };
 
 /// `pullAuth` as written.
@@ -69,4 +69,11 @@ pub(super) fn resolve(
         realm,
         private: names,
     }))
+}
+
+/// Reads and checks an htpasswd file; the message names the file and the line.
+fn load_htpasswd(path: &std::path::Path) -> Result<Htpasswd, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read it: {e}", path.display()))?;
+    Htpasswd::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
 }

@@ -38,7 +38,7 @@ pub mod verified;
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
 
@@ -53,7 +53,7 @@ use base64::Engine as _;
 
 use super::error::{ApiError, ErrorCode};
 use super::query::PullQuery;
-use htpasswd::Htpasswd;
+pub use htpasswd::Htpasswd;
 use limiter::{AttemptLimiter, Policy};
 use token::{Holder, TokenSigner};
 use verified::VerifiedCache;
@@ -73,13 +73,6 @@ pub struct PullAuthSettings {
     /// Registries marked `private: true`, as requests are routed to them
     /// ([`registry_key`]); empty: every pull needs credentials.
     pub private: Vec<String>,
-}
-
-/// Reads and checks an htpasswd file; the message names the file and the line.
-pub fn load_htpasswd(path: &Path) -> Result<Htpasswd, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: cannot read it: {e}", path.display()))?;
-    Htpasswd::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// The realm is written into a quoted header value unescaped, so it must need no escaping.
