@@ -585,3 +585,26 @@ fn malformed_requests_get_oci_errors_and_the_server_keeps_serving() {
         server.log_tail()
     );
 }
+
+#[test]
+fn a_tls_handshake_on_the_plain_http_port_is_refused_without_an_error_in_the_log() {
+    // Docker tries TLS first against every registry: that must not log an ERROR each time.
+    let server = Server::start("http://127.0.0.1:1");
+    let url = format!("https://127.0.0.1:{}/v2/", server.port);
+    let out = support::proc::run(
+        std::process::Command::new("curl").args(["-sk", "--max-time", "5", &url]),
+        Duration::from_secs(10),
+    );
+    assert!(
+        !out.success(),
+        "a TLS client was answered on the plain-HTTP port"
+    );
+    assert_eq!(http::get(server.port, "/v2/").status, 200);
+    std::thread::sleep(Duration::from_millis(200));
+    let log = server.log_text();
+    assert!(
+        !log.contains(" ERROR "),
+        "a TLS handshake logged an error:\n{}",
+        server.log_tail()
+    );
+}
