@@ -6,7 +6,7 @@ use std::sync::Arc;
 use actix_web::body::SizedStream;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
-use actix_web::middleware::from_fn;
+use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use actors::manifest_index::CachedManifest;
 use actors::oci::{merge_accept, Digest, ImageRef, Reference, RepoName, MANIFEST_MEDIA_TYPES};
@@ -21,18 +21,35 @@ use super::range::{parse_range, ByteRange, RangeRequest};
 
 const API_VERSION: (&str, &str) = ("Docker-Distribution-Api-Version", "registry/2.0");
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(pull_only(["/v2", "/v2/"], version_check))
-        .service(pull_only(["/v2/{name:.+}/manifests/{reference}"], manifest))
-        .service(pull_only(["/v2/{name:.+}/referrers/{digest}"], referrers))
-        .service(pull_only(["/v2/{name:.+}/tags/list"], tags))
-        .service(pull_only(["/v2/{name:.+}/blobs/{digest}"], blob))
-        .service(
-            web::resource(pull_auth::TOKEN_PATH)
-                .route(web::get().to(pull_auth::token_endpoint))
-                .route(web::head().to(pull_auth::token_endpoint))
-                .default_service(web::to(unsupported)),
-        );
+/// The pull routes; `guarded`: pull credentials are configured and checked on each of them
+/// (otherwise the check is not even in the chain: every cache hit goes through here).
+pub fn routes(guarded: bool) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.service(pull_only(["/v2", "/v2/"], guarded, version_check))
+            .service(pull_only(
+                ["/v2/{name:.+}/manifests/{reference}"],
+                guarded,
+                manifest,
+            ))
+            .service(pull_only(
+                ["/v2/{name:.+}/referrers/{digest}"],
+                guarded,
+                referrers,
+            ))
+            .service(pull_only(["/v2/{name:.+}/tags/list"], guarded, tags))
+            .service(pull_only(["/v2/{name:.+}/blobs/{digest}"], guarded, blob));
+        token_route(cfg);
+    }
+}
+
+/// Where pull clients get their tokens (see [`pull_auth`]).
+fn token_route(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource(pull_auth::TOKEN_PATH)
+            .route(web::get().to(pull_auth::token_endpoint))
+            .route(web::head().to(pull_auth::token_endpoint))
+            .default_service(web::to(unsupported)),
+    );
 }
 
 /// A resource answered by `handler` for GET and HEAD (actix's `get()` does not cover HEAD),
@@ -41,6 +58,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// handler.
 fn pull_only<const N: usize, F, Args>(
     paths: [&str; N],
+    guarded: bool,
     handler: F,
 ) -> impl actix_web::dev::HttpServiceFactory
 where
@@ -49,7 +67,7 @@ where
     F::Output: actix_web::Responder + 'static,
 {
     web::resource(paths.to_vec())
-        .wrap(from_fn(pull_auth::guard))
+        .wrap(Condition::new(guarded, from_fn(pull_auth::guard)))
         .route(web::get().to(handler.clone()))
         .route(web::head().to(handler))
         .default_service(web::to(unsupported))

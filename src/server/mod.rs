@@ -65,7 +65,7 @@ pub fn run_with_tls(
         app.wrap(from_fn(metrics::count))
             .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
             .route("/metrics", web::get().to(metrics::scrape))
-            .configure(distribution::routes)
+            .configure(distribution::routes(pull_auth.is_some()))
             .configure(admin::routes)
             .default_service(web::to(distribution::unsupported))
     })
