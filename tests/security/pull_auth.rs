@@ -115,21 +115,10 @@ fn assert_challenge(port: u16, r: &http::Response) {
 /// `skopeo copy --all` into `copy`, with `--src-creds` or, without, strictly anonymous (no
 /// credentials from an auth file either).
 fn skopeo_copy(copy: &SkopeoDir, reference: &str, creds: Option<&str>) -> Output {
-    let _ = std::fs::remove_dir_all(copy.out());
-    let mut cmd = Command::new("skopeo");
-    cmd.args([
-        "--insecure-policy",
-        "copy",
-        "--all",
-        "--src-tls-verify=false",
-    ]);
     match creds {
-        Some(c) => cmd.args(["--src-creds", c]),
-        None => cmd.arg("--src-no-creds"),
-    };
-    cmd.arg(format!("docker://{reference}"))
-        .arg(format!("dir:{}", copy.out().display()));
-    run(&mut cmd, Duration::from_secs(120))
+        Some(c) => copy.copy_all_with(reference, &["--src-creds", c]),
+        None => copy.copy_all_with(reference, &["--src-no-creds"]),
+    }
 }
 
 #[test]

@@ -65,6 +65,11 @@ impl SkopeoDir {
 
     /// `skopeo copy --all --src-tls-verify=false docker://REFERENCE dir:OUT`.
     pub fn copy_all(&self, reference: &str) -> Output {
+        self.copy_all_with(reference, &[])
+    }
+
+    /// [`Self::copy_all`] with more `copy` options, e.g. `--src-creds USER:PASSWORD`.
+    pub fn copy_all_with(&self, reference: &str, options: &[&str]) -> Output {
         let _ = std::fs::remove_dir_all(self.out());
         let mut cmd = Command::new("skopeo");
         cmd.args([
@@ -73,6 +78,7 @@ impl SkopeoDir {
             "--all",
             "--src-tls-verify=false",
         ])
+        .args(options)
         .arg(format!("docker://{reference}"))
         .arg(format!("dir:{}", self.out().display()));
         run(&mut cmd, PULL_TIMEOUT)
