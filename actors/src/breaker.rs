@@ -162,11 +162,6 @@ impl Breakers {
         }
     }
 
-    /// Whether the breaker of `upstream` is open (or probing).
-    pub fn is_open(&self, upstream: &str) -> bool {
-        !matches!(self.states.get(upstream), None | Some(State::Closed))
-    }
-
     fn open(&mut self, upstream: &str, wait: Duration, why: String, now: Instant) -> Change {
         let jittered = jittered(&self.jitter, wait, now);
         self.states.insert(
@@ -183,10 +178,9 @@ impl Breakers {
         }
     }
 
-    /// Holds the breaker as long as the upstream asked (capped at an hour, as the wait passed
-    /// on to clients is).
+    /// Holds the breaker as long as the upstream asked (`RetryAfter` has capped that at an
+    /// hour, as it is passed on to clients).
     fn hold(&mut self, upstream: &str, wait: Duration, why: String, now: Instant) -> Change {
-        let wait = wait.min(Duration::from_secs(3600));
         self.states.insert(
             upstream.to_string(),
             State::Open {
@@ -227,7 +221,6 @@ mod tests {
         assert_eq!(b.admit(UP, now), Ok(()));
         assert_eq!(b.record(UP, Outcome::Answered, now), None);
         assert_eq!(b.admit(UP, now), Ok(()));
-        assert!(!b.is_open(UP));
         assert!(!b.probe_due(UP, now), "a closed breaker needs no probe");
     }
 

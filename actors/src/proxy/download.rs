@@ -25,7 +25,7 @@ use crate::error::EngineError;
 use crate::metrics::{self, metrics, Kind};
 use crate::oci::Digest;
 use crate::prune::human_size;
-use crate::store::{Store, StoreError};
+use crate::store::{Space, Store, StoreError};
 use crate::upstream::{UpstreamClient, UpstreamError};
 
 /// The most bytes gathered from the upstream before one write to the staging file.
@@ -176,7 +176,8 @@ async fn fetch(
     //    nothing new comes in. Then ask the upstream, and make the staging file while it
     //    answers, not after: readers get the response head and the first bytes sooner. The
     //    file goes again on failure.
-    room(store, limits, 0).await?;
+    let space = store.space().await?;
+    fits(space, limits, 0)?;
     let (body, writer) = tokio::join!(client.blob(&source.repo, digest), store.create_blob());
     let body = body.map_err(up);
     if let Some(outcome) = EngineError::breaker_outcome(&body) {
@@ -193,7 +194,8 @@ async fn fetch(
         if length > limits.max_blob_size {
             return Err(too_large(format!("with Content-Length {length}")));
         }
-        room(store, limits, length).await?;
+        // The room read a moment ago, before the request: one look at the disk per start.
+        fits(space, limits, length)?;
     }
     // 2. Announce the size. What the body will come to, for readers (their Content-Length)
     //    and the cache's weight: its Content-Length, else the size its manifests agree on.
@@ -247,7 +249,7 @@ async fn fetch(
                     size: announced,
                 });
             }
-            room(store, limits, 0).await?;
+            fits(store.space().await?, limits, 0)?;
         }
         writer.write(&chunk).await.map_err(out_of_space)?;
         let written = writer.written();
@@ -293,9 +295,10 @@ async fn fetch(
     verified.persist().await.map_err(out_of_space)
 }
 
-/// Fails when writing `more` bytes would leave the store below its free-space floor.
-async fn room(store: &dyn Store, limits: Limits, more: u64) -> Result<(), EngineError> {
-    let Some(space) = store.space().await? else {
+/// Fails when writing `more` bytes would leave `space` below the free-space floor (`None`: a
+/// store without a notion of free space).
+fn fits(space: Option<Space>, limits: Limits, more: u64) -> Result<(), EngineError> {
+    let Some(space) = space else {
         return Ok(());
     };
     let floor = limits.min_free_space.bytes(space.total);
