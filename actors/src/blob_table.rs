@@ -276,7 +276,9 @@ impl BlobTable {
                     .inc();
                 BlobStatus::Fetching(rx.clone())
             }
-            // Only while a deletion that [`Open`] waited for is being concluded.
+            // [`Open`] waits for a removal before it decides, so this is a blob whose deletion
+            // failed and that a second prune marked again in between: rare, and answered as not
+            // cached rather than served from a file about to go.
             Some(State::Removing { .. }) => BlobStatus::Absent,
             None => match source {
                 None => BlobStatus::Absent,
