@@ -2,6 +2,7 @@
 //! ask. Every method only sends messages (and reads blobs through the store); the actors hold
 //! all the state.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -468,6 +469,17 @@ impl Engine {
             filtered: true,
             from_cache,
         })
+    }
+
+    /// The registries `digest` is known from in the cache (see [`manifest_index::Sources`]):
+    /// empty when no cached manifest is it or names it.
+    pub async fn sources(&self, digest: &Digest) -> Result<BTreeSet<String>, EngineError> {
+        Ok(self
+            .index
+            .send(manifest_index::Sources {
+                digest: digest.clone(),
+            })
+            .await?)
     }
 
     /// Every manifest in the index.

@@ -528,6 +528,39 @@ impl Handler<Tags> for ManifestIndex {
     }
 }
 
+/// The registries a digest is known from: those of every cached manifest that is it or names it
+/// (a child manifest, a config, a layer), by where it was first pulled and by its tags. Pull
+/// credentials use it: content is addressed by digest and shared across upstreams, so a digest
+/// that only private upstreams served must not be handed out under an open upstream's name.
+/// A scan of the index: asked only for anonymous digest requests when private upstreams exist.
+#[derive(Message)]
+#[rtype(result = "BTreeSet<String>")]
+pub struct Sources {
+    pub digest: Digest,
+}
+
+impl Handler<Sources> for ManifestIndex {
+    type Result = MessageResult<Sources>;
+
+    fn handle(&mut self, msg: Sources, _: &mut Context<Self>) -> Self::Result {
+        let mut registries = BTreeSet::new();
+        for e in self.by_digest.values() {
+            let m = &e.manifest;
+            let names = m.digest == msg.digest
+                || m.manifest.children.iter().any(|c| c.digest == msg.digest);
+            if !names {
+                continue;
+            }
+            let urls = std::iter::once(&m.image_url).chain(e.tags.iter());
+            registries.extend(
+                urls.filter_map(|u| u.split_once('/'))
+                    .map(|(r, _)| r.to_string()),
+            );
+        }
+        MessageResult(registries)
+    }
+}
+
 /// Every entry, for listings and pruning.
 #[derive(Message)]
 #[rtype(result = "Vec<IndexEntry>")]

@@ -22,6 +22,8 @@ use tempfile::TempDir;
 const REPO: &str = "e2e/app";
 /// A second name for the same upstream, marked `private: true`; `upstream.test` stays open.
 const PRIVATE: &str = "private.test";
+/// An image only ever pulled through the private name.
+const SECRET_REPO: &str = "e2e/secret";
 const USER: &str = "puller";
 const PASSWORD: &str = "e2e-Pull-secret-1";
 const WRONG: &str = "not-the-password";
@@ -36,7 +38,7 @@ fn basic(user: &str, password: &str) -> String {
 struct World {
     server: Server,
     tree: ImageTree,
-    _upstream: Upstream,
+    upstream: Upstream,
     _htpasswd: TempDir,
 }
 
@@ -69,7 +71,7 @@ impl World {
         World {
             server,
             tree,
-            _upstream: upstream,
+            upstream,
             _htpasswd: dir,
         }
     }
@@ -163,6 +165,66 @@ fn skopeo_needs_the_right_credentials_for_the_private_registry_and_none_for_the_
         !log.contains(WRONG) && !log.contains(PASSWORD),
         "a password leaked:\n{log}"
     );
+}
+
+#[test]
+fn content_only_the_private_registry_served_is_refused_by_digest_under_the_open_name() {
+    let w = World::start();
+    let port = w.server.port;
+    let secret = w.upstream.push_oci(
+        &LocalImage::generate_for(&["32K"], "linux/amd64"),
+        SECRET_REPO,
+        "v1",
+    );
+    let copy = SkopeoDir::new();
+    let open = skopeo_copy(&copy, &w.server.in_path_ref(REPO, "v1"), None);
+    assert!(open.success(), "{open}\n{}", w.server.log_tail());
+    let private_ref = format!("{}/{PRIVATE}/{SECRET_REPO}:v1", w.server.addr());
+    let creds = format!("{USER}:{PASSWORD}");
+    let cached = skopeo_copy(&SkopeoDir::new(), &private_ref, Some(&creds));
+    assert!(cached.success(), "{cached}\n{}", w.server.log_tail());
+
+    // Everything of the private image, by digest, named under the open registry: in the path
+    // and by containerd's `ns`.
+    let image = secret.platform("amd64");
+    let mut addressed: Vec<String> = image
+        .blobs()
+        .iter()
+        .map(|d| format!("/v2/{UPSTREAM_NAME}/{SECRET_REPO}/blobs/{d}"))
+        .collect();
+    for d in secret.manifest_digests() {
+        addressed.push(format!("/v2/{UPSTREAM_NAME}/{SECRET_REPO}/manifests/{d}"));
+    }
+    addressed.push(format!(
+        "/v2/{SECRET_REPO}/blobs/{}?ns={UPSTREAM_NAME}",
+        image.layers[0]
+    ));
+    for path in &addressed {
+        assert_challenge(port, &get(port, path, None));
+        let r = get(port, path, Some(&basic(USER, PASSWORD)));
+        assert_eq!(r.status, 200, "{path} with credentials: {}", r.summary());
+    }
+    let anonymous = skopeo_copy(
+        &SkopeoDir::new(),
+        &format!(
+            "{}/{UPSTREAM_NAME}/{SECRET_REPO}@{}",
+            w.server.addr(),
+            secret.top
+        ),
+        None,
+    );
+    assert!(
+        !anonymous.success(),
+        "an anonymous client pulled a private image by digest under the open name"
+    );
+
+    // The open image's content stays open by digest.
+    let public = w.tree.platform("amd64");
+    let path = format!("/v2/{UPSTREAM_NAME}/{REPO}/blobs/{}", public.layers[0]);
+    let r = get(port, &path, None);
+    assert_eq!(r.status, 200, "{path}: {}", r.summary());
+    let path = format!("/v2/{UPSTREAM_NAME}/{REPO}/manifests/{}", w.tree.top);
+    assert_eq!(get(port, &path, None).status, 200, "{path}");
 }
 
 /// The Docker CLI with its own configuration directory, so `docker login` leaves the machine's

@@ -12,6 +12,10 @@
 //! * Without any `private: true` registry, every pull endpoint needs valid credentials.
 //! * With some, only requests routed to those upstreams need them; a request whose upstream
 //!   cannot be told (a malformed name or query) needs them too, so a mistake fails closed.
+//!   The cache shares content by digest across upstreams, so a request by digest (a blob, a
+//!   manifest by digest, a referrers list) for content that only private upstreams' cached
+//!   manifests are or name needs them too, whichever upstream it names. Content that no cached
+//!   manifest names (a blob fetched by digest alone) carries no record of where it came from.
 //!
 //! The challenge is Bearer (`realm` = our `/v2/token`), not Basic: after a Basic challenge
 //! Docker refuses to send any request without credentials ("no basic auth credentials"), so
@@ -37,6 +41,7 @@ pub mod token;
 pub mod verified;
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,10 +53,11 @@ use actix_web::http::header::{self, HeaderMap};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
-use actors::oci::ImageRef;
+use actors::oci::{Digest, ImageRef, Reference};
+use actors::Engine;
 use base64::Engine as _;
 
-use super::error::{ApiError, ErrorCode};
+use super::error::{ApiError, ErrorCode, Target as ErrorTarget};
 use super::query::PullQuery;
 pub use htpasswd::Htpasswd;
 use limiter::{AttemptLimiter, Policy};
@@ -258,6 +264,16 @@ impl PullAuth {
         }
     }
 
+    /// Whether content known from `sources` (the registries of the cached manifests that are it
+    /// or name it) is private: some private upstream served it and no open one did. Content no
+    /// cached manifest names is not: it can only have come by digest alone.
+    pub fn only_private(&self, sources: &BTreeSet<String>) -> bool {
+        match &self.private {
+            Some(private) => !sources.is_empty() && sources.is_subset(private),
+            None => false,
+        }
+    }
+
     /// The upstream a pull request is for, routed as the handlers route it.
     fn target<'a>(&self, name: Option<&str>, query: &str, routed: &'a mut String) -> Target<'a> {
         let Some(name) = name else {
@@ -348,17 +364,33 @@ impl PullAuth {
     }
 
     /// Lets a pull request through, or says why not; `token_url` goes into the challenge.
-    pub async fn admit(
+    /// `private_content` is asked only for an anonymous client where nothing is needed: whether
+    /// what the request addresses by digest is known only from private upstreams.
+    pub async fn admit<F, Fut>(
         &self,
         need: Need,
         presented: Presented,
         peer: IpAddr,
         token_url: &str,
-    ) -> Result<(), ApiError> {
+        private_content: F,
+    ) -> Result<(), ApiError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<bool, ApiError>>,
+    {
         let challenge = || format!("Bearer realm=\"{token_url}\",service=\"{}\"", self.realm);
         match self.identify(presented, peer).await {
             Ok(Holder::User(_)) => Ok(()),
-            Ok(Holder::Anonymous) if need == Need::Nothing => Ok(()),
+            Ok(Holder::Anonymous) if need == Need::Nothing => {
+                if private_content().await? {
+                    return Err(ApiError::unauthorized(
+                        challenge(),
+                        "pull credentials required: this content was served by a private \
+                         upstream; log in to this registry",
+                    ));
+                }
+                Ok(())
+            }
             Ok(Holder::Anonymous) => Err(ApiError::unauthorized(
                 challenge(),
                 "pull credentials required: log in to this registry",
@@ -479,8 +511,26 @@ pub async fn guard(
     let need = auth.need(target);
     let presented = Presented::from_headers(req.headers());
     let url = token_url(&req.connection_info());
+    let digest = addressed_digest(&req);
+    let engine = req.app_data::<web::Data<Engine>>().cloned();
+    let private_content = || async {
+        let (Some(digest), Some(engine)) = (digest, engine) else {
+            return Ok(false);
+        };
+        let sources = engine
+            .sources(&digest)
+            .await
+            .map_err(|e| ApiError::from_engine(e, ErrorTarget::Other))?;
+        Ok(auth.only_private(&sources))
+    };
     match auth
-        .admit(need, presented, peer_of(req.peer_addr()), &url)
+        .admit(
+            need,
+            presented,
+            peer_of(req.peer_addr()),
+            &url,
+            private_content,
+        )
         .await
     {
         Ok(()) => next
@@ -488,6 +538,20 @@ pub async fn guard(
             .await
             .map(ServiceResponse::map_into_left_body),
         Err(e) => Ok(req.into_response(e.error_response()).map_into_right_body()),
+    }
+}
+
+/// The digest a pull request addresses (a blob, a manifest by digest, a referrers subject), if
+/// any: content is shared across upstreams by digest, so naming an open upstream must not
+/// reach what only a private one served.
+fn addressed_digest(req: &ServiceRequest) -> Option<Digest> {
+    let info = req.match_info();
+    if let Some(d) = info.get("digest") {
+        return Digest::parse(d).ok();
+    }
+    match Reference::parse(info.get("reference")?) {
+        Ok(Reference::Digest(d)) => Some(d),
+        _ => None,
     }
 }
 

@@ -414,3 +414,25 @@ async fn the_token_endpoint_is_rate_limited_like_everything_else() {
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(r.headers().contains_key(header::RETRY_AFTER));
 }
+
+#[test]
+fn content_is_private_only_when_no_open_registry_names_it() {
+    let names = |n: &[&str]| {
+        n.iter()
+            .map(|s| s.to_string())
+            .collect::<BTreeSet<String>>()
+    };
+    let auth = auth_with(&["private.test"], limiter::DEFAULT_POLICY);
+    assert!(auth.only_private(&names(&["private.test"])));
+    assert!(!auth.only_private(&names(&["private.test", "docker.io"])));
+    assert!(!auth.only_private(&names(&["docker.io"])));
+    assert!(
+        !auth.only_private(&names(&[])),
+        "content no cached manifest names has no known source"
+    );
+    let everything = auth_with(&[], limiter::DEFAULT_POLICY);
+    assert!(
+        !everything.only_private(&names(&["private.test"])),
+        "without private registries every pull needs credentials anyway"
+    );
+}

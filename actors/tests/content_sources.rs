@@ -1,0 +1,113 @@
+//! Where cached content is known from: the registries of the manifests that are a digest or
+//! name it. Pull credentials refuse anonymous requests by digest for what only private
+//! registries served, so a shared layer must count every registry that names it.
+
+use std::collections::BTreeSet;
+
+use actors::config::EngineConfig;
+use actors::oci::{Digest, ManifestKind, OCI_INDEX, OCI_MANIFEST};
+use actors::store::{now_local, FsStore, ManifestHolder};
+use actors::Engine;
+
+fn image(config: &[u8], layers: &[&[u8]]) -> Vec<u8> {
+    let layers: Vec<String> = layers
+        .iter()
+        .map(|l| format!(r#"{{"digest":"{}","size":{}}}"#, Digest::of(l), l.len()))
+        .collect();
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"digest":"{}","size":{}}},"layers":[{}]}}"#,
+        Digest::of(config),
+        config.len(),
+        layers.join(",")
+    )
+    .into_bytes()
+}
+
+fn write(store: &FsStore, kind: ManifestKind, url: &str, bytes: &[u8]) -> Digest {
+    let d = Digest::of(bytes);
+    let now = now_local();
+    store
+        .write_manifest(&ManifestHolder::new(
+            kind,
+            d.clone(),
+            url,
+            bytes.to_vec(),
+            now,
+            now,
+            vec![],
+        ))
+        .unwrap();
+    d
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+#[actix_web::test]
+async fn a_digest_is_known_from_every_registry_whose_cached_manifests_are_it_or_name_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStore::open(dir.path()).unwrap();
+    let shared: &[u8] = b"shared base layer";
+    let secret: &[u8] = b"secret layer";
+    let open: &[u8] = b"open layer";
+    let (cfg_secret, cfg_open): (&[u8], &[u8]) = (b"{\"s\":1}", b"{\"o\":1}");
+    let secret_image = image(cfg_secret, &[shared, secret]);
+    let open_image = image(cfg_open, &[shared, open]);
+    let ds = write(
+        &store,
+        ManifestKind::OciManifest,
+        "private.test:5000/team/app@x",
+        &secret_image,
+    );
+    write(
+        &store,
+        ManifestKind::OciManifest,
+        "docker.io/library/base:1",
+        &open_image,
+    );
+    let list = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"digest":"{ds}","size":{},"platform":{{"os":"linux","architecture":"amd64"}}}}]}}"#,
+        secret_image.len()
+    );
+    let dl = write(
+        &store,
+        ManifestKind::OciIndex,
+        "private.test:5000/team/app:v1",
+        list.as_bytes(),
+    );
+
+    let mut cfg = EngineConfig::new(dir.path().to_path_buf());
+    cfg.air_gapped = true;
+    let engine = Engine::start(cfg).await.unwrap();
+
+    let private = set(&["private.test:5000"]);
+    assert_eq!(engine.sources(&Digest::of(secret)).await.unwrap(), private);
+    assert_eq!(
+        engine.sources(&Digest::of(cfg_secret)).await.unwrap(),
+        private
+    );
+    assert_eq!(
+        engine.sources(&ds).await.unwrap(),
+        private,
+        "a list's child"
+    );
+    assert_eq!(
+        engine.sources(&dl).await.unwrap(),
+        private,
+        "the list itself"
+    );
+    assert_eq!(
+        engine.sources(&Digest::of(shared)).await.unwrap(),
+        set(&["docker.io", "private.test:5000"])
+    );
+    assert_eq!(
+        engine.sources(&Digest::of(open)).await.unwrap(),
+        set(&["docker.io"])
+    );
+    assert!(engine
+        .sources(&Digest::of(b"never cached"))
+        .await
+        .unwrap()
+        .is_empty());
+}
