@@ -365,3 +365,66 @@ async fn a_redirect_to_another_host_is_followed_without_our_credentials() {
         "our credentials went to another host"
     );
 }
+
+/// An origin on plain HTTP holding credentials, sending blobs to an HTTPS "CDN" on another
+/// host name whose certificate the test CA signed.
+async fn redirected_to_tls(
+    dir: &std::path::Path,
+    pki: &test_pki::Pki,
+    trust_ca: bool,
+) -> (Engine, Arc<Fake>, Arc<Fake>) {
+    let cdn = Fake::start_tls(
+        Body::Right,
+        &pki.path("server.crt"),
+        &pki.path("server.key"),
+    );
+    let origin = Fake::start(Body::Right);
+    origin.redirect_blobs_to(&cdn.endpoint());
+    let ca = pki.path("ca.crt");
+    let e = engine_with(dir, origin.endpoint(), |c| {
+        c.upstreams[0].auth = Some(actors::config::Credentials {
+            user: "puller".into(),
+            password: "s3cret".into(),
+        });
+        if trust_ca {
+            c.upstreams[0].tls.ca = Some(ca);
+        }
+    })
+    .await;
+    (e, origin, cdn)
+}
+
+#[actix_web::test]
+async fn a_redirect_to_a_tls_host_is_verified_against_the_configured_ca_without_our_credentials() {
+    let pki = test_pki::Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (e, origin, cdn) = redirected_to_tls(dir.path(), &pki, true).await;
+    let size = fetch_blob(&e, &image("right").repo, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(size, BLOB.len() as u64);
+    assert_eq!(origin.blob_authorizations().len(), 1);
+    assert_eq!(
+        cdn.blob_authorizations(),
+        vec![None],
+        "our credentials went to another host"
+    );
+}
+
+#[actix_web::test]
+async fn a_redirect_to_a_tls_host_with_an_untrusted_certificate_fails_and_keeps_nothing() {
+    let pki = test_pki::Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (e, origin, cdn) = redirected_to_tls(dir.path(), &pki, false).await;
+    let failed = fetch_blob(&e, &image("right").repo, Duration::from_secs(10)).await;
+    assert!(
+        failed.is_err(),
+        "a certificate neither the OS store nor a configured CA trusts was accepted"
+    );
+    assert_eq!(origin.blob_authorizations().len(), 1);
+    assert!(
+        cdn.blob_authorizations().is_empty(),
+        "the untrusted host was sent a request"
+    );
+    assert_nothing_kept(&e, dir.path()).await;
+}

@@ -100,9 +100,44 @@ impl Fake {
     }
 
     fn start_at(ip: &str, body: Body, delay: Duration) -> Arc<Fake> {
+        Fake::serve(ip, None, body, delay)
+    }
+
+    /// Starts a fake speaking HTTPS on 127.0.0.1 with the PEM certificate chain and key at
+    /// `cert` and `key` (issued for `localhost`); its endpoint is `https://localhost:PORT`, so
+    /// it is another host than the plain fakes on `127.0.0.1`.
+    pub fn start_tls(body: Body, cert: &std::path::Path, key: &std::path::Path) -> Arc<Fake> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(key).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        Fake::serve("127.0.0.1", Some(config), body, Duration::ZERO)
+    }
+
+    fn serve(
+        ip: &str,
+        tls: Option<rustls::ServerConfig>,
+        body: Body,
+        delay: Duration,
+    ) -> Arc<Fake> {
         let listener = TcpListener::bind((ip, 0)).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let endpoint = match tls {
+            Some(_) => format!("https://localhost:{}", addr.port()),
+            None => format!("http://{addr}"),
+        };
         let fake = Arc::new(Fake {
-            endpoint: format!("http://{}", listener.local_addr().unwrap()),
+            endpoint,
             delay,
             failing: AtomicBool::new(false),
             body: Mutex::new(body),
@@ -125,15 +160,18 @@ impl Fake {
                     },
                 ))
         })
-        .workers(1)
-        .listen(listener)
-        .unwrap()
-        .run();
+        .workers(1);
+        let server = match tls {
+            Some(config) => server.listen_rustls_0_23(listener, config),
+            None => server.listen(listener),
+        };
+        let server = server.unwrap().run();
         actix_web::rt::spawn(server);
         fake
     }
 
-    /// `http://127.0.0.1:PORT`, the endpoint of the engine's `fake.test` upstream.
+    /// `http://127.0.0.1:PORT` (or `https://localhost:PORT`), the endpoint of the engine's
+    /// `fake.test` upstream.
     pub fn endpoint(&self) -> String {
         self.endpoint.clone()
     }
