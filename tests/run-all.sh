@@ -20,6 +20,7 @@ declare -A NEEDED=(
     [openssl]=openssl
     [htpasswd]=apache2-utils
     [jq]=jq
+    [nginx]=nginx
     [python3]=python3
     [systemd-analyze]=systemd
 )

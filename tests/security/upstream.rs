@@ -317,3 +317,138 @@ fn upstreams_outside_the_allowlist_are_refused_without_a_connection() {
     });
     assert_pull_works(&allowed, &tree);
 }
+
+/// nginx in two roles in front of a real registry: an origin on `127.0.0.1` that wants our
+/// Basic credentials and answers every blob GET with a 307 to a "CDN" on `127.0.0.2` (another
+/// host, as registries send downloads to a CDN or a presigned URL), and that CDN, which serves
+/// the registry's bytes. Both log the `Authorization` header of each request.
+struct Redirector {
+    origin_port: u16,
+    dir: tempfile::TempDir,
+    nginx: std::process::Child,
+}
+
+impl Redirector {
+    fn start(registry_port: u16, basic: &str) -> Redirector {
+        support::require_tool("nginx");
+        let dir = tempfile::Builder::new()
+            .prefix("e2e-redirector-")
+            .tempdir()
+            .expect("nginx dir");
+        let (origin_port, cdn_port) = (support::free_port(), support::free_port());
+        let d = dir.path().display();
+        let conf = format!(
+            r#"daemon off;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    log_format auth '$request_method $uri "$http_authorization"';
+    server {{
+        listen 127.0.0.1:{origin_port};
+        access_log {d}/origin.log auth;
+        if ($http_authorization != "{basic}") {{ return 401; }}
+        location ~ ^/v2/.+/blobs/ {{ return 307 http://127.0.0.2:{cdn_port}$request_uri; }}
+        location / {{ proxy_pass http://127.0.0.1:{registry_port}; }}
+    }}
+    server {{
+        listen 127.0.0.2:{cdn_port};
+        access_log {d}/cdn.log auth;
+        location / {{ proxy_pass http://127.0.0.1:{registry_port}; }}
+    }}
+}}
+"#
+        );
+        let path = dir.path().join("nginx.conf");
+        std::fs::write(&path, conf).expect("write nginx.conf");
+        let nginx = std::process::Command::new("nginx")
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        let r = Redirector {
+            origin_port,
+            dir,
+            nginx,
+        };
+        support::wait_for(
+            "nginx to listen",
+            Duration::from_secs(20),
+            Duration::from_millis(50),
+            || {
+                let up = |addr: &str| std::net::TcpStream::connect(addr).is_ok();
+                (up(&format!("127.0.0.1:{origin_port}")) && up(&format!("127.0.0.2:{cdn_port}")))
+                    .then_some(())
+            },
+        );
+        r
+    }
+
+    /// The blob requests one role logged, as `GET <path> "<Authorization or ->"` lines.
+    fn blob_requests(&self, role: &str) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join(format!("{role}.log")))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("/blobs/"))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Redirector {
+    fn drop(&mut self) {
+        let _ = self.nginx.kill();
+        let _ = self.nginx.wait();
+    }
+}
+
+#[test]
+fn a_blob_redirect_to_another_host_is_followed_without_the_upstream_credentials() {
+    use base64::Engine as _;
+    let (upstream, tree) = storage_with_image();
+    let registry_port: u16 = upstream
+        .url()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("upstream port");
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
+    );
+    let redirector = Redirector::start(registry_port, &basic);
+    let server = server_for(
+        &format!("http://127.0.0.1:{}", redirector.origin_port),
+        &format!("auth:\n  user: {USER}\n  password: {PASSWORD}\n"),
+    );
+    assert_pull_works(&server, &tree);
+
+    let origin = redirector.blob_requests("origin");
+    let cdn = redirector.blob_requests("cdn");
+    let blobs = tree.blob_digests();
+    for digest in &blobs {
+        assert!(
+            origin
+                .iter()
+                .any(|l| l.contains(digest.as_str()) && l.ends_with(&format!("\"{basic}\""))),
+            "the origin was not asked for {digest} with our credentials:\n{origin:#?}"
+        );
+        assert!(
+            cdn.iter().any(|l| l.contains(digest.as_str())),
+            "{digest} was not fetched from the redirect target:\n{cdn:#?}"
+        );
+    }
+    assert!(
+        cdn.iter().all(|l| l.ends_with("\"-\"")),
+        "our credentials went to another host:\n{cdn:#?}"
+    );
+}
