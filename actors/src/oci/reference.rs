@@ -121,6 +121,12 @@ impl Reference {
         }
     }
 
+    /// Whether `s` is a tag: what an upstream's tag list may hold. A hostile upstream's list
+    /// may hold anything, and a tag goes into our `Link` header and into cache keys.
+    pub fn is_tag(s: &str) -> bool {
+        !s.contains(':') && tag_re().is_match(s)
+    }
+
     pub fn tag(&self) -> Option<&str> {
         match self {
             Reference::Tag(t) => Some(t),
@@ -237,6 +243,25 @@ impl fmt::Display for ImageRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_well_formed_tags_are_tags() {
+        for good in ["v1", "latest", "1.2.3-rc_1", &"a".repeat(128)] {
+            assert!(Reference::is_tag(good), "{good}");
+        }
+        for bad in [
+            "",
+            "-v1",
+            ".v1",
+            "a b",
+            "v1\r\nX: y",
+            "a&last=b",
+            "sha256:abc",
+            &"a".repeat(129),
+        ] {
+            assert!(!Reference::is_tag(bad), "{bad:?}");
+        }
+    }
 
     fn route(p: &str, ns: Option<&str>, def: Option<&str>) -> Result<(String, String), OciError> {
         ImageRef::route(p, ns, def).map(|(r, n)| (r, n.to_string()))

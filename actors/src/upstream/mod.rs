@@ -349,7 +349,17 @@ impl UpstreamClient {
         }
         let list: TagList = serde_json::from_slice(&body)
             .map_err(|e| UpstreamError::Protocol(format!("tag list: {e}")))?;
-        Ok((list.tags.unwrap_or_default(), more))
+        let mut tags = list.tags.unwrap_or_default();
+        let listed = tags.len();
+        tags.retain(|t| Reference::is_tag(t));
+        if tags.len() < listed {
+            log::warn!(
+                "{}: the tag list of {repo} held {} entries that are not tags; left out",
+                self.name(),
+                listed - tags.len()
+            );
+        }
+        Ok((tags, more))
     }
 
     /// The referrers of `subject` as an OCI image index: from the referrers API, or, where the
