@@ -4,41 +4,13 @@
 
 use std::collections::BTreeSet;
 
+mod support;
+
 use actors::config::EngineConfig;
-use actors::oci::{Digest, ManifestKind, OCI_INDEX, OCI_MANIFEST};
-use actors::store::{now_local, FsStore, ManifestHolder};
+use actors::oci::{Digest, ManifestKind, OCI_INDEX};
+use actors::store::FsStore;
 use actors::Engine;
-
-fn image(config: &[u8], layers: &[&[u8]]) -> Vec<u8> {
-    let layers: Vec<String> = layers
-        .iter()
-        .map(|l| format!(r#"{{"digest":"{}","size":{}}}"#, Digest::of(l), l.len()))
-        .collect();
-    format!(
-        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"digest":"{}","size":{}}},"layers":[{}]}}"#,
-        Digest::of(config),
-        config.len(),
-        layers.join(",")
-    )
-    .into_bytes()
-}
-
-fn write(store: &FsStore, kind: ManifestKind, url: &str, bytes: &[u8]) -> Digest {
-    let d = Digest::of(bytes);
-    let now = now_local();
-    store
-        .write_manifest(&ManifestHolder::new(
-            kind,
-            d.clone(),
-            url,
-            bytes.to_vec(),
-            now,
-            now,
-            vec![],
-        ))
-        .unwrap();
-    d
-}
+use support::cache::{image, write};
 
 fn set(names: &[&str]) -> BTreeSet<String> {
     names.iter().map(|s| s.to_string()).collect()

@@ -8,45 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actors::config::{EngineConfig, Scheme, UpstreamConfig};
-use actors::oci::{Digest, ImageRef, ManifestKind, OCI_INDEX, OCI_MANIFEST};
+use actors::oci::{Digest, ImageRef, ManifestKind, OCI_INDEX};
 use actors::prune::{parse_patterns, Selector};
 use actors::store::{
-    now_local, BlobFile, BlobWriter, FsStore, LoadedCache, ManifestHolder, Space, Store,
-    StoreFuture,
+    BlobFile, BlobWriter, FsStore, LoadedCache, ManifestHolder, Space, Store, StoreFuture,
 };
 use actors::Engine;
+use support::cache::{image, write};
 use support::fake::{manifest_body, Body, Fake, BLOB};
-
-fn image(config: &[u8], layers: &[&[u8]]) -> Vec<u8> {
-    let layers: Vec<String> = layers
-        .iter()
-        .map(|l| format!(r#"{{"digest":"{}","size":{}}}"#, Digest::of(l), l.len()))
-        .collect();
-    format!(
-        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"digest":"{}","size":{}}},"layers":[{}]}}"#,
-        Digest::of(config),
-        config.len(),
-        layers.join(",")
-    )
-    .into_bytes()
-}
-
-fn write(store: &FsStore, kind: ManifestKind, url: &str, bytes: &[u8]) -> Digest {
-    let d = Digest::of(bytes);
-    let now = now_local();
-    store
-        .write_manifest(&ManifestHolder::new(
-            kind,
-            d.clone(),
-            url,
-            bytes.to_vec(),
-            now,
-            now,
-            vec![],
-        ))
-        .unwrap();
-    d
-}
 
 fn pattern(p: &str) -> Selector {
     Selector {

@@ -4,6 +4,7 @@
 // Each test file uses a different part of the fake.
 #![allow(dead_code)]
 
+pub mod cache;
 pub mod fake;
 
 use std::time::Duration;
