@@ -93,13 +93,14 @@ pub struct BundleImage {
 }
 
 /// Makes `image` complete in the cache for `platforms` (fetching what is missing, as `load`
-/// does), then describes what a bundle of it holds.
+/// does, its bytes counted into `meter`), then describes what a bundle of it holds.
 pub async fn collect(
     engine: &Engine,
     image: &ImageRef,
     platforms: &Platforms,
+    meter: &preload::LoadMeter,
 ) -> Result<BundleImage, EngineError> {
-    preload::load_image(engine, image, platforms).await?;
+    preload::load_image_metered(engine, image, platforms, meter).await?;
     let cached = |i: ImageRef| async move {
         engine
             .cached_manifest(&i)
@@ -260,11 +261,16 @@ struct Contents {
     damaged: HashMap<Digest, Digest>,
 }
 
-/// Imports the OCI image layout archive at `archive` into `store`. Call it with the cache lock
-/// held (no server running on the cache).
-pub fn import_archive(store: &FsStore, archive: &Path) -> Result<ImportReport, BundleError> {
+/// Imports the OCI image layout archive at `archive` into `store`, telling `read` how many
+/// bytes of it each read took (for a progress display). Call it with the cache lock held (no
+/// server running on the cache).
+pub fn import_archive(
+    store: &FsStore,
+    archive: &Path,
+    read: &dyn Fn(u64),
+) -> Result<ImportReport, BundleError> {
     let staging = Staging(store.staging_dir("import")?);
-    let contents = read_archive(archive, &staging.0)?;
+    let contents = read_archive(archive, &staging.0, read)?;
     let layout = contents.layout.as_deref().ok_or_else(|| {
         BundleError::Invalid(format!(
             "{}: not an OCI image layout archive (no {LAYOUT_FILE} file)",
@@ -317,9 +323,13 @@ pub fn import_archive(store: &FsStore, archive: &Path) -> Result<ImportReport, B
 
 /// Reads the archive once: keeps `oci-layout` and `index.json`, stages every blob it can
 /// verify and notes the ones it cannot.
-fn read_archive(archive: &Path, staging: &Path) -> Result<Contents, BundleError> {
+fn read_archive(
+    archive: &Path,
+    staging: &Path,
+    read: &dyn Fn(u64),
+) -> Result<Contents, BundleError> {
     let file = File::open(archive).map_err(io_err(archive))?;
-    let mut tar = tar::Archive::new(BufReader::new(file));
+    let mut tar = tar::Archive::new(BufReader::new(Counting { inner: file, read }));
     let mut contents = Contents::default();
     for entry in tar.entries().map_err(io_err(archive))? {
         let mut entry = entry.map_err(io_err(archive))?;
@@ -365,6 +375,20 @@ fn read_archive(archive: &Path, staging: &Path) -> Result<Contents, BundleError>
         }
     }
     Ok(contents)
+}
+
+/// A reader that tells `read` how many bytes each read took.
+struct Counting<'a, R> {
+    inner: R,
+    read: &'a dyn Fn(u64),
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        (self.read)(n as u64);
+        Ok(n)
+    }
 }
 
 fn read_small(r: &mut impl Read, archive: &Path, what: &str) -> Result<Vec<u8>, BundleError> {
@@ -703,18 +727,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FsStore::open(&dir.path().join("cache")).unwrap();
         let first = archive(dir.path(), "quay.io/a/b:v1", b"layer one", false);
-        let report = import_archive(&store, &first).unwrap();
+        let read = std::cell::Cell::new(0u64);
+        let report = import_archive(&store, &first, &|n| read.set(read.get() + n)).unwrap();
         assert!(report.failed.is_empty(), "{:?}", report.failed);
+        assert_eq!(
+            read.get(),
+            std::fs::metadata(&first).unwrap().len(),
+            "every byte of the archive is reported read"
+        );
         assert_eq!(report.imported[0].new_blobs, 2);
         let (one, _, _) = image(b"layer one");
         assert_eq!(
             tagged(&store),
             vec![(one.to_string(), vec!["quay.io/a/b:v1".to_string()])]
         );
-        assert!(import_archive(&store, &first).unwrap().imported[0].was_cached());
+        assert!(import_archive(&store, &first, &|_| {}).unwrap().imported[0].was_cached());
 
         let second = archive(dir.path(), "quay.io/a/b:v1", b"layer two", false);
-        import_archive(&store, &second).unwrap();
+        import_archive(&store, &second, &|_| {}).unwrap();
         let (two, _, _) = image(b"layer two");
         let mut want = vec![
             (one.to_string(), vec![]),
@@ -731,7 +761,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FsStore::open(&dir.path().join("cache")).unwrap();
         let bad = archive(dir.path(), "quay.io/a/b:v1", b"layer", true);
-        let report = import_archive(&store, &bad).unwrap();
+        let report = import_archive(&store, &bad, &|_| {}).unwrap();
         assert!(report.imported.is_empty());
         assert_eq!(report.failed[0].0, "quay.io/a/b:v1");
         assert!(

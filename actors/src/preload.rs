@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::future::try_join_all;
 
@@ -151,11 +152,74 @@ impl Loaded {
     }
 }
 
+/// The bytes of one image's blobs as a load brings them in, for a progress display: shared
+/// between the load and whoever draws it, so a multi-gigabyte layer on a slow link shows it is
+/// moving long before it lands.
+#[derive(Debug, Default)]
+pub struct LoadMeter {
+    /// What the image's manifests state its blobs weigh (known once its manifests are in).
+    total: AtomicU64,
+    /// Bytes of blobs found stored or landed so far.
+    done: AtomicU64,
+    /// Of `done`, the bytes that came from the upstream in this load.
+    fetched: AtomicU64,
+}
+
+impl LoadMeter {
+    /// What the image's blobs weigh, as far as known.
+    pub fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// Bytes stored so far, cached ones included.
+    pub fn done(&self) -> u64 {
+        self.done.load(Ordering::Relaxed)
+    }
+
+    /// Bytes that had to come from the upstream so far.
+    pub fn fetched(&self) -> u64 {
+        self.fetched.load(Ordering::Relaxed)
+    }
+
+    /// The manifests state `bytes` more of blobs.
+    pub fn expect(&self, bytes: u64) {
+        self.total.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// A blob stated as `stated` bytes turned out to be `size` (a manifest that left the
+    /// size out states 0): the total follows what landed.
+    pub fn correct(&self, stated: u64, size: u64) {
+        if size > stated {
+            self.total.fetch_add(size - stated, Ordering::Relaxed);
+        } else {
+            self.total.fetch_sub(stated - size, Ordering::Relaxed);
+        }
+    }
+
+    /// `bytes` more are stored; `fetched`: they came from the upstream.
+    pub fn landed(&self, bytes: u64, fetched: bool) {
+        self.done.fetch_add(bytes, Ordering::Relaxed);
+        if fetched {
+            self.fetched.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Makes `image` complete in the cache for `platforms`; returns when every piece is on disk.
 pub async fn load_image(
     engine: &Engine,
     image: &ImageRef,
     platforms: &Platforms,
+) -> Result<Loaded, EngineError> {
+    load_image_metered(engine, image, platforms, &LoadMeter::default()).await
+}
+
+/// [`load_image`], counting the bytes of its blobs into `meter` as they land.
+pub async fn load_image_metered(
+    engine: &Engine,
+    image: &ImageRef,
+    platforms: &Platforms,
+    meter: &LoadMeter,
 ) -> Result<Loaded, EngineError> {
     let mut loaded = Loaded::default();
     let top = manifest(engine, image, &mut loaded).await?;
@@ -181,13 +245,24 @@ pub async fn load_image(
     } else {
         vec![top]
     };
-    let mut blobs: Vec<Digest> = images
+    let mut blobs: Vec<(Digest, u64)> = images
         .iter()
-        .flat_map(|m| m.manifest.children.iter().map(|c| c.digest.clone()))
+        .flat_map(|m| {
+            m.manifest
+                .children
+                .iter()
+                .map(|c| (c.digest.clone(), c.size))
+        })
         .collect();
     blobs.sort();
-    blobs.dedup();
-    let fetched = try_join_all(blobs.iter().map(|d| blob(engine, image, d))).await?;
+    blobs.dedup_by(|a, b| a.0 == b.0);
+    meter.expect(blobs.iter().map(|(_, size)| size).sum());
+    let fetched = try_join_all(
+        blobs
+            .iter()
+            .map(|(d, size)| blob(engine, image, d, *size, meter)),
+    )
+    .await?;
     loaded.blobs = blobs.len();
     loaded.fetched_blobs = fetched.into_iter().filter(|f| *f).count();
     Ok(loaded)
@@ -206,10 +281,29 @@ async fn manifest(
     engine.manifest(image).await
 }
 
-/// Waits until the blob is stored; `true` if it had to be downloaded.
-async fn blob(engine: &Engine, image: &ImageRef, digest: &Digest) -> Result<bool, EngineError> {
+/// Waits until the blob is stored, counting its bytes into `meter`; `true` if it had to be
+/// downloaded. `stated` is its size as its manifest states it (already in the meter's total).
+async fn blob(
+    engine: &Engine,
+    image: &ImageRef,
+    digest: &Digest,
+    stated: u64,
+    meter: &LoadMeter,
+) -> Result<bool, EngineError> {
     let reader = engine.blob(&image.registry, &image.repo, digest).await?;
-    Ok(reader.landed().await?.1)
+    let mut counted = 0u64;
+    let (size, downloaded) = reader
+        .landed_reporting(|written| {
+            meter.landed(written.saturating_sub(counted), true);
+            counted = counted.max(written);
+        })
+        .await?;
+    // A stored blob lands at once; a download may end past what was reported.
+    meter.landed(size.saturating_sub(counted), downloaded);
+    if size != stated {
+        meter.correct(stated, size);
+    }
+    Ok(downloaded)
 }
 
 #[cfg(test)]

@@ -5,11 +5,13 @@
 use std::path::Path;
 
 use actors::bundle::{self, BundleImage};
+use actors::preload::LoadMeter;
 use actors::store::{CacheLock, FsStore};
 use actors::Engine;
 use futures_util::StreamExt as _;
 
-use super::load::{progress_bar, report_line, ImageSource};
+use super::load::ImageSource;
+use super::progress::Board;
 use super::summary::Summary;
 use crate::cli::ExportArgs;
 use crate::config::Config;
@@ -41,34 +43,39 @@ pub fn run(config: Config, args: &ExportArgs) -> Result<(), String> {
                 ),
             ));
         }
-        let bar = progress_bar(source.images.len());
+        let board = Board::new(source.images.len());
         // Keep the order of the list in the archive's index.
         let mut results: Vec<(usize, Result<BundleImage, String>)> =
             futures_util::stream::iter(source.images.into_iter().enumerate())
                 .map(|(i, li)| {
                     let engine = engine.clone();
                     let platforms = platforms.clone();
-                    let bar = bar.clone();
+                    let board = board.clone();
                     async move {
-                        let r = bundle::collect(&engine, &li.image, &platforms)
+                        let meter = LoadMeter::default();
+                        let mut line = board.image(&li.image.to_string());
+                        let r = line
+                            .follow(
+                                &meter,
+                                bundle::collect(&engine, &li.image, &platforms, &meter),
+                            )
                             .await
                             .map_err(|e| format!("{}: {e}", li.image));
-                        report_line(
-                            &bar,
+                        let measured = line.finish(&meter);
+                        board.report(
                             &match &r {
-                                Ok(b) => format!("ready {}", b.reference),
+                                Ok(b) => format!("ready {} ({measured})", b.reference),
                                 Err(e) => format!("failed {e}"),
                             },
                             r.is_err(),
                         );
-                        bar.inc(1);
                         (i, r)
                     }
                 })
                 .buffer_unordered(jobs)
                 .collect()
                 .await;
-        bar.finish_and_clear();
+        board.finish();
         results.sort_by_key(|(i, _)| *i);
         let mut images = Vec::new();
         for (_, r) in results {

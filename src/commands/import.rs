@@ -6,6 +6,7 @@ use std::path::Path;
 use actors::bundle;
 use actors::store::{CacheLock, FsStore};
 
+use super::progress;
 use super::summary::Summary;
 use crate::config::Config;
 
@@ -16,7 +17,18 @@ pub fn run(config: Config, archive: &Path) -> Result<(), String> {
     }
     let _lock = CacheLock::acquire(&config.image_path).map_err(|e| e.to_string())?;
     let store = FsStore::open(&config.image_path).map_err(|e| e.to_string())?;
-    let report = bundle::import_archive(&store, archive).map_err(|e| e.to_string())?;
+    let size = std::fs::metadata(archive).map(|m| m.len()).unwrap_or(0);
+    let bar = progress::bytes_bar(size, &format!("reading {}", archive.display()));
+    let started = std::time::Instant::now();
+    let report =
+        bundle::import_archive(&store, archive, &|n| bar.inc(n)).map_err(|e| e.to_string());
+    bar.finish_and_clear();
+    let report = report?;
+    log::info!(
+        "read {}: {}",
+        archive.display(),
+        progress::amount_and_rate(bar.position(), started.elapsed())
+    );
     let mut summary = Summary::default();
     for i in report.imported {
         let line = format!(

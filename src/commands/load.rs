@@ -2,18 +2,16 @@
 //! complete a list of images in the cache through the engine, then report what was loaded,
 //! what was already cached and what failed, and why. `load --archive F` is `import F`.
 
-use std::io::IsTerminal as _;
 use std::path::Path;
-use std::time::Duration;
 
 use actors::oci::ImageRef;
-use actors::preload::{self, Platforms};
+use actors::preload::{self, LoadMeter, Platforms};
 use actors::store::CacheLock;
 use actors::Engine;
 use futures_util::StreamExt as _;
-use indicatif::{ProgressBar, ProgressStyle};
 
 use super::manifests;
+use super::progress::Board;
 use super::summary::Summary;
 use crate::cli::LoadArgs;
 use crate::config::Config;
@@ -183,8 +181,8 @@ impl ImageSource {
     }
 }
 
-/// Loads `source`'s images through `engine`, `jobs` at a time, with a progress bar on a
-/// terminal and a log line per image otherwise.
+/// Loads `source`'s images through `engine`, `jobs` at a time, showing their bytes as they
+/// land ([`Board`]).
 pub async fn load_images(
     engine: &Engine,
     source: ImageSource,
@@ -196,7 +194,7 @@ pub async fn load_images(
         ..Summary::default()
     };
     let unit = source.unit;
-    let bar = progress_bar(source.images.len());
+    let board = Board::new(source.images.len());
     log::info!(
         "loading {} image(s) from {} for {platforms}",
         source.images.len(),
@@ -206,25 +204,31 @@ pub async fn load_images(
         .map(|li| {
             let engine = engine.clone();
             let platforms = platforms.clone();
-            let bar = bar.clone();
+            let board = board.clone();
             async move {
-                bar.set_message(li.image.to_string());
-                let r = preload::load_image(&engine, &li.image, &platforms).await;
-                (li, r)
+                let meter = LoadMeter::default();
+                let mut line = board.image(&li.image.to_string());
+                let r = line
+                    .follow(
+                        &meter,
+                        preload::load_image_metered(&engine, &li.image, &platforms, &meter),
+                    )
+                    .await;
+                (li, r, line.finish(&meter))
             }
         })
         .buffer_unordered(jobs.max(1));
-    while let Some((li, result)) = results.next().await {
+    while let Some((li, result, measured)) = results.next().await {
         let name = li.image.to_string();
         let line = match &result {
             Ok(l) if l.was_cached() => {
-                summary.cached.push(name.clone());
-                format!("already cached {name}")
+                summary.cached.push(format!("{name} ({measured})"));
+                format!("already cached {name} ({measured})")
             }
             Ok(l) => {
-                summary.loaded.push(name.clone());
+                summary.loaded.push(format!("{name} ({measured})"));
                 format!(
-                    "loaded {name}: {} manifest(s), {} blob(s), {} fetched",
+                    "loaded {name}: {} manifest(s), {} blob(s), {} fetched, {measured}",
                     l.manifests,
                     l.blobs,
                     l.fetched_manifests + l.fetched_blobs
@@ -235,40 +239,12 @@ pub async fn load_images(
                 format!("failed {name} ({unit} {}): {e}", li.line)
             }
         };
-        report_line(&bar, &line, result.is_err());
-        bar.inc(1);
+        board.report(&line, result.is_err());
     }
-    bar.finish_and_clear();
+    board.finish();
     summary.loaded.sort();
     summary.cached.sort();
     summary
-}
-
-/// A progress bar over `len` images on a terminal, a hidden one otherwise.
-pub fn progress_bar(len: usize) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar
-}
-
-/// One line per image: above the bar on a terminal, in the log (and failures on standard
-/// error) otherwise.
-pub fn report_line(bar: &ProgressBar, line: &str, failed: bool) {
-    if bar.is_hidden() {
-        log::info!("{line}");
-        if failed {
-            eprintln!("{line}");
-        }
-    } else {
-        bar.println(line);
-    }
 }
 
 /// The `load` subcommand.

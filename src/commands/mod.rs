@@ -6,6 +6,7 @@ pub mod import;
 pub mod list;
 pub mod load;
 pub mod manifests;
+pub mod progress;
 pub mod prune;
 pub mod serve;
 pub mod summary;

@@ -5,8 +5,9 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+use indicatif::BinaryBytes;
 use support::ops::{code, Workspace};
-use support::{LocalImage, Server, ServerOptions, SkopeoDir, Upstream, UPSTREAM_NAME};
+use support::{LocalImage, Relay, Server, ServerOptions, SkopeoDir, Upstream, UPSTREAM_NAME};
 
 #[test]
 fn load_reports_each_image_and_the_cache_serves_them_with_the_upstream_stopped() {
@@ -162,4 +163,72 @@ fn load_fetches_only_the_chosen_platform_and_preload_fills_the_cache_before_serv
     );
     copy.assert_matches(&other);
     server.kill();
+}
+
+#[test]
+fn load_shows_the_bytes_total_and_rate_of_each_image_on_a_terminal_and_in_its_report_line() {
+    let upstream = Upstream::start();
+    let repo = "e2e/load-bytes";
+    let tree = upstream.push_oci(
+        &LocalImage::generate_for(&["2M", "1M"], "linux/amd64"),
+        repo,
+        "v1",
+    );
+    let port: u16 = upstream
+        .url()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("upstream port");
+    // A slow link: the load lasts a few seconds, long enough to be drawn moving.
+    let relay = Relay::start(port, 1024 * 1024);
+    let name = format!("{UPSTREAM_NAME}/{repo}:v1");
+    let args = |list: &str| -> Vec<String> {
+        ["load", "--image-file", list, "--platform", "linux/amd64"]
+            .map(str::to_string)
+            .to_vec()
+    };
+
+    // Not on a terminal: the report's line for the image, with its bytes, time and rate.
+    let ws = Workspace::new(&format!("http://127.0.0.1:{}", relay.port));
+    let list = ws.file("images.txt", &format!("{name}\n"));
+    let a = args(list.to_str().unwrap());
+    let out = ws.run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.success(), "{out}");
+    let total: u64 = tree
+        .platform("amd64")
+        .blobs()
+        .iter()
+        .map(|d| {
+            std::fs::metadata(ws.cache.join("blobs").join(support::hex_of(d)))
+                .expect("loaded blob")
+                .len()
+        })
+        .sum();
+    let weight = BinaryBytes(total).to_string();
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("loaded ") && l.contains(&name))
+        .unwrap_or_else(|| panic!("no line for the image: {out}"));
+    assert!(
+        line.contains(&format!("{name} ({weight}; {weight} fetched in ")) && line.ends_with("/s)"),
+        "the image's line lacks its bytes or rate: {line}"
+    );
+
+    // On a terminal: bars of bytes done out of the total, with a rate, while it runs.
+    let ws = Workspace::new(&format!("http://127.0.0.1:{}", relay.port));
+    let list = ws.file("images.txt", &format!("{name}\n"));
+    let a = args(list.to_str().unwrap());
+    let out = ws.run_in_terminal(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.success(), "{out}");
+    let drawn = &out.stdout;
+    assert!(
+        drawn.contains(&format!("/{weight}")) && drawn.contains("iB/s"),
+        "no bar of bytes out of {weight} with a rate was drawn: {drawn:?}"
+    );
+    assert!(
+        drawn.contains(&name) && drawn.contains(&format!("{weight}; {weight} fetched in ")),
+        "the image's line was not printed: {drawn:?}"
+    );
 }

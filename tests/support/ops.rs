@@ -65,6 +65,24 @@ impl Workspace {
         run(&mut cmd, Duration::from_secs(180))
     }
 
+    /// [`Workspace::run`] on a terminal: under `script`, which gives the command a pseudo
+    /// terminal and copies what it draws to standard output.
+    pub fn run_in_terminal(&self, args: &[&str]) -> Output {
+        require_tool("script");
+        let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+        let mut line = vec![
+            quote(BINARY),
+            "--image-path".into(),
+            quote(&self.cache.display().to_string()),
+            "--config-file".into(),
+            quote(&self.config.display().to_string()),
+        ];
+        line.extend(args.iter().map(|a| quote(a)));
+        let mut cmd = Command::new("script");
+        cmd.args(["-qec", &line.join(" "), "/dev/null"]);
+        run(&mut cmd, Duration::from_secs(180))
+    }
+
     /// Every file name under `sub` (`blobs`, `fat`, `img`), sorted.
     pub fn files(&self, sub: &str) -> Vec<String> {
         files_in(&self.cache.join(sub))

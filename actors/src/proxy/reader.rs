@@ -90,12 +90,28 @@ impl BlobReader {
 
     /// Waits until the blob is stored (a verified download is not, until it is moved into
     /// place); its size, and whether bytes had to come from the upstream.
-    pub async fn landed(mut self) -> Result<(u64, bool), EngineError> {
+    pub async fn landed(self) -> Result<(u64, bool), EngineError> {
+        self.landed_reporting(|_| {}).await
+    }
+
+    /// [`BlobReader::landed`], telling `written` how many bytes of a download have landed each
+    /// time that changes, so that a long download shows it is moving.
+    pub async fn landed_reporting(
+        mut self,
+        mut written: impl FnMut(u64),
+    ) -> Result<(u64, bool), EngineError> {
         loop {
             match &*self.progress.borrow_and_update() {
                 Progress::Done { size } => return Ok((*size, self.downloaded)),
                 Progress::Failed(e) => return Err(e.clone()),
-                Progress::Receiving { .. } | Progress::Verified { .. } => self.downloaded = true,
+                Progress::Receiving { written: n, .. } => {
+                    self.downloaded = true;
+                    written(*n);
+                }
+                Progress::Verified { size, .. } => {
+                    self.downloaded = true;
+                    written(*size);
+                }
                 Progress::Queued => {}
             }
             if self.progress.changed().await.is_err() {
