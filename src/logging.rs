@@ -1,10 +1,11 @@
 //! Where log messages go and from which level: `logLevel` / `--log-level`, refined per module by
 //! `RUST_LOG`, to standard error or `logFile` / `--log-file`.
 //!
-//! One message of the HTTP library is demoted: a connection whose first bytes are not an HTTP
-//! request (most often a TLS handshake on the plain-HTTP port: Docker tries TLS first against
-//! every registry) is the client's mistake, not the server's, and would otherwise log an ERROR
-//! line on every `docker pull`.
+//! One message of the HTTP library is demoted to trace: a connection whose first bytes are not
+//! an HTTP request (most often a TLS handshake on the plain-HTTP port: Docker tries TLS first
+//! against every registry) is the client's mistake, not the server's, and would otherwise log an
+//! ERROR line on every `docker pull`. The plain-HTTP listener logs one debug line for it that
+//! names the client (`server/plain.rs`); the library's own line cannot.
 
 use log::{Level, Log, Metadata, Record};
 
@@ -38,7 +39,7 @@ pub fn init(config: &Config) -> Result<(), String> {
     Ok(())
 }
 
-/// The configured logger, with unparsable connections demoted to debug.
+/// The configured logger, with unparsable connections demoted to trace.
 struct Demoting(env_logger::Logger);
 
 impl Log for Demoting {
@@ -58,7 +59,7 @@ impl Log for Demoting {
         );
         self.0.log(
             &Record::builder()
-                .level(Level::Debug)
+                .level(Level::Trace)
                 .target(record.target())
                 .module_path(record.module_path())
                 .file(record.file())

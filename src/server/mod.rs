@@ -7,6 +7,7 @@ mod distribution;
 pub mod error;
 pub mod health;
 mod metrics;
+mod plain;
 pub mod pull_auth;
 pub mod query;
 mod range;
@@ -57,7 +58,7 @@ pub fn run_with_tls(
     let admin = web::Data::new(admin);
     // One limiter and one cache of successes for every worker.
     let pull_auth = pull_auth.map(web::Data::new);
-    let server = HttpServer::new(move || {
+    let app = move || {
         let mut app = App::new().app_data(engine.clone()).app_data(admin.clone());
         if let Some(auth) = &pull_auth {
             app = app.app_data(auth.clone());
@@ -68,13 +69,15 @@ pub fn run_with_tls(
             .configure(distribution::routes(pull_auth.is_some()))
             .configure(admin::routes)
             .default_service(web::to(distribution::unsupported))
-    })
-    .workers(limit.workers)
-    .max_connections(limit.per_worker);
-    let server = match tls {
-        Some(cfg) => server.listen_rustls_0_23(listener, cfg)?,
-        None => server.listen(listener)?,
     };
-    let server = server.disable_signals().shutdown_timeout(10).run();
-    Ok(server)
+    match tls {
+        Some(cfg) => Ok(HttpServer::new(app)
+            .workers(limit.workers)
+            .max_connections(limit.per_worker)
+            .listen_rustls_0_23(listener, cfg)?
+            .disable_signals()
+            .shutdown_timeout(10)
+            .run()),
+        None => plain::serve(listener, limit.workers, limit.per_worker, app),
+    }
 }

@@ -587,9 +587,12 @@ fn malformed_requests_get_oci_errors_and_the_server_keeps_serving() {
 }
 
 #[test]
-fn a_tls_handshake_on_the_plain_http_port_is_refused_without_an_error_in_the_log() {
+fn a_tls_handshake_on_the_plain_http_port_is_refused_with_one_debug_line_naming_the_client() {
     // Docker tries TLS first against every registry: that must not log an ERROR each time.
-    let server = Server::start("http://127.0.0.1:1");
+    let server = Server::start_with(ServerOptions {
+        extra_args: vec!["--log-level".into(), "debug".into()],
+        ..ServerOptions::new("http://127.0.0.1:1")
+    });
     let url = format!("https://127.0.0.1:{}/v2/", server.port);
     let out = support::proc::run(
         std::process::Command::new("curl").args(["-sk", "--max-time", "5", &url]),
@@ -606,5 +609,15 @@ fn a_tls_handshake_on_the_plain_http_port_is_refused_without_an_error_in_the_log
         !log.contains(" ERROR "),
         "a TLS handshake logged an error:\n{}",
         server.log_tail()
+    );
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("TLS handshake") || l.contains("parse error"))
+        .collect();
+    assert!(
+        lines.len() == 1
+            && lines[0].contains(" DEBUG ")
+            && lines[0].contains("127.0.0.1 sent a TLS handshake to this plain-HTTP port"),
+        "not one debug line naming the client: {lines:#?}"
     );
 }
