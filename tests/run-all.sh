@@ -22,6 +22,7 @@ declare -A NEEDED=(
     [jq]=jq
     [python3]=python3
     [systemd-analyze]=systemd
+    [debootstrap]=debootstrap
 )
 
 missing=()

@@ -9,6 +9,7 @@
 
 pub mod checks;
 pub mod clients;
+pub mod container;
 pub mod fault_proxy;
 pub mod http;
 pub mod image;
