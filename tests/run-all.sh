@@ -21,6 +21,7 @@ declare -A NEEDED=(
     [htpasswd]=apache2-utils
     [jq]=jq
     [python3]=python3
+    [pip3]=python3-pip
     [systemd-analyze]=systemd
     [debootstrap]=debootstrap
 )
