@@ -2,6 +2,9 @@
 //! non-root user with its cache in a volume, pulled through by skopeo and containerd, and
 //! stopped cleanly by SIGTERM.
 
+// Needs root and the tools `tests/run-all.sh` installs; see `tests/harness/gate.rs`.
+#![cfg(not(e2e_skipped))]
+
 #[path = "../support/mod.rs"]
 mod support;
 

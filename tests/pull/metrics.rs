@@ -1,6 +1,9 @@
 //! `/metrics` after real pulls: the numbers match what happened, in the format the scraper
 //! asked for, and the example Grafana dashboard asks only for what the server exposes.
 
+// Needs root and the tools `tests/run-all.sh` installs; see `tests/harness/gate.rs`.
+#![cfg(not(e2e_skipped))]
+
 #[path = "../support/mod.rs"]
 mod support;
 
