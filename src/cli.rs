@@ -65,6 +65,17 @@ pub struct Cli {
     )]
     pub log_file: Option<PathBuf>,
 
+    /// How each log line is written: `text` for people, `json` (one object a line: time,
+    /// level, target, message) for log pipelines. [default: text]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_enum,
+        value_name = "FORMAT"
+    )]
+    pub log_format: Option<LogFormat>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -381,6 +392,25 @@ impl LogLevel {
             LogLevel::Debug => log::LevelFilter::Debug,
             LogLevel::Trace => log::LevelFilter::Trace,
         }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum LogFormat {
+    /// `[time LEVEL target] message`, for people.
+    #[default]
+    Text,
+    /// One JSON object a line, for log pipelines.
+    Json,
+}
+
+impl LogFormat {
+    /// The names accepted on the command line and in the config file.
+    pub const NAMES: &'static [&'static str] = &["text", "json"];
+
+    pub fn from_name(name: &str) -> Option<LogFormat> {
+        <LogFormat as ValueEnum>::from_str(name, false).ok()
     }
 }
 

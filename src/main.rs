@@ -37,8 +37,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            log::error!("{e}");
-            eprintln!("ociregistry: {e}");
+            logging::fatal(&e);
             ExitCode::FAILURE
         }
     }
