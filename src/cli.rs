@@ -430,10 +430,71 @@ impl Cli {
     }
 }
 
+/// The prefix of the environment variable of every option: `--pull-timeout` is also read
+/// from `OCIREGISTRY_PULL_TIMEOUT`.
+pub const ENV_PREFIX: &str = "OCIREGISTRY_";
+
+/// The environment variable naming option `--long`.
+pub fn env_name(long: &str) -> String {
+    format!(
+        "{ENV_PREFIX}{}",
+        long.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
+/// The command line definition with every option also read from its environment variable
+/// (containers are configured that way). An option given on the command line wins over its
+/// variable, and either wins over the config file, because both fill the same `Option` that
+/// [`crate::config`] lays over the file.
+pub fn command() -> clap::Command {
+    fn with_env(cmd: clap::Command) -> clap::Command {
+        cmd.mut_args(|arg| match arg.get_long().map(str::to_string) {
+            Some(long) if long != "help" && long != "version" => arg.env(env_name(&long)),
+            _ => arg,
+        })
+        .mut_subcommands(with_env)
+    }
+    with_env(<Cli as clap::CommandFactory>::command())
+}
+
+/// Parses the process's command line and environment; prints help or the error and exits
+/// when they ask for it or make no sense.
+pub fn parse() -> Cli {
+    let matches = command().get_matches();
+    <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn every_option_is_also_read_from_its_environment_variable() {
+        fn check(cmd: &clap::Command, path: &str, seen: &mut usize) {
+            for arg in cmd.get_arguments() {
+                let Some(long) = arg.get_long() else {
+                    continue;
+                };
+                if long == "help" || long == "version" {
+                    continue;
+                }
+                let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+                assert_eq!(env, Some(env_name(long)), "{path} --{long}");
+                *seen += 1;
+            }
+            for sub in cmd.get_subcommands() {
+                check(sub, &format!("{path} {}", sub.get_name()), seen);
+            }
+        }
+        let mut cmd = command();
+        cmd.build();
+        let mut seen = 0;
+        check(&cmd, "ociregistry", &mut seen);
+        assert!(seen > 30, "only {seen} options");
+        assert_eq!(env_name("pull-timeout"), "OCIREGISTRY_PULL_TIMEOUT");
+        command().debug_assert();
+    }
 
     fn parse(args: &[&str]) -> Cli {
         Cli::try_parse_from(std::iter::once("ociregistry").chain(args.iter().copied()))
