@@ -460,8 +460,32 @@ pub fn command() -> clap::Command {
 /// Parses the process's command line and environment; prints help or the error and exits
 /// when they ask for it or make no sense.
 pub fn parse() -> Cli {
-    let matches = command().get_matches();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let matches = command().try_get_matches_from(&args).unwrap_or_else(|e| {
+        // clap names the option; say when its value came from the environment instead.
+        if let Some(var) = variable_behind(&e, &args) {
+            eprintln!("ociregistry: the value comes from the environment variable {var}");
+        }
+        e.exit()
+    });
     <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// The variable that gave the bad value of `error`, when the option is not on the command line
+/// but its variable is set.
+fn variable_behind(error: &clap::Error, args: &[std::ffi::OsString]) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    let Some(ContextValue::String(arg)) = error.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let long = arg.strip_prefix("--")?.split([' ', '[', '=']).next()?;
+    let flag = format!("--{long}");
+    let on_command_line = args.iter().any(|a| {
+        let a = a.to_string_lossy();
+        a == flag || a.starts_with(&format!("{flag}="))
+    });
+    let var = env_name(long);
+    (!on_command_line && std::env::var_os(&var).is_some()).then_some(var)
 }
 
 #[cfg(test)]

@@ -100,7 +100,7 @@ fn variables_override_the_config_file_and_the_command_line_overrides_them() {
 }
 
 #[test]
-fn a_bad_value_in_a_variable_is_refused_at_start_naming_the_option() {
+fn a_bad_value_in_a_variable_is_refused_at_start_naming_the_option_and_the_variable() {
     let dir = tempfile::Builder::new()
         .prefix("e2e-env-")
         .tempdir()
@@ -119,6 +119,10 @@ fn a_bad_value_in_a_variable_is_refused_at_start_naming_the_option() {
     assert_eq!(out.status.code(), Some(2), "{out}");
     assert!(
         out.stderr.contains("--port") && out.stderr.contains("eighty"),
+        "{out}"
+    );
+    assert!(
+        out.stderr.contains("environment variable OCIREGISTRY_PORT"),
         "{out}"
     );
 }
