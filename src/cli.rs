@@ -65,6 +65,17 @@ pub struct Cli {
     )]
     pub log_file: Option<PathBuf>,
 
+    /// How each log line is written: `text` for people, `json` (one object a line: time,
+    /// level, target, message) for log pipelines. [default: text]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_enum,
+        value_name = "FORMAT"
+    )]
+    pub log_format: Option<LogFormat>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -384,6 +395,25 @@ impl LogLevel {
     }
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum LogFormat {
+    /// `[time LEVEL target] message`, for people.
+    #[default]
+    Text,
+    /// One JSON object a line, for log pipelines.
+    Json,
+}
+
+impl LogFormat {
+    /// The names accepted on the command line and in the config file.
+    pub const NAMES: &'static [&'static str] = &["text", "json"];
+
+    pub fn from_name(name: &str) -> Option<LogFormat> {
+        <LogFormat as ValueEnum>::from_str(name, false).ok()
+    }
+}
+
 impl std::fmt::Display for LogLevel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
@@ -400,10 +430,95 @@ impl Cli {
     }
 }
 
+/// The prefix of the environment variable of every option: `--pull-timeout` is also read
+/// from `OCIREGISTRY_PULL_TIMEOUT`.
+pub const ENV_PREFIX: &str = "OCIREGISTRY_";
+
+/// The environment variable naming option `--long`.
+pub fn env_name(long: &str) -> String {
+    format!(
+        "{ENV_PREFIX}{}",
+        long.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
+/// The command line definition with every option also read from its environment variable
+/// (containers are configured that way). An option given on the command line wins over its
+/// variable, and either wins over the config file, because both fill the same `Option` that
+/// [`crate::config`] lays over the file.
+pub fn command() -> clap::Command {
+    fn with_env(cmd: clap::Command) -> clap::Command {
+        cmd.mut_args(|arg| match arg.get_long().map(str::to_string) {
+            Some(long) if long != "help" && long != "version" => arg.env(env_name(&long)),
+            _ => arg,
+        })
+        .mut_subcommands(with_env)
+    }
+    with_env(<Cli as clap::CommandFactory>::command())
+}
+
+/// Parses the process's command line and environment; prints help or the error and exits
+/// when they ask for it or make no sense.
+pub fn parse() -> Cli {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let matches = command().try_get_matches_from(&args).unwrap_or_else(|e| {
+        // clap names the option; say when its value came from the environment instead.
+        if let Some(var) = variable_behind(&e, &args) {
+            eprintln!("ociregistry: the value comes from the environment variable {var}");
+        }
+        e.exit()
+    });
+    <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// The variable that gave the bad value of `error`, when the option is not on the command line
+/// but its variable is set.
+fn variable_behind(error: &clap::Error, args: &[std::ffi::OsString]) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    let Some(ContextValue::String(arg)) = error.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let long = arg.strip_prefix("--")?.split([' ', '[', '=']).next()?;
+    let flag = format!("--{long}");
+    let on_command_line = args.iter().any(|a| {
+        let a = a.to_string_lossy();
+        a == flag || a.starts_with(&format!("{flag}="))
+    });
+    let var = env_name(long);
+    (!on_command_line && std::env::var_os(&var).is_some()).then_some(var)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn every_option_is_also_read_from_its_environment_variable() {
+        fn check(cmd: &clap::Command, path: &str, seen: &mut usize) {
+            for arg in cmd.get_arguments() {
+                let Some(long) = arg.get_long() else {
+                    continue;
+                };
+                if long == "help" || long == "version" {
+                    continue;
+                }
+                let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+                assert_eq!(env, Some(env_name(long)), "{path} --{long}");
+                *seen += 1;
+            }
+            for sub in cmd.get_subcommands() {
+                check(sub, &format!("{path} {}", sub.get_name()), seen);
+            }
+        }
+        let mut cmd = command();
+        cmd.build();
+        let mut seen = 0;
+        check(&cmd, "ociregistry", &mut seen);
+        assert!(seen > 30, "only {seen} options");
+        assert_eq!(env_name("pull-timeout"), "OCIREGISTRY_PULL_TIMEOUT");
+        command().debug_assert();
+    }
 
     fn parse(args: &[&str]) -> Cli {
         Cli::try_parse_from(std::iter::once("ociregistry").chain(args.iter().copied()))

@@ -3,13 +3,12 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use ociregistry::cli::{Cli, Command};
+use ociregistry::cli::Command;
 use ociregistry::{commands, config, logging, server};
 
 fn main() -> ExitCode {
     server::tls::install_crypto_provider();
-    let cli = Cli::parse();
+    let cli = ociregistry::cli::parse();
     if let Command::Version = cli.command {
         println!("ociregistry {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
@@ -37,8 +36,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            log::error!("{e}");
-            eprintln!("ociregistry: {e}");
+            logging::fatal(&e);
             ExitCode::FAILURE
         }
     }

@@ -4,6 +4,8 @@
 //! a global spares every actor and handler a constructor argument. The HTTP edge renders them
 //! on `/metrics` with [`render`] and adds its own request counters to the same registry.
 
+mod process;
+
 use std::sync::OnceLock;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -11,7 +13,26 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
+
+/// The two text formats a scraper may ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0 (`# EOF`-terminated), which Prometheus prefers when it may.
+    OpenMetrics,
+    /// The classic Prometheus text format 0.0.4, for every other scraper.
+    Classic,
+}
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Classic => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+        }
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamKind {
@@ -72,12 +93,21 @@ pub struct Metrics {
     pub evictions: Counter,
     pub http_requests: Family<Request, Counter>,
     pub http_response_bytes: Family<Endpoint, Counter>,
+    /// From a request's arrival to its response head (a blob's body streams after).
+    pub http_request_seconds: Family<Endpoint, Histogram>,
     registry: Registry,
+    /// The `process_*` metrics, unprefixed as every Prometheus client library names them.
+    process: Registry,
 }
 
 fn fetch_histogram() -> Histogram {
     // 5 ms .. ~80 s.
     Histogram::new(exponential_buckets(0.005, 2.0, 15))
+}
+
+fn request_histogram() -> Histogram {
+    // 0.5 ms (a cached manifest) .. ~16 s (a cold fetch before the head).
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
 }
 
 impl Metrics {
@@ -100,7 +130,9 @@ impl Metrics {
             evictions: Counter::default(),
             http_requests: Family::default(),
             http_response_bytes: Family::default(),
+            http_request_seconds: Family::new_with_constructor(request_histogram),
             registry: Registry::with_prefix("ociregistry"),
+            process: Registry::default(),
         }
     }
 
@@ -188,6 +220,18 @@ impl Metrics {
             "Response body bytes sent, by endpoint",
             m.http_response_bytes.clone(),
         );
+        r.register(
+            "http_request_duration_seconds",
+            "Time from a request's arrival to its response head, by endpoint",
+            m.http_request_seconds.clone(),
+        );
+        r.register(
+            "build",
+            "The running build: its version",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        m.process
+            .register_collector(Box::new(process::ProcessCollector));
         m
     }
 }
@@ -198,10 +242,20 @@ pub fn metrics() -> &'static Metrics {
     METRICS.get_or_init(Metrics::registered)
 }
 
-/// The metrics in the Prometheus text exposition format.
-pub fn render() -> String {
+/// Every metric in `format`. Reads `/proc` for the process metrics: call it where a short
+/// blocking read is allowed.
+pub fn render(format: Format) -> String {
+    use prometheus_client::encoding::{prometheus_text, text};
+    let m = metrics();
     let mut out = String::new();
-    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &metrics().registry) {
+    let result = match format {
+        Format::OpenMetrics => text::encode_registry(&mut out, &m.registry)
+            .and_then(|()| text::encode_registry(&mut out, &m.process))
+            .and_then(|()| text::encode_eof(&mut out)),
+        Format::Classic => prometheus_text::encode(&mut out, &m.registry)
+            .and_then(|()| prometheus_text::encode(&mut out, &m.process)),
+    };
+    if let Err(e) = result {
         log::error!("rendering metrics: {e}");
     }
     out

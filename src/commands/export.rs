@@ -102,13 +102,8 @@ pub fn run(config: Config, args: &ExportArgs) -> Result<(), String> {
         bundle::write_bundle(&store, &images, std::io::BufWriter::new(file))
             .and_then(|w| {
                 w.into_inner()
+                    .map(drop)
                     .map_err(|e| bundle::BundleError::Invalid(e.to_string()))
-            })
-            .and_then(|f| {
-                f.sync_all().map_err(|source| bundle::BundleError::Io {
-                    path: args.output.clone(),
-                    source,
-                })
             })
             .map_err(|e| e.to_string())
     })?;
@@ -123,7 +118,10 @@ pub fn run(config: Config, args: &ExportArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Writes `dest` through a temp file beside it, renamed into place only once complete.
+/// Writes `dest` through a temp file beside it: of a unique name, so two exports to one file
+/// cannot write into each other; synced before the rename into place, and the directory synced
+/// after it, so a crash leaves either the old file or the whole new one. On failure `dest` is
+/// left as it was and the temp file removed.
 fn write_atomically(
     dest: &Path,
     write: impl FnOnce(std::fs::File) -> Result<(), String>,
@@ -131,12 +129,80 @@ fn write_atomically(
     let name = dest
         .file_name()
         .ok_or_else(|| format!("{}: not a file name", dest.display()))?;
-    let tmp = dest.with_file_name(format!(".{}.part", name.to_string_lossy()));
-    let file = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    let result = write(file)
-        .and_then(|()| std::fs::rename(&tmp, dest).map_err(|e| format!("{}: {e}", dest.display())));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{}.", name.to_string_lossy()))
+        .suffix(".part")
+        .tempfile_in(dir)
+        .map_err(|e| {
+            format!(
+                "{}: cannot create a temp file beside it: {e}",
+                dest.display()
+            )
+        })?;
+    let file = tmp
+        .as_file()
+        .try_clone()
+        .map_err(|e| format!("{}: {e}", tmp.path().display()))?;
+    write(file)?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| format!("{}: {e}", tmp.path().display()))?;
+    tmp.persist(dest)
+        .map_err(|e| format!("{}: {}", dest.display(), e.error))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| format!("{}: {e}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::write_atomically;
+
+    fn leftovers(dir: &std::path::Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".part"))
+            .collect()
     }
-    result
+
+    #[test]
+    fn two_writes_to_one_file_do_not_share_a_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("bundle.tar");
+        // The second export starts and ends while the first is still writing.
+        write_atomically(&dest, |mut first| {
+            first.write_all(b"first ").unwrap();
+            write_atomically(&dest, |mut second| {
+                second.write_all(b"second").map_err(|e| e.to_string())
+            })?;
+            assert_eq!(std::fs::read(&dest).unwrap(), b"second");
+            first.write_all(b"export").map_err(|e| e.to_string())
+        })
+        .unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"first export");
+        assert!(leftovers(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn a_failed_write_keeps_the_old_file_and_removes_its_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("bundle.tar");
+        std::fs::write(&dest, b"old").unwrap();
+        let err = write_atomically(&dest, |mut f| {
+            f.write_all(b"half").unwrap();
+            Err("the upstream went away".to_string())
+        })
+        .unwrap_err();
+        assert_eq!(err, "the upstream went away");
+        assert_eq!(std::fs::read(&dest).unwrap(), b"old");
+        assert!(leftovers(dir.path()).is_empty());
+    }
 }

@@ -2,7 +2,6 @@
 //! the health listener, preloading, the start-up line, and stopping on a signal or on
 //! `/cmd/stop`.
 
-use std::io::Write as _;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +12,7 @@ use actors::Engine;
 use tokio::sync::Notify;
 
 use crate::config::Config;
+use crate::logging;
 use crate::server::admin::Admin;
 use crate::server::health::{self, Readiness};
 use crate::server::pull_auth::PullAuth;
@@ -62,9 +62,7 @@ pub fn run(mut config: Config) -> Result<(), String> {
             .map_err(|e| format!("cannot listen on {}:{}: {e}", config.host, config.port))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
         let limit = connections::settle(config.max_connections, server::default_workers());
-        let mut err = std::io::stderr().lock();
-        let _ = writeln!(
-            err,
+        logging::announce(&format!(
             "ociregistry {} serving on {local} ({security}; {allowed}; at most {} connections; \
              cache {}, config {}, pid {}{})",
             env!("CARGO_PKG_VERSION"),
@@ -82,8 +80,7 @@ pub fn run(mut config: Config) -> Result<(), String> {
             } else {
                 ""
             }
-        );
-        drop(err);
+        ));
         // SIGTERM stops accepting and lets requests finish (bounded by the server's shutdown
         // timeout); SIGINT stops at once. Either way the engine then gets a bounded grace period
         // for background downloads and writes its bookkeeping; a further signal cuts that short.
@@ -98,6 +95,7 @@ pub fn run(mut config: Config) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
         let handle = http.handle();
         held.stop_on_request(handle.clone());
+        actix_web::rt::spawn(reopen_log_on_hangup());
         actix_web::rt::spawn(async move {
             let graceful = next_signal().await;
             log::info!(
@@ -130,6 +128,24 @@ fn describe_security(tls: Option<&ServerTls>) -> String {
                     .to_string())
             ),
         },
+    }
+}
+
+/// On every SIGHUP, opens the log file again by its path (log rotation). Handling the signal
+/// also keeps its default action, ending the process, from taking the server down.
+async fn reopen_log_on_hangup() {
+    use actix_web::rt::signal::unix::{signal, SignalKind};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        log::warn!("cannot handle SIGHUP: the log file is not reopened on it");
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        match actix_web::rt::task::spawn_blocking(logging::reopen_log_file).await {
+            Ok(Ok(Some(path))) => log::info!("SIGHUP: log file {} reopened", path.display()),
+            Ok(Ok(None)) => log::info!("SIGHUP: logging to standard error, nothing to reopen"),
+            Ok(Err(e)) => log::error!("SIGHUP: cannot reopen the log file: {e}"),
+            Err(e) => log::error!("SIGHUP: reopening the log file failed: {e}"),
+        }
     }
 }
 
@@ -175,11 +191,11 @@ fn prepare(config: &mut Config) -> Result<Held, String> {
         if config.ops.preload_images.take().is_some() {
             log::warn!("--hello-world: preloading is skipped (the server is air-gapped)");
         }
-        eprintln!(
+        logging::announce(&format!(
             "hello-world mode: serving only {} from {}, air-gapped",
             crate::hello_world::IMAGE,
             dir.path().display()
-        );
+        ));
         Some(dir)
     } else {
         None
@@ -224,7 +240,7 @@ impl Held {
                 config.ops.load_jobs,
             )
             .await?;
-            eprint!("preload: {}", summary.render());
+            logging::announce(&format!("preload: {}", summary.render()));
             for (what, why) in &summary.failed {
                 log::error!("preload: {what}: {why}");
             }

@@ -23,7 +23,7 @@ use super::validate::{
     parse_endpoint, parse_ttl, pull_timeout,
 };
 use super::{ops, pull_auth, Config};
-use crate::cli::LogLevel;
+use crate::cli::{LogFormat, LogLevel};
 use crate::server::tls::{ClientAuth, ServerTls};
 
 /// Parses YAML config text over the defaults; `path` is used in error messages.
@@ -56,6 +56,7 @@ pub(super) struct FileConfig {
     image_path: Option<PathBuf>,
     log_level: Option<String>,
     log_file: Option<PathBuf>,
+    log_format: Option<String>,
     preload_images: Option<String>,
     image_file: Option<String>,
     port: Option<u16>,
@@ -187,6 +188,17 @@ impl FileConfig {
             })?;
         }
         config.log_file = self.log_file.filter(|p| !p.as_os_str().is_empty());
+        if let Some(name) = self.log_format {
+            config.log_format = LogFormat::from_name(&name).ok_or_else(|| {
+                file.invalid(
+                    "logFormat",
+                    format!(
+                        "\"{name}\" is not a log format; use one of: {}",
+                        LogFormat::NAMES.join(", ")
+                    ),
+                )
+            })?;
+        }
         if let Some(port) = self.port {
             config.port = port;
         }

@@ -17,7 +17,7 @@ use actors::config::{
     DEFAULT_MIN_FREE_SPACE,
 };
 
-use crate::cli::{Cli, LogLevel};
+use crate::cli::{Cli, LogFormat, LogLevel};
 use crate::server::pull_auth::PullAuthSettings;
 use crate::server::tls::ServerTls;
 
@@ -58,6 +58,8 @@ pub struct Config {
     pub log_level: LogLevel,
     /// Log destination; `None` is standard error (`logFile`, `--log-file`).
     pub log_file: Option<PathBuf>,
+    /// How log lines are written.
+    pub log_format: LogFormat,
     /// Listening port (`port`, `--port`).
     pub port: u16,
     /// Listening address (`host`, `--host`).
@@ -104,6 +106,7 @@ impl Default for Config {
             image_path: PathBuf::from(DEFAULT_IMAGE_PATH),
             log_level: LogLevel::default(),
             log_file: None,
+            log_format: LogFormat::default(),
             port: DEFAULT_PORT,
             host: DEFAULT_HOST.to_string(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -168,6 +171,9 @@ impl Config {
         }
         if let Some(path) = &cli.log_file {
             self.log_file = (!path.as_os_str().is_empty()).then(|| path.clone());
+        }
+        if let Some(format) = cli.log_format {
+            self.log_format = format;
         }
         self.ops.apply_cli(cli)?;
         let Some(serve) = cli.serve_args() else {

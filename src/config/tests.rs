@@ -510,3 +510,23 @@ fn field_names_reflect_serde_renames() {
     assert!(field_names::<super::ops::FilePruneConfig>().contains(&"dryrun"));
     assert!(field_names::<FileRegistryTls>().contains(&"insecureSkipVerify"));
 }
+
+#[test]
+fn log_format_from_the_file_is_overridden_by_the_command_line_and_misspellings_named() {
+    use crate::cli::LogFormat;
+    assert_eq!(load_yaml("").unwrap().log_format, LogFormat::Text);
+    let f = write_yaml("logFormat: json\n");
+    let path = f.path().to_str().unwrap();
+    let file = load(&cli(&["--config-file", path, "serve"])).unwrap();
+    assert_eq!(file.log_format, LogFormat::Json);
+    let over = load(&cli(&[
+        "--config-file",
+        path,
+        "--log-format",
+        "text",
+        "serve",
+    ]))
+    .unwrap();
+    assert_eq!(over.log_format, LogFormat::Text);
+    load_err("logFormat: jsn\n", &["logFormat", "jsn", "text, json"]);
+}

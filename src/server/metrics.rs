@@ -1,17 +1,45 @@
 //! `/metrics` and the per-request counters behind it.
 
+use std::time::Instant;
+
 use actix_web::body::{BodySize, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{Accept, Header};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
-use actix_web::{HttpResponse, Responder};
-use actors::metrics::{metrics, render, Endpoint, Request};
+use actix_web::{web, HttpRequest, HttpResponse};
+use actors::metrics::{metrics, render, Endpoint, Format, Request};
 
-/// The Prometheus text exposition of every metric.
-pub async fn scrape() -> impl Responder {
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(render())
+/// Every metric, in the format the scraper prefers.
+pub async fn scrape(req: HttpRequest) -> HttpResponse {
+    let format = negotiate(Accept::parse(&req).ok());
+    // The process metrics read /proc: keep that off the worker thread.
+    match web::block(move || render(format)).await {
+        Ok(body) => HttpResponse::Ok()
+            .content_type(format.content_type())
+            .body(body),
+        Err(e) => {
+            log::error!("rendering metrics: {e}");
+            HttpResponse::InternalServerError().finish()
+        }
+    }
+}
+
+/// OpenMetrics when the scraper ranks it above the classic text format (Prometheus does, with
+/// `application/openmetrics-text;version=1.0.0,...,text/plain;version=0.0.4;q=0.5`), the
+/// classic format otherwise: for `text/plain`, `*/*`, anything else and no `Accept` at all.
+fn negotiate(accept: Option<Accept>) -> Format {
+    let Some(accept) = accept else {
+        return Format::Classic;
+    };
+    for mime in accept.ranked() {
+        match (mime.type_().as_str(), mime.subtype().as_str()) {
+            ("application", "openmetrics-text") => return Format::OpenMetrics,
+            ("text", "plain") | ("text", "*") | ("*", "*") => return Format::Classic,
+            _ => {}
+        }
+    }
+    Format::Classic
 }
 
 /// Which API a path belongs to; a bounded label set, whatever the path.
@@ -38,8 +66,12 @@ pub async fn count(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let endpoint = endpoint(req.path());
     let method = req.method().clone();
+    let started = Instant::now();
     let res = next.call(req).await?;
     let m = metrics();
+    m.http_request_seconds
+        .get_or_create(&Endpoint { endpoint })
+        .observe(started.elapsed().as_secs_f64());
     m.http_requests
         .get_or_create(&Request {
             endpoint,
@@ -59,7 +91,42 @@ pub async fn count(
 
 #[cfg(test)]
 mod tests {
-    use super::endpoint;
+    use actix_web::http::header::{Accept, Header};
+    use actix_web::test::TestRequest;
+    use actors::metrics::Format;
+
+    use super::{endpoint, negotiate};
+
+    fn format_for(accept: &str) -> Format {
+        let req = TestRequest::default()
+            .insert_header(("Accept", accept))
+            .to_http_request();
+        negotiate(Accept::parse(&req).ok())
+    }
+
+    #[test]
+    fn openmetrics_only_when_ranked_above_the_classic_text() {
+        // What Prometheus 2.x and 3.x send.
+        assert_eq!(
+            format_for(
+                "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
+                 version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+            ),
+            Format::OpenMetrics
+        );
+        assert_eq!(
+            format_for("text/plain;version=0.0.4;q=1,application/openmetrics-text;q=0.5"),
+            Format::Classic
+        );
+        assert_eq!(format_for("text/plain"), Format::Classic);
+        assert_eq!(format_for("*/*"), Format::Classic);
+        assert_eq!(format_for("application/json"), Format::Classic);
+        assert_eq!(
+            format_for("application/openmetrics-text"),
+            Format::OpenMetrics
+        );
+        assert_eq!(negotiate(None), Format::Classic);
+    }
 
     #[test]
     fn endpoints_are_a_small_fixed_set() {

@@ -69,6 +69,7 @@ pub fn server_config(tls: &ServerTls) -> Result<ServerConfig, (&'static str, Str
             ),
         )
     })?;
+    // h2 needs actix-web's `http2` feature, which the workspace enables explicitly.
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(cfg)
 }

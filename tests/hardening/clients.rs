@@ -4,6 +4,9 @@
 //! correct answers (5xx only as 502/504 for an upstream that really fails), never panics,
 //! keeps serving everyone else, and reads or writes nothing outside its cache root.
 
+// Needs root and the tools `tests/run-all.sh` installs; see `tests/harness/gate.rs`.
+#![cfg(not(e2e_skipped))]
+
 #[path = "../support/mod.rs"]
 mod support;
 

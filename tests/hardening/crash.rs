@@ -7,6 +7,9 @@
 //! Between rounds part of the cache is evicted (as a prune would), so every round has cold
 //! content to download. Set `HARDENING_SEED` to repeat a run.
 
+// Needs root and the tools `tests/run-all.sh` installs; see `tests/harness/gate.rs`.
+#![cfg(not(e2e_skipped))]
+
 #[path = "../support/mod.rs"]
 mod support;
 

@@ -1,6 +1,9 @@
 //! A server killed with SIGKILL in the middle of downloads leaves a cache with no wrong blob,
 //! sweeps its temporary files when it starts again, and completes the pull.
 
+// Needs root and the tools `tests/run-all.sh` installs; see `tests/harness/gate.rs`.
+#![cfg(not(e2e_skipped))]
+
 #[path = "../support/mod.rs"]
 mod support;
 

@@ -5,6 +5,9 @@
 //! Mounting needs root (CAP_SYS_ADMIN); where it is not permitted the test says so loudly and
 //! skips.
 
+// Needs root and the tools `tests/run-all.sh` installs; see `tests/harness/gate.rs`.
+#![cfg(not(e2e_skipped))]
+
 #[path = "../support/mod.rs"]
 mod support;
 

@@ -3,6 +3,9 @@
 //! the upstream is unreachable and the cache is all there is. So does when a tag was last
 //! checked upstream: a restart does not make every tag under a freshness rule due at once.
 
+// Needs root and the tools `tests/run-all.sh` installs; see `tests/harness/gate.rs`.
+#![cfg(not(e2e_skipped))]
+
 #[path = "../support/mod.rs"]
 mod support;
 

@@ -1,5 +1,8 @@
 //! Stopping the server: SIGTERM lets running downloads finish and exits cleanly.
 
+// Needs root and the tools `tests/run-all.sh` installs; see `tests/harness/gate.rs`.
+#![cfg(not(e2e_skipped))]
+
 #[path = "../support/mod.rs"]
 mod support;
 

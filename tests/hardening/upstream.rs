@@ -7,6 +7,9 @@
 //! say) fails as soon as it passes that size; one that no manifest states a size for is held
 //! to `maxBlobSize` the same way. While an upstream's `Retry-After` runs, it is not asked.
 
+// Needs root and the tools `tests/run-all.sh` installs; see `tests/harness/gate.rs`.
+#![cfg(not(e2e_skipped))]
+
 #[path = "../support/mod.rs"]
 mod support;
 

@@ -1,6 +1,9 @@
 //! Checks of the test harness itself against the real upstream registry, without our server.
 //! When these fail, the environment (tools, loopback, permissions) is at fault, not the server.
 
+// Needs root and the tools `tests/run-all.sh` installs; see `tests/harness/gate.rs`.
+#![cfg(not(e2e_skipped))]
+
 #[path = "../support/mod.rs"]
 mod support;
 

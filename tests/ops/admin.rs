@@ -1,6 +1,9 @@
 //! The administrative API of a running server (`/cmd/...`), who may use it, and the health
 //! listener.
 
+// Needs root and the tools `tests/run-all.sh` installs; see `tests/harness/gate.rs`.
+#![cfg(not(e2e_skipped))]
+
 #[path = "../support/mod.rs"]
 mod support;
 

@@ -1,6 +1,9 @@
 //! Bundles for the air gap (`export`, `import`, `load --archive`) and preloading from
 //! Kubernetes manifests (`load --from-manifests`): real upstream, real binary, real clients.
 
+// Needs root and the tools `tests/run-all.sh` installs; see `tests/harness/gate.rs`.
+#![cfg(not(e2e_skipped))]
+
 #[path = "../support/mod.rs"]
 mod support;
 

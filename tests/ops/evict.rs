@@ -2,6 +2,9 @@
 //! blobs on disk under the bound, the least recently pulled unpinned image is the one evicted,
 //! a pinned image survives, and a pull under way while others are evicted completes intact.
 
+// Needs root and the tools `tests/run-all.sh` installs; see `tests/harness/gate.rs`.
+#![cfg(not(e2e_skipped))]
+
 #[path = "../support/mod.rs"]
 mod support;
 

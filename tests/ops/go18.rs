@@ -2,6 +2,9 @@
 //! `blobs/`), written by hand from the documented ManifestHolder format, is listed, served and
 //! pruned.
 
+// Needs root and the tools `tests/run-all.sh` installs; see `tests/harness/gate.rs`.
+#![cfg(not(e2e_skipped))]
+
 #[path = "../support/mod.rs"]
 mod support;
 

@@ -1,5 +1,8 @@
 //! `serve --hello-world`: the embedded image pulls through real clients with no upstream at all.
 
+// Needs root and the tools `tests/run-all.sh` installs; see `tests/harness/gate.rs`.
+#![cfg(not(e2e_skipped))]
+
 #[path = "../support/mod.rs"]
 mod support;
 

@@ -2,6 +2,9 @@
 //! command says so, failures are reported with their reason, and the result pulls with the
 //! upstream gone.
 
+// Needs root and the tools `tests/run-all.sh` installs; see `tests/harness/gate.rs`.
+#![cfg(not(e2e_skipped))]
+
 #[path = "../support/mod.rs"]
 mod support;
 

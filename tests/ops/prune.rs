@@ -2,6 +2,9 @@
 //! change nothing, shared blobs kept until their last image manifest goes, and the cache lock
 //! that keeps `prune` away from a running server.
 
+// Needs root and the tools `tests/run-all.sh` installs; see `tests/harness/gate.rs`.
+#![cfg(not(e2e_skipped))]
+
 #[path = "../support/mod.rs"]
 mod support;
 

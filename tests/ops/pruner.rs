@@ -2,6 +2,9 @@
 //! configured age go, recently pulled ones stay (the index's in-memory pull times count, not
 //! only what is on disk), and a pull running while it prunes completes intact.
 
+// Needs root and the tools `tests/run-all.sh` installs; see `tests/harness/gate.rs`.
+#![cfg(not(e2e_skipped))]
+
 #[path = "../support/mod.rs"]
 mod support;
 

@@ -1,5 +1,8 @@
 //! Real clients pull through the server and get exactly the upstream's manifests and blobs.
 
+// Needs root and the tools `tests/run-all.sh` installs; see `tests/harness/gate.rs`.
+#![cfg(not(e2e_skipped))]
+
 #[path = "../support/mod.rs"]
 mod support;
 

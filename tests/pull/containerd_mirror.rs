@@ -1,6 +1,9 @@
 //! containerd configured as users configure it: the example `hosts.toml`, and a second mirror
 //! to fall back on when ours is down.
 
+// Needs root and the tools `tests/run-all.sh` installs; see `tests/harness/gate.rs`.
+#![cfg(not(e2e_skipped))]
+
 #[path = "../support/mod.rs"]
 mod support;
 

@@ -2,6 +2,9 @@
 //! then checked with a HEAD (no GET when it has not moved), refetched when it moved, and served
 //! stale when the upstream cannot answer.
 
+// Needs root and the tools `tests/run-all.sh` installs; see `tests/harness/gate.rs`.
+#![cfg(not(e2e_skipped))]
+
 #[path = "../support/mod.rs"]
 mod support;
 

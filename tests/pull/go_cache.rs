@@ -1,6 +1,9 @@
 //! A cache written by the Go server is served as it is: both its 1.8 layout (`fat/` for lists,
 //! `img/` for image manifests) and its 1.9+ layout (`img/` for everything, `lts/` for `latest`).
 
+// Needs root and the tools `tests/run-all.sh` installs; see `tests/harness/gate.rs`.
+#![cfg(not(e2e_skipped))]
+
 #[path = "../support/mod.rs"]
 mod support;
 

@@ -1,6 +1,9 @@
 //! Offline-first: what is cached is served when the upstream is gone, across restarts, and an
 //! air-gapped server never calls the upstream.
 
+// Needs root and the tools `tests/run-all.sh` installs; see `tests/harness/gate.rs`.
+#![cfg(not(e2e_skipped))]
+
 #[path = "../support/mod.rs"]
 mod support;
 

@@ -1,6 +1,9 @@
 //! The distribution protocol as clients see it: response headers, the three ways to name the
 //! upstream, byte ranges, and OCI error bodies for everything malformed.
 
+// Needs root and the tools `tests/run-all.sh` installs; see `tests/harness/gate.rs`.
+#![cfg(not(e2e_skipped))]
+
 #[path = "../support/mod.rs"]
 mod support;
 

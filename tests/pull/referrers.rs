@@ -1,6 +1,9 @@
 //! Referrers (signatures, SBOMs): passed through from the upstream, kept with their subject, and
 //! answered from the cache when the upstream is gone; `artifactType` filters the list.
 
+// Needs root and the tools `tests/run-all.sh` installs; see `tests/harness/gate.rs`.
+#![cfg(not(e2e_skipped))]
+
 #[path = "../support/mod.rs"]
 mod support;
 

@@ -1,6 +1,9 @@
 //! The podman/skopeo mirror configuration from `examples/registries.conf`: pulls of an
 //! upstream's own name go through the server in the in-path form.
 
+// Needs root and the tools `tests/run-all.sh` installs; see `tests/harness/gate.rs`.
+#![cfg(not(e2e_skipped))]
+
 #[path = "../support/mod.rs"]
 mod support;
 

@@ -1,6 +1,9 @@
 //! One upstream download per blob, however many clients ask at once, streamed to all of them
 //! as it lands.
 
+// Needs root and the tools `tests/run-all.sh` installs; see `tests/harness/gate.rs`.
+#![cfg(not(e2e_skipped))]
+
 #[path = "../support/mod.rs"]
 mod support;
 

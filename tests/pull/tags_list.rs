@@ -1,6 +1,9 @@
 //! `tags/list`: passed through while the upstream answers, answered from the cached tags when
 //! it does not, paginated with `n` and `last` either way.
 
+// Needs root and the tools `tests/run-all.sh` installs; see `tests/harness/gate.rs`.
+#![cfg(not(e2e_skipped))]
+
 #[path = "../support/mod.rs"]
 mod support;
 

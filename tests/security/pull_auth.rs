@@ -3,6 +3,9 @@
 //! Engine after `docker login`, containerd with `ctr --user` through its mirror; then the
 //! per-address limit on wrong passwords.
 
+// Needs root and the tools `tests/run-all.sh` installs; see `tests/harness/gate.rs`.
+#![cfg(not(e2e_skipped))]
+
 #[path = "../support/mod.rs"]
 mod support;
 

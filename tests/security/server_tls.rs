@@ -1,6 +1,9 @@
 //! Our server over HTTPS (`serverTlsConfig`): one-way TLS and mTLS (`clientAuth: verify`),
 //! with curl, skopeo and containerd as clients, and start-up errors for bad files.
 
+// Needs root and the tools `tests/run-all.sh` installs; see `tests/harness/gate.rs`.
+#![cfg(not(e2e_skipped))]
+
 #[path = "../support/mod.rs"]
 mod support;
 

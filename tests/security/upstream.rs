@@ -2,6 +2,9 @@
 //! certificates, basic auth, and bearer tokens from a real token service; plus the allowlist
 //! that keeps clients from sending us to arbitrary upstreams.
 
+// Needs root and the tools `tests/run-all.sh` installs; see `tests/harness/gate.rs`.
+#![cfg(not(e2e_skipped))]
+
 #[path = "../support/mod.rs"]
 mod support;
 

@@ -9,7 +9,9 @@
 
 pub mod checks;
 pub mod clients;
+pub mod container;
 pub mod fault_proxy;
+pub mod helm;
 pub mod http;
 pub mod image;
 pub mod ops;
