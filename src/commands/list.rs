@@ -39,7 +39,7 @@ pub fn total_line(blobs: &[(actors::oci::Digest, u64)], bound: u64) -> String {
 
 /// The `list` subcommand.
 pub fn run(config: Config, args: &ListArgs) -> Result<(), String> {
-    let patterns = match &args.pattern {
+    let patterns = match &config.list.pattern {
         Some(p) => Some(parse_patterns(p)?),
         None => None,
     };
@@ -63,7 +63,7 @@ pub fn run(config: Config, args: &ListArgs) -> Result<(), String> {
         .collect();
     match args.format {
         ListFormat::Text => {
-            print!("{}", manifests_text(&rows, args.header));
+            print!("{}", manifests_text(&rows, config.list.header));
             if let Some(b) = &config.ops.cache_bound {
                 let blobs = FsStore::read_only(&config.image_path)
                     .list_blobs()

@@ -96,6 +96,20 @@ pub struct Config {
     pub config_file: Option<PathBuf>,
     /// Preloading, platforms, hello-world, health, pruning, admin API access.
     pub ops: OpsConfig,
+    /// What `list` shows by default (`listConfig`, `list --header`, `list --pattern`).
+    pub list: ListSettings,
+    /// Keys of the file that were accepted but change nothing here (the Go server's own
+    /// bookkeeping): said once at start, so an operator knows the file is read as written.
+    pub notices: Vec<String>,
+}
+
+/// `listConfig`: the defaults of the `list` command.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListSettings {
+    /// Print the header line.
+    pub header: bool,
+    /// Comma-separated regexes over manifest URLs (checked to compile).
+    pub pattern: Option<String>,
 }
 
 impl Default for Config {
@@ -121,6 +135,8 @@ impl Default for Config {
             freshness: Vec::new(),
             config_file: None,
             ops: OpsConfig::default(),
+            list: ListSettings::default(),
+            notices: Vec::new(),
         }
     }
 }
@@ -170,6 +186,24 @@ impl Config {
             self.log_file = (!path.as_os_str().is_empty()).then(|| path.clone());
         }
         self.ops.apply_cli(cli)?;
+        match &cli.command {
+            crate::cli::Command::List(l) => {
+                self.list.header |= l.header;
+                if let Some(p) = &l.pattern {
+                    self.list.pattern = Some(p.clone());
+                }
+            }
+            crate::cli::Command::Load(l) => {
+                if let Some(ms) = l.pull_timeout {
+                    self.pull_timeout =
+                        pull_timeout(ms).map_err(|message| ConfigError::InvalidOption {
+                            option: "pull-timeout",
+                            message,
+                        })?;
+                }
+            }
+            _ => {}
+        }
         let Some(serve) = cli.serve_args() else {
             return Ok(());
         };
