@@ -4,9 +4,10 @@
 //!
 //! Access: a client is answered when its address is in `adminApi.allow` (default 127.0.0.1 and
 //! ::1) or it sends `Authorization: Bearer <adminApi token>`. Anyone else gets 403, and the
-//! refusal is logged. Answers are whitespace-separated columns with a header line (pipe them
-//! through `column -t`), or JSON when the request's `Accept` names `application/json`. The
-//! tables are rendered by `crate::listing`, which the `list` command shares.
+//! refusal is logged. The lists answer in the Go server's columns, defaults (50 rows) and words
+//! for an empty result, so scripts written for it keep working; or in JSON, with more detail,
+//! when the request's `Accept` names `application/json`. The tables are rendered by
+//! `crate::listing`, which the `list` command shares.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -23,10 +24,14 @@ use serde_json::json;
 use tokio::sync::Notify;
 
 use crate::config::AdminConfig;
-use crate::listing::{self, BlobRow, ImageRow, ManifestRow};
+use crate::listing::{self, BlobRow, GoManifestLine, ImageRow, ManifestRow};
 
 /// `count` of `/cmd/prune` when the query has none.
 pub const DEFAULT_PRUNE_COUNT: usize = 5;
+
+/// `count` of the list endpoints when the query has none: the Go server's, which keeps an
+/// answer about a big cache short unless a script asks for more.
+pub const DEFAULT_LIST_COUNT: usize = 50;
 
 /// What the admin handlers need besides the engine.
 #[derive(Clone, Default)]
@@ -144,15 +149,24 @@ fn bad_request(msg: String) -> Refusal {
     Refusal::BadRequest(msg)
 }
 
-/// `count`: a positive number, or `-1` / absent for no limit.
+/// `count`: at most this many (0 selects nothing, as with the Go server), `-1` for no limit.
 fn count(v: Option<i64>, default: Option<usize>) -> Result<Option<usize>, Refusal> {
     match v {
         None => Ok(default),
         Some(-1) => Ok(None),
-        Some(n) if n > 0 => Ok(Some(n as usize)),
+        Some(n) if n >= 0 => Ok(Some(n as usize)),
         Some(n) => Err(bad_request(format!(
-            "count={n}: use a positive number, or -1 for no limit"
+            "count={n}: use a number from 0, or -1 for no limit"
         ))),
+    }
+}
+
+/// A boolean as Go's `strconv.ParseBool` reads it, the Go server's parser for `dryRun`.
+fn parse_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
     }
 }
 
@@ -180,7 +194,7 @@ struct PruneQuery {
     dur: Option<String>,
     expr: Option<String>,
     count: Option<i64>,
-    dry_run: Option<bool>,
+    dry_run: Option<String>,
 }
 
 /// `DELETE /cmd/prune?type=accessed|created|pattern&dur=30d&expr=a,b&count=5&dryRun=false`
@@ -195,7 +209,8 @@ async fn prune(
         let d = q.dur.as_deref().unwrap_or("");
         parse_age(d).map_err(|m| bad_request(format!("dur: {m}")))
     };
-    let rule = match q.kind.as_deref() {
+    // Any case, as the Go server reads it.
+    let rule = match q.kind.as_deref().map(str::to_ascii_lowercase).as_deref() {
         Some("accessed") => dur().map(PruneRule::Accessed),
         Some("created") => dur().map(PruneRule::Created),
         Some("pattern") => match patterns(q.expr.as_deref()) {
@@ -212,7 +227,14 @@ async fn prune(
     };
     let rule = rule?;
     let count = count(q.count, Some(DEFAULT_PRUNE_COUNT))?;
-    let dry_run = q.dry_run.unwrap_or(false);
+    let dry_run = match q.dry_run.as_deref() {
+        None => false,
+        Some(v) => parse_bool(v).ok_or_else(|| {
+            bad_request(format!(
+                "dryRun={v}: use true or false (or 1, t, T, TRUE, True, 0, f, F, FALSE, False)"
+            ))
+        })?,
+    };
     let who = req
         .peer_addr()
         .map(|a| a.ip().to_string())
@@ -270,8 +292,8 @@ struct ImageQuery {
     count: Option<i64>,
 }
 
-/// `GET /cmd/image/list?pattern=a,b&digest=<blob digest or part>&count=10`: image manifests
-/// and the blobs each names.
+/// `GET /cmd/image/list?pattern=a,b&digest=<blob digest or part>&count=10`: manifests and the
+/// blobs each names.
 async fn image_list(
     req: HttpRequest,
     q: web::Query<ImageQuery>,
@@ -279,35 +301,48 @@ async fn image_list(
     admin: web::Data<Admin>,
 ) -> Answer {
     check(&req, &admin)?;
-    let (p, n) = (patterns(q.pattern.as_deref())?, count(q.count, None)?);
-    let (entries, blobs) = (engine.manifests().await?, engine.blobs().await?);
-    let sizes: std::collections::HashMap<_, _> =
-        blobs.into_iter().map(|b| (b.digest, b.size)).collect();
+    let p = patterns(q.pattern.as_deref())?;
+    let n = count(q.count, Some(DEFAULT_LIST_COUNT))?;
+    let json = wants_json(&req);
+    let entries = engine.manifests().await?;
     let needle = q.digest.as_deref().unwrap_or("").trim();
-    let mut images: Vec<&IndexEntry> = entries
+    // The Go server's text lists every manifest (a list with no blob lines) unless a blob
+    // digest is asked for; the JSON lists image manifests only, as it always has.
+    let mut selected: Vec<&IndexEntry> = entries
         .iter()
-        .filter(|e| !e.manifest.kind().is_list() && matches(&p, e))
+        .filter(|e| (!json || !e.manifest.kind().is_list()) && matches(&p, e))
         .filter(|e| {
             needle.is_empty()
-                || e.manifest
-                    .manifest
-                    .children
-                    .iter()
-                    .any(|c| c.digest.to_string().contains(needle))
+                || (!e.manifest.kind().is_list()
+                    && e.manifest
+                        .manifest
+                        .children
+                        .iter()
+                        .any(|c| c.digest.to_string().contains(needle)))
         })
         .collect();
-    images.sort_by(|a, b| a.manifest.image_url.cmp(&b.manifest.image_url));
+    selected.sort_by(|a, b| a.manifest.image_url.cmp(&b.manifest.image_url));
     if let Some(n) = n {
-        images.truncate(n);
+        selected.truncate(n);
     }
-    let rows: Vec<ImageRow> = images
+    if !json {
+        let lines: Vec<GoManifestLine> = selected
+            .iter()
+            .map(|e| GoManifestLine::from_entry(e, true))
+            .collect();
+        return text(listing::go_manifests_text(&lines));
+    }
+    let sizes: std::collections::HashMap<_, _> = engine
+        .blobs()
+        .await?
+        .into_iter()
+        .map(|b| (b.digest, b.size))
+        .collect();
+    let rows: Vec<ImageRow> = selected
         .iter()
         .map(|e| ImageRow::from_entry(e, |d| sizes.get(d).copied()))
         .collect();
-    if wants_json(&req) {
-        return json_answer(listing::to_json(&rows));
-    }
-    text(listing::images_text(&rows))
+    json_answer(listing::to_json(&rows))
 }
 
 #[derive(Deserialize)]
@@ -316,7 +351,8 @@ struct BlobQuery {
     count: Option<i64>,
 }
 
-/// `GET /cmd/blob/list?substr=56aebe9b&count=10`: blobs with size and reference count.
+/// `GET /cmd/blob/list?substr=56aebe9b&count=10`: blobs with their reference counts (and
+/// sizes in the JSON).
 async fn blob_list(
     req: HttpRequest,
     q: web::Query<BlobQuery>,
@@ -324,10 +360,11 @@ async fn blob_list(
     admin: web::Data<Admin>,
 ) -> Answer {
     check(&req, &admin)?;
-    let n = count(q.count, None)?;
+    let n = count(q.count, Some(DEFAULT_LIST_COUNT))?;
     let mut blobs = engine.blobs().await?;
     let needle = q.substr.as_deref().unwrap_or("").trim();
     blobs.retain(|b| b.digest.to_string().contains(needle));
+    blobs.sort_by(|a, b| a.digest.cmp(&b.digest));
     if let Some(n) = n {
         blobs.truncate(n);
     }
@@ -335,7 +372,7 @@ async fn blob_list(
     if wants_json(&req) {
         return json_answer(listing::to_json(&rows));
     }
-    text(listing::blobs_text(&rows))
+    text(listing::go_blobs_text(&rows))
 }
 
 #[derive(Deserialize)]
@@ -344,7 +381,7 @@ struct ManifestQuery {
     count: Option<i64>,
 }
 
-/// `GET /cmd/manifest/list?pattern=calico,cilium&count=10`: every manifest, as `list` shows.
+/// `GET /cmd/manifest/list?pattern=calico,cilium&count=10`: every manifest.
 async fn manifest_list(
     req: HttpRequest,
     q: web::Query<ManifestQuery>,
@@ -352,20 +389,23 @@ async fn manifest_list(
     admin: web::Data<Admin>,
 ) -> Answer {
     check(&req, &admin)?;
-    let (p, n) = (patterns(q.pattern.as_deref())?, count(q.count, None)?);
+    let p = patterns(q.pattern.as_deref())?;
+    let n = count(q.count, Some(DEFAULT_LIST_COUNT))?;
     let mut entries = engine.manifests().await?;
     entries.retain(|e| matches(&p, e));
-    entries.sort_by(|a, b| {
-        (a.created, &a.manifest.image_url).cmp(&(b.created, &b.manifest.image_url))
-    });
+    entries.sort_by(|a, b| a.manifest.image_url.cmp(&b.manifest.image_url));
     if let Some(n) = n {
         entries.truncate(n);
     }
-    let rows: Vec<ManifestRow> = entries.iter().map(ManifestRow::from_entry).collect();
     if wants_json(&req) {
+        let rows: Vec<ManifestRow> = entries.iter().map(ManifestRow::from_entry).collect();
         return json_answer(listing::to_json(&rows));
     }
-    text(listing::manifests_text(&rows, true))
+    let lines: Vec<GoManifestLine> = entries
+        .iter()
+        .map(|e| GoManifestLine::from_entry(e, false))
+        .collect();
+    text(listing::go_manifests_text(&lines))
 }
 
 /// `GET /cmd/cache/stats`: the bytes of blobs in the cache (with downloads under way at their
@@ -423,6 +463,19 @@ async fn not_found(req: HttpRequest, admin: web::Data<Admin>) -> Answer {
 mod tests {
     use super::*;
     use crate::config::Secret;
+
+    #[test]
+    fn dry_run_takes_every_spelling_of_gos_parse_bool_and_nothing_else() {
+        for v in ["1", "t", "T", "TRUE", "true", "True"] {
+            assert_eq!(parse_bool(v), Some(true), "{v}");
+        }
+        for v in ["0", "f", "F", "FALSE", "false", "False"] {
+            assert_eq!(parse_bool(v), Some(false), "{v}");
+        }
+        for v in ["", "yes", "tRUE", "2", " true"] {
+            assert_eq!(parse_bool(v), None, "{v:?}");
+        }
+    }
 
     #[test]
     fn loopback_is_allowed_by_default_and_others_need_the_token() {

@@ -5,7 +5,7 @@
 mod support;
 
 use support::http;
-use support::ops::Workspace;
+use support::ops::{write_go18_manifest, Workspace};
 use support::{LocalImage, Server, ServerOptions, Upstream, UPSTREAM_NAME};
 
 const MANIFEST_ACCEPT: &str = support::http::MANIFEST_ACCEPT;
@@ -131,4 +131,200 @@ fn load_takes_the_go_flags_pull_timeout_and_an_upper_case_log_level() {
         "0",
     ]);
     assert_eq!(support::ops::code(&out), 2, "{out}");
+}
+
+/// The hand-written cache the admin fixtures describe: an OCI index by tag with its image
+/// manifest by digest, and an image manifest by tag sharing a layer with it.
+fn write_fixture_cache(cache: &std::path::Path) {
+    let fixture = |name: &str| {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/ops/fixtures/go-admin")
+            .join(name);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    let oci_index = "application/vnd.oci.image.index.v1+json";
+    let oci_image = "application/vnd.oci.image.manifest.v1+json";
+    let image_a = fixture("image-a.json");
+    let a_url = format!(
+        "{UPSTREAM_NAME}/e2e/fixture-a@sha256:{}",
+        support::sha256_hex(&image_a)
+    );
+    for (url, media_type, file, created, pulled) in [
+        (
+            format!("{UPSTREAM_NAME}/e2e/fixture-a:v1"),
+            oci_index,
+            "index.json",
+            "2024-03-01T10:00:00",
+            "2024-03-02T10:00:00",
+        ),
+        (
+            a_url,
+            oci_image,
+            "image-a.json",
+            "2024-03-01T10:00:01",
+            "2024-03-02T10:00:00",
+        ),
+        (
+            format!("{UPSTREAM_NAME}/e2e/fixture-b:v2"),
+            oci_image,
+            "image-b.json",
+            "2024-03-05T08:30:00",
+            "2024-03-06T09:15:42",
+        ),
+    ] {
+        write_go18_manifest(cache, &url, media_type, &fixture(file), created, pulled);
+    }
+    std::fs::create_dir_all(cache.join("blobs")).expect("blobs dir");
+    for blob in ["layer-one", "layer-two", "config-a", "config-b"] {
+        let bytes = fixture(&format!("blob-{blob}"));
+        std::fs::write(cache.join("blobs").join(support::sha256_hex(&bytes)), bytes)
+            .expect("write blob");
+    }
+}
+
+fn expected(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/ops/fixtures/go-admin")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn admin_lists_answer_byte_for_byte_as_the_go_server_and_json_keeps_the_detail() {
+    let dir = tempfile::Builder::new()
+        .prefix("e2e-compat-admin-")
+        .tempdir()
+        .expect("temp dir");
+    let cache = dir.path().join("cache");
+    write_fixture_cache(&cache);
+    let server = Server::start_with(ServerOptions {
+        cache_dir: Some(cache.clone()),
+        air_gapped: true,
+        ..ServerOptions::new("http://127.0.0.1:9")
+    });
+    let port = server.port;
+    let text = |target: &str| {
+        let r = http::get(port, target);
+        assert_eq!(r.status, 200, "{target}: {}", r.summary());
+        r.text()
+    };
+    for (target, file) in [
+        ("/cmd/manifest/list", "expect-manifest-list.txt"),
+        (
+            "/cmd/manifest/list?pattern=fixture",
+            "expect-manifest-list.txt",
+        ),
+        ("/cmd/image/list", "expect-image-list.txt"),
+        (
+            "/cmd/image/list?digest=f337c0e7",
+            "expect-image-list-by-digest.txt",
+        ),
+        ("/cmd/blob/list", "expect-blob-list.txt"),
+        (
+            "/cmd/manifest/list?pattern=nothing-like-it",
+            "expect-empty.txt",
+        ),
+        ("/cmd/manifest/list?count=0", "expect-empty.txt"),
+        ("/cmd/image/list?digest=ffffffffff", "expect-empty.txt"),
+        ("/cmd/blob/list?substr=ffffffffff", "expect-empty.txt"),
+    ] {
+        assert_eq!(text(target), expected(file), "{target} against {file}");
+    }
+    assert_eq!(text("/cmd/manifest/list?count=1").lines().count(), 2);
+
+    // JSON keeps the richer rows.
+    let json = [("Accept", "application/json")];
+    let rows = http::get_with(port, "/cmd/manifest/list", &json).json();
+    let rows = rows.as_array().expect("an array");
+    assert_eq!(rows.len(), 3);
+    assert!(rows
+        .iter()
+        .all(|r| r["type"].is_string() && r["mediaType"].is_string()));
+    let blobs = http::get_with(port, "/cmd/blob/list", &json).json();
+    assert!(blobs.as_array().unwrap().iter().all(|b| b["size"].is_u64()));
+
+    // dryRun in every spelling of Go's ParseBool; anything else is refused.
+    for spelling in ["T", "1", "True", "TRUE", "t", "true"] {
+        let r = http::request(
+            port,
+            "DELETE",
+            &format!("/cmd/prune?type=PATTERN&expr=fixture-b&dryRun={spelling}"),
+            &[],
+        )
+        .expect("prune");
+        assert_eq!(r.status, 200, "{spelling}: {}", r.summary());
+    }
+    assert_eq!(
+        text("/cmd/manifest/list"),
+        expected("expect-manifest-list.txt")
+    );
+    let r = http::request(
+        port,
+        "DELETE",
+        "/cmd/prune?type=pattern&expr=fixture-b&dryRun=yes",
+        &[],
+    )
+    .expect("prune");
+    assert_eq!(r.status, 400, "{}", r.summary());
+    let r = http::request(
+        port,
+        "DELETE",
+        "/cmd/prune?type=pattern&expr=fixture-b&dryRun=0",
+        &[],
+    )
+    .expect("prune");
+    assert_eq!(r.status, 200, "{}", r.summary());
+    let after = text("/cmd/manifest/list");
+    assert_eq!(after.lines().count(), 3, "{after}");
+    assert!(!after.contains("fixture-b"), "{after}");
+}
+
+#[test]
+fn admin_lists_stop_at_fifty_rows_unless_count_says_otherwise() {
+    let dir = tempfile::Builder::new()
+        .prefix("e2e-compat-fifty-")
+        .tempdir()
+        .expect("temp dir");
+    let cache = dir.path().join("cache");
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let config_hex = support::sha256_hex(config);
+    std::fs::create_dir_all(cache.join("blobs")).unwrap();
+    std::fs::write(cache.join("blobs").join(&config_hex), config).unwrap();
+    for i in 0..55 {
+        let manifest = format!(
+            "{{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\
+             \"config\":{{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\
+             \"digest\":\"sha256:{config_hex}\",\"size\":{}}},\"layers\":[],\
+             \"annotations\":{{\"n\":\"{i}\"}}}}",
+            config.len()
+        );
+        write_go18_manifest(
+            &cache,
+            &format!("{UPSTREAM_NAME}/e2e/many-{i:02}:v1"),
+            "application/vnd.oci.image.manifest.v1+json",
+            manifest.as_bytes(),
+            "2024-03-01T10:00:00",
+            "2024-03-01T10:00:00",
+        );
+    }
+    let server = Server::start_with(ServerOptions {
+        cache_dir: Some(cache),
+        air_gapped: true,
+        ..ServerOptions::new("http://127.0.0.1:9")
+    });
+    let lines = |target: &str| http::get(server.port, target).text().lines().count();
+    assert_eq!(lines("/cmd/manifest/list"), 1 + 50);
+    assert_eq!(lines("/cmd/image/list"), 1 + 50 * 2);
+    assert_eq!(lines("/cmd/manifest/list?count=-1"), 1 + 55);
+    assert_eq!(lines("/cmd/manifest/list?count=55"), 1 + 55);
+    assert_eq!(lines("/cmd/manifest/list?count=7"), 1 + 7);
+    let first = http::get(server.port, "/cmd/manifest/list?count=1").text();
+    assert!(
+        first
+            .lines()
+            .nth(1)
+            .unwrap_or("")
+            .starts_with("upstream.test/e2e/many-00:v1 "),
+        "in URL order: {first}"
+    );
 }
