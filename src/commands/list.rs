@@ -1,7 +1,7 @@
 //! `list`: the manifests of the cache as they are on disk, for finding what to prune. Reads
 //! only; safe while a server runs, though a running server's newest `pulled` times may not be
 //! flushed to disk yet. With `maxCacheSize` set, the text ends with a total line: the bytes of
-//! blobs in the cache against the bound.
+//! blobs in the cache against the bound; the JSON always ends with the totals.
 
 use actors::prune::{parse_patterns, Candidate};
 use actors::store::{FsStore, ManifestHolder};
@@ -71,18 +71,79 @@ pub fn run(config: Config, args: &ListArgs) -> Result<(), String> {
                 println!("{}", total_line(&blobs, b.max_bytes));
             }
         }
-        ListFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?
-        ),
+        ListFormat::Json => {
+            let blobs = FsStore::read_only(&config.image_path)
+                .list_blobs()
+                .map_err(|e| e.to_string())?;
+            let listing = JsonListing {
+                totals: Totals::of(&rows, &blobs, config.ops.cache_bound.as_ref()),
+                manifests: rows,
+            };
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&listing).map_err(|e| e.to_string())?
+            );
+        }
     }
     Ok(())
 }
 
+/// `list --format json`: the rows, then the totals of the whole cache (as the text's total
+/// line, whether or not a bound is set), so a script needs no second walk of the disk.
+#[derive(serde::Serialize)]
+struct JsonListing {
+    manifests: Vec<ManifestRow>,
+    totals: Totals,
+}
+
+#[derive(Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Totals {
+    /// Manifests listed (after `--pattern`).
+    manifests: usize,
+    /// Every blob file of the cache, named by a manifest or not.
+    blobs: usize,
+    /// Their bytes.
+    bytes: u64,
+    /// `maxCacheSize`; `null` when unbounded.
+    bound_bytes: Option<u64>,
+}
+
+impl Totals {
+    fn of(
+        rows: &[ManifestRow],
+        blobs: &[(actors::oci::Digest, u64)],
+        bound: Option<&crate::config::BoundSettings>,
+    ) -> Totals {
+        Totals {
+            manifests: rows.len(),
+            blobs: blobs.len(),
+            bytes: blobs.iter().map(|(_, s)| s).sum(),
+            bound_bytes: bound.map(|b| b.max_bytes),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::total_line;
+    use super::{total_line, JsonListing, Totals};
     use actors::oci::Digest;
+
+    #[test]
+    fn the_json_ends_with_the_totals_of_every_blob() {
+        let d = |c: char| Digest::from_hex(&c.to_string().repeat(64)).unwrap();
+        let blobs = vec![(d('a'), 300), (d('b'), 200)];
+        let listing = JsonListing {
+            totals: Totals::of(&[], &blobs, None),
+            manifests: vec![],
+        };
+        let text = serde_json::to_string_pretty(&listing).unwrap();
+        assert_eq!(
+            text,
+            "{\n  \"manifests\": [],\n  \"totals\": {\n    \"manifests\": 0,\n    \
+             \"blobs\": 2,\n    \"bytes\": 500,\n    \"boundBytes\": null\n  }\n}"
+        );
+    }
 
     #[test]
     fn the_total_line_sums_blobs_against_the_bound() {

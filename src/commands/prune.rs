@@ -1,11 +1,12 @@
-//! `prune`: removes manifests, and the blobs only they use, from the cache on disk. Refuses to
+//! `prune`: removes manifests, the blobs only they use, and the blobs no image manifest names
+//! (strays), from the cache on disk. Refuses to
 //! run while a server holds the cache (see `actors::store::CacheLock`). Uses the same selection
 //! and reference counting as the running server's pruner (`actors::prune`).
 
 use std::collections::HashSet;
 
 use actors::manifest_index::orphaned_blobs;
-use actors::prune::{parse_patterns, plan, Candidate, Selector};
+use actors::prune::{parse_patterns, plan, stray_blobs, Candidate, Selector};
 use actors::store::{parse_time, CacheLock, FsStore};
 
 use crate::cli::PruneArgs;
@@ -64,10 +65,17 @@ pub fn run(config: Config, args: &PruneArgs) -> Result<(), String> {
         .into_iter()
         .collect();
     let sizes: std::collections::HashMap<_, _> = on_disk.iter().cloned().collect();
-    let blobs: Vec<_> = orphaned_blobs(&all, &doomed)
+    let mut blobs: Vec<_> = orphaned_blobs(&all, &doomed)
         .into_iter()
         .filter(|d| sizes.contains_key(d))
         .collect();
+    // With no server running (the lock says so) no download is under way: every blob file no
+    // image manifest names is garbage.
+    let on_disk_list: Vec<_> = sizes.keys().cloned().collect();
+    let strays = stray_blobs(&all, &on_disk_list);
+    blobs.extend(strays);
+    blobs.sort();
+    blobs.dedup();
     let verb = if args.dry_run {
         "would remove"
     } else {

@@ -30,7 +30,7 @@ mod tests;
 mod validate;
 
 pub use error::ConfigError;
-pub use ops::{AdminConfig, OpsConfig, PruneKind, PruneSettings, Secret};
+pub use ops::{AdminConfig, BoundSettings, OpsConfig, PruneKind, PruneSettings, Secret};
 use validate::{
     check_listen_host, check_registry_host, max_blob_size, max_connections, min_free_space,
     pull_timeout,

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use actors::manifest_index::IndexEntry;
-use actors::prune::{parse_age, parse_patterns, PruneRule};
+use actors::prune::{parse_age, parse_patterns, parse_size, PruneRule};
+use actors::pruner::PruneReport;
 use actors::store::now_local;
 use actors::Engine;
 use regex::Regex;
@@ -195,9 +196,12 @@ struct PruneQuery {
     expr: Option<String>,
     count: Option<i64>,
     dry_run: Option<String>,
+    /// `type=size`: the bound to evict down to (default: `maxCacheSize`).
+    size: Option<String>,
 }
 
-/// `DELETE /cmd/prune?type=accessed|created|pattern&dur=30d&expr=a,b&count=5&dryRun=false`
+/// `DELETE /cmd/prune?type=accessed|created|pattern&dur=30d&expr=a,b&count=5&dryRun=false`,
+/// or `?type=size&size=50GiB`: an eviction now, down to `size` (default `maxCacheSize`).
 async fn prune(
     req: HttpRequest,
     q: web::Query<PruneQuery>,
@@ -209,8 +213,30 @@ async fn prune(
         let d = q.dur.as_deref().unwrap_or("");
         parse_age(d).map_err(|m| bad_request(format!("dur: {m}")))
     };
+    let dry_run = match q.dry_run.as_deref() {
+        None => false,
+        Some(v) => parse_bool(v).ok_or_else(|| {
+            bad_request(format!(
+                "dryRun={v}: use true or false (or 1, t, T, TRUE, True, 0, f, F, FALSE, False)"
+            ))
+        })?,
+    };
     // Any case, as the Go server reads it.
-    let rule = match q.kind.as_deref().map(str::to_ascii_lowercase).as_deref() {
+    let kind = q.kind.as_deref().map(str::to_ascii_lowercase);
+    if kind.as_deref() == Some("size") {
+        let size = match q.size.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) => Some(parse_size(s).map_err(|m| bad_request(format!("size: {m}")))?),
+        };
+        let report = engine.evict_to(size, dry_run).await.ok_or_else(|| {
+            bad_request(
+                "type=size needs size=<bytes, e.g. 50GiB> when maxCacheSize is not configured"
+                    .into(),
+            )
+        })??;
+        return prune_answer(&req, report);
+    }
+    let rule = match kind.as_deref() {
         Some("accessed") => dur().map(PruneRule::Accessed),
         Some("created") => dur().map(PruneRule::Created),
         Some("pattern") => match patterns(q.expr.as_deref()) {
@@ -221,20 +247,12 @@ async fn prune(
             Err(r) => Err(r),
         },
         other => Err(bad_request(format!(
-            "type={}: use accessed, created or pattern",
+            "type={}: use accessed, created, pattern or size",
             other.unwrap_or("")
         ))),
     };
     let rule = rule?;
     let count = count(q.count, Some(DEFAULT_PRUNE_COUNT))?;
-    let dry_run = match q.dry_run.as_deref() {
-        None => false,
-        Some(v) => parse_bool(v).ok_or_else(|| {
-            bad_request(format!(
-                "dryRun={v}: use true or false (or 1, t, T, TRUE, True, 0, f, F, FALSE, False)"
-            ))
-        })?,
-    };
     let who = req
         .peer_addr()
         .map(|a| a.ip().to_string())
@@ -243,7 +261,12 @@ async fn prune(
     let report = engine
         .prune(rule.selector(now_local()), count, dry_run, why)
         .await?;
-    if wants_json(&req) {
+    prune_answer(&req, report)
+}
+
+/// What a prune (or an eviction) did, in text or JSON.
+fn prune_answer(req: &HttpRequest, report: PruneReport) -> Answer {
+    if wants_json(req) {
         return json_answer(json!({
             "dryRun": report.dry_run,
             "manifests": report.manifests.iter().map(|m| json!({

@@ -266,6 +266,13 @@ fn admin_lists_answer_byte_for_byte_as_the_go_server_and_json_keeps_the_detail()
     )
     .expect("prune");
     assert_eq!(r.status, 400, "{}", r.summary());
+    let r = http::request(port, "DELETE", "/cmd/prune?type=size", &[]).expect("prune");
+    assert_eq!(
+        r.status,
+        400,
+        "no size and no maxCacheSize: {}",
+        r.summary()
+    );
     let r = http::request(
         port,
         "DELETE",
@@ -326,5 +333,98 @@ fn admin_lists_stop_at_fifty_rows_unless_count_says_otherwise() {
             .unwrap_or("")
             .starts_with("upstream.test/e2e/many-00:v1 "),
         "in URL order: {first}"
+    );
+}
+
+/// A blob file no cached manifest names, as an older cache or a pull by digest leaves it.
+fn write_stray(cache: &std::path::Path, size: usize, seed: u8) -> String {
+    let bytes: Vec<u8> = (0..size)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect();
+    let hex = support::sha256_hex(&bytes);
+    std::fs::write(cache.join("blobs").join(&hex), bytes).expect("write stray blob");
+    hex
+}
+
+#[test]
+fn stray_blobs_go_with_prune_on_disk_eviction_and_the_admin_prune_and_type_size_evicts() {
+    let upstream = Upstream::start();
+    upstream.push_oci(&LocalImage::generate(&["20K"]), "e2e/compat-stray", "v1");
+    let ws = Workspace::with_config(&upstream.url(), "evictionGrace: 1s\n");
+    let list = ws.file("images", &format!("{UPSTREAM_NAME}/e2e/compat-stray:v1\n"));
+    ws.run(&["load", "--image-file", list.to_str().unwrap()])
+        .expect_success();
+    let image_blobs = ws.files("blobs");
+
+    // On disk: a dry run names the stray, a prune removes it and nothing else.
+    let stray = write_stray(&ws.cache, 64 * 1024, 1);
+    let out = ws.run(&["prune", "--pattern", "nothing-matches-this", "--dry-run"]);
+    assert!(out.success(), "{out}");
+    assert!(
+        out.stdout
+            .contains(&format!("would remove blob sha256:{stray} (65536 bytes)")),
+        "{out}"
+    );
+    assert!(ws.files("blobs").contains(&stray));
+    let out = ws.run(&["prune", "--pattern", "nothing-matches-this"]);
+    assert!(out.success(), "{out}");
+    assert_eq!(ws.files("blobs"), image_blobs, "{out}");
+
+    // Served with a bound the strays alone break: eviction at start takes them, not the image.
+    let big = write_stray(&ws.cache, 300 * 1024, 2);
+    let mut server = Server::start_with(ServerOptions {
+        cache_dir: Some(ws.cache.clone()),
+        extra_yaml: "maxCacheSize: 200KiB\nevictionGrace: 1s\n".into(),
+        ..ServerOptions::new(&upstream.url())
+    });
+    support::wait_for(
+        "eviction to remove the stray blob",
+        std::time::Duration::from_secs(20),
+        std::time::Duration::from_millis(100),
+        || (!server.cached_blobs().contains(&big)).then_some(()),
+    );
+    assert_eq!(server.cached_blobs(), image_blobs, "{}", server.log_tail());
+
+    // The admin prune takes a stray found at start, whatever it selects.
+    server.kill();
+    let small = write_stray(&ws.cache, 1024, 3);
+    server.restart_with(ServerOptions {
+        cache_dir: Some(ws.cache.clone()),
+        extra_yaml: "maxCacheSize: 100MiB\nevictionGrace: 1s\n".into(),
+        ..ServerOptions::new(&upstream.url())
+    });
+    let r = http::request(
+        server.port,
+        "DELETE",
+        "/cmd/prune?type=pattern&expr=nothing-matches-this",
+        &[],
+    )
+    .expect("prune");
+    assert_eq!(r.status, 200, "{}", r.summary());
+    assert!(
+        r.text().contains(&format!("removed blob sha256:{small}")),
+        "{}",
+        r.text()
+    );
+    assert_eq!(server.cached_blobs(), image_blobs);
+
+    // type=size: under maxCacheSize nothing goes; below a size given, a dry run changes
+    // nothing, then the image (pulled longer ago than the eviction grace) goes.
+    let prune = |target: &str| http::request(server.port, "DELETE", target, &[]).expect("prune");
+    let r = prune("/cmd/prune?type=size");
+    assert_eq!(r.status, 200, "{}", r.summary());
+    assert_eq!(server.cached_blobs(), image_blobs, "{}", r.text());
+    // Pull times are kept to the second: past the 1 s grace for sure.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let r = prune("/cmd/prune?type=SIZE&size=1&dryRun=true");
+    assert_eq!(r.status, 200, "{}", r.summary());
+    assert!(r.text().contains("would remove"), "{}", r.text());
+    assert_eq!(server.cached_blobs(), image_blobs);
+    let r = prune("/cmd/prune?type=size&size=1");
+    assert_eq!(r.status, 200, "{}", r.summary());
+    assert!(server.cached_blobs().is_empty(), "{}", r.text());
+    assert_eq!(
+        http::get(server.port, "/cmd/manifest/list").text(),
+        "no manifests found\n"
     );
 }

@@ -58,9 +58,27 @@ fn list_and_prune_select_by_pattern_and_date_and_keep_shared_blobs() {
     let out = ws.run(&["list", "--pattern", "p-three,nothing-else"]);
     assert_eq!(out.stdout.lines().count(), 3, "{out}");
     let out = ws.run(&["list", "--format", "json"]);
-    let rows: serde_json::Value = serde_json::from_str(&out.stdout).expect("list JSON");
+    let listing: serde_json::Value = serde_json::from_str(&out.stdout).expect("list JSON");
+    let rows = &listing["manifests"];
     assert_eq!(rows.as_array().unwrap().len(), 9);
     assert!(rows[0]["created"].as_str().unwrap().len() == 19);
+    let blob_bytes: u64 = ws
+        .files("blobs")
+        .iter()
+        .map(|f| {
+            std::fs::metadata(ws.cache.join("blobs").join(f))
+                .unwrap()
+                .len()
+        })
+        .sum();
+    assert_eq!(listing["totals"]["manifests"], 9, "{listing}");
+    assert_eq!(
+        listing["totals"]["blobs"],
+        ws.files("blobs").len(),
+        "{listing}"
+    );
+    assert_eq!(listing["totals"]["bytes"], blob_bytes, "{listing}");
+    assert!(out.stdout.trim_end().ends_with('}'), "ends with the totals");
     let out = ws.run(&["list", "--pattern", "p-(one"]);
     assert_eq!(code(&out), 1, "{out}");
     assert!(out.stderr.contains("not a valid regex"), "{out}");
