@@ -275,6 +275,7 @@ impl Config {
         engine.cache_bound = self.ops.cache_bound.as_ref().map(ops::BoundSettings::bound);
         engine.max_blob_size = self.max_blob_size;
         engine.min_free_space = self.min_free_space;
+        engine.complete_platforms = Some(self.ops.platforms.clone());
         engine
     }
 }

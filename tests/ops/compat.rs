@@ -428,3 +428,74 @@ fn stray_blobs_go_with_prune_on_disk_eviction_and_the_admin_prune_and_type_size_
         "no manifests found\n"
     );
 }
+
+#[test]
+fn a_tag_request_alone_leaves_the_platform_image_whole_for_an_export_after_the_upstream_stops() {
+    let mut upstream = Upstream::start();
+    let repo = "e2e/compat-whole";
+    let tree = upstream.push_oci(&LocalImage::generate(&["120K", "80K"]), repo, "v1");
+    let ws = Workspace::new(&upstream.url());
+    let mut server = Server::start_with(ServerOptions {
+        cache_dir: Some(ws.cache.clone()),
+        ..ServerOptions::new(&upstream.url())
+    });
+    // A client that asks for the list by tag and nothing more.
+    let mark = upstream.log_mark();
+    let r = http::get_manifest(server.port, &server.manifest_path(repo, "v1"));
+    assert_eq!(r.status, 200, "{}", r.summary());
+    assert_eq!(r.header("Docker-Content-Digest"), Some(tree.top.as_str()));
+
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => panic!("no test image for {other}"),
+    };
+    let host = tree.platform(arch);
+    support::wait_for(
+        "the host platform's image manifest and blobs to be cached",
+        std::time::Duration::from_secs(30),
+        std::time::Duration::from_millis(100),
+        || {
+            let cached = server.cached_blobs();
+            let whole = support::ops::manifest_file(&ws.cache, &host.manifest).is_some()
+                && host
+                    .blobs()
+                    .iter()
+                    .all(|b| cached.iter().any(|c| c == support::hex_of(b)));
+            whole.then_some(())
+        },
+    );
+    // Only the configured platform (the host's): the other stays upstream.
+    for other in tree.platforms.iter().filter(|p| p.architecture != arch) {
+        assert!(
+            support::ops::manifest_file(&ws.cache, &other.manifest).is_none(),
+            "{} was fetched too",
+            other.architecture
+        );
+    }
+    // Once: the upstream was asked for the host's image manifest a single time.
+    let asked = upstream
+        .requests_since(mark)
+        .iter()
+        .filter(|e| e.method == "GET" && e.path.contains(&host.manifest))
+        .count();
+    assert_eq!(asked, 1, "image manifest fetched {asked} times");
+
+    server.kill();
+    upstream.stop();
+    let list = ws.file("images", &format!("{UPSTREAM_NAME}/{repo}:v1\n"));
+    let out_dir = tempfile::Builder::new()
+        .prefix("e2e-compat-export-")
+        .tempdir()
+        .expect("temp dir");
+    let bundle = out_dir.path().join("whole.tar");
+    let out = ws.run(&[
+        "export",
+        "--image-file",
+        list.to_str().unwrap(),
+        "-o",
+        bundle.to_str().unwrap(),
+    ]);
+    assert!(out.success(), "export with the upstream gone: {out}");
+    assert!(out.stdout.contains("1 image(s) exported"), "{out}");
+}
