@@ -77,7 +77,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Pull a list of images (or the images of Kubernetes manifests) into the cache and exit:
     /// fill a cache while connected, then move it (or the machine) into an air gap. With
-    /// --archive, load an archive written by `export` instead.
+    /// --archive, load an archive written by `export` instead. Beside a server running on the
+    /// same cache, the server is asked to load them (and serves them at once).
     Load(LoadArgs),
     /// Write images (fetched first when not cached yet) to an OCI image layout tar archive, to
     /// carry them into an air gap: `import` (or `load --archive`) loads it there.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use actors::oci::ImageRef;
 use actors::preload::{self, Platforms};
-use actors::store::CacheLock;
+use actors::store::{CacheLock, LockError};
 use actors::Engine;
 use futures_util::StreamExt as _;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -191,12 +191,29 @@ pub async fn load_images(
     platforms: &Platforms,
     jobs: usize,
 ) -> Summary {
+    let bar = progress_bar(source.images.len());
+    let report = bar.clone();
+    load_images_reporting(engine, source, platforms, jobs, bar, move |line, failed| {
+        report_line(&report, line, failed)
+    })
+    .await
+}
+
+/// [`load_images`] telling `report` each image's line (and whether it failed) as it ends:
+/// the running server streams them to a `load` run beside it.
+pub async fn load_images_reporting(
+    engine: &Engine,
+    source: ImageSource,
+    platforms: &Platforms,
+    jobs: usize,
+    bar: ProgressBar,
+    mut report: impl FnMut(&str, bool),
+) -> Summary {
     let mut summary = Summary {
         failed: source.bad_entries(),
         ..Summary::default()
     };
     let unit = source.unit;
-    let bar = progress_bar(source.images.len());
     log::info!(
         "loading {} image(s) from {} for {platforms}",
         source.images.len(),
@@ -235,7 +252,7 @@ pub async fn load_images(
                 format!("failed {name} ({unit} {}): {e}", li.line)
             }
         };
-        report_line(&bar, &line, result.is_err());
+        report(&line, result.is_err());
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -281,7 +298,30 @@ pub fn run(config: Config, args: &LoadArgs) -> Result<(), String> {
         config.ops.image_file.as_deref(),
         "load",
     )?;
-    let _lock = CacheLock::acquire(&config.image_path).map_err(|e| e.to_string())?;
+    let _lock = match CacheLock::acquire(&config.image_path) {
+        Ok(lock) => lock,
+        // A server holds the cache: it loads the images itself, and serves them at once.
+        Err(LockError::Busy {
+            admin: Some(url), ..
+        }) => {
+            let images: Vec<String> = source
+                .images
+                .iter()
+                .map(|li| li.image.to_string())
+                .collect();
+            let hidden = ProgressBar::hidden();
+            let mut summary = super::remote::load(&config, &url, &images, |line, failed| {
+                report_line(&hidden, line, failed)
+            })?;
+            // The lines that named no image come first, as on disk.
+            let mut failed = source.bad_entries();
+            failed.append(&mut summary.failed);
+            summary.failed = failed;
+            print!("{}", summary.render());
+            return summary.into_result("loaded");
+        }
+        Err(e) => return Err(e.to_string()),
+    };
     let mut engine_config = config.engine_config();
     // A one-off load never prunes.
     engine_config.prune = None;

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use actors::manifest_index::IndexEntry;
+use actors::preload::{PlatformSpec, Platforms};
 use actors::prune::{parse_age, parse_patterns, parse_size, PruneRule};
 use actors::pruner::PruneReport;
 use actors::store::now_local;
@@ -24,6 +25,8 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::Notify;
 
+use crate::commands::load;
+use crate::commands::summary::LoadEvent;
 use crate::config::AdminConfig;
 use crate::listing::{self, BlobRow, GoManifestLine, ImageRow, ManifestRow};
 
@@ -35,12 +38,14 @@ pub const DEFAULT_PRUNE_COUNT: usize = 5;
 pub const DEFAULT_LIST_COUNT: usize = 50;
 
 /// What the admin handlers need besides the engine.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Admin {
     /// Default: loopback clients only, no token.
     pub access: AdminConfig,
     /// Notified by `/cmd/stop`; whoever runs the server stops it gracefully.
     pub stop: Arc<Notify>,
+    /// What `/cmd/load` takes from lists when the request names no platform.
+    pub platforms: Platforms,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -51,10 +56,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/blob/list", web::get().to(blob_list))
             .route("/manifest/list", web::get().to(manifest_list))
             .route("/cache/stats", web::get().to(cache_stats))
+            .route("/load", web::post().to(load))
             .route("/stop", web::get().to(stop))
             .route("/stop", web::post().to(stop))
             .default_service(web::to(not_found)),
     );
+}
+
+impl Default for Admin {
+    /// Loopback clients only, no token; the host's platform.
+    fn default() -> Self {
+        Admin {
+            access: AdminConfig::default(),
+            stop: Arc::default(),
+            platforms: Platforms::Only(vec![PlatformSpec::host()]),
+        }
+    }
 }
 
 /// Whether the client may use the API: its address is allowed, or it presents the token.
@@ -457,6 +474,82 @@ async fn cache_stats(
         "TOTAL_BYTES BLOBS BOUND_BYTES EVICTIONS\n{} {} {bound} {}\n",
         s.total_bytes, s.blobs, s.evictions
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LoadQuery {
+    /// `os/arch[/variant]`, comma-separated; absent: the server's configured platforms.
+    platform: Option<String>,
+    all_platforms: Option<bool>,
+    jobs: Option<usize>,
+}
+
+/// `POST /cmd/load?platform=linux/amd64&jobs=4` with an image list as the body: loads the
+/// images into this server's cache through its engine, as `load` does on disk, so they are
+/// served at once. `load` run beside the server sends it. Streams one JSON object a line
+/// ([`LoadEvent`]): each image's line as it ends, then the summary. The load goes on if the
+/// client goes away.
+async fn load(
+    req: HttpRequest,
+    q: web::Query<LoadQuery>,
+    body: String,
+    engine: web::Data<Engine>,
+    admin: web::Data<Admin>,
+) -> Answer {
+    check(&req, &admin)?;
+    let platforms = match (q.all_platforms, q.platform.as_deref()) {
+        (Some(true), _) => Platforms::All,
+        (_, Some(list)) => Platforms::Only(
+            list.split(',')
+                .map(str::parse::<PlatformSpec>)
+                .collect::<Result<_, _>>()
+                .map_err(|m| bad_request(format!("platform: {m}")))?,
+        ),
+        (_, None) => admin.platforms.clone(),
+    };
+    let jobs = q.jobs.unwrap_or(4).clamp(1, 64);
+    let (images, bad) = load::parse_image_list(&body);
+    let source = load::ImageSource {
+        label: "the request".into(),
+        images,
+        bad,
+        unit: "line",
+    };
+    log::warn!(
+        "admin: load of {} image(s) for {platforms} requested by {}",
+        source.images.len(),
+        req.peer_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default()
+    );
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let engine = engine.get_ref().clone();
+    actix_web::rt::spawn(async move {
+        let progress = tx.clone();
+        let hidden = indicatif::ProgressBar::hidden();
+        let summary = load::load_images_reporting(
+            &engine,
+            source,
+            &platforms,
+            jobs,
+            hidden,
+            |line, failed| {
+                log::info!("admin load: {line}");
+                let line = line.to_string();
+                let _ = progress.send(LoadEvent::Progress { line, failed }.to_line());
+            },
+        )
+        .await;
+        let _ = tx.send(LoadEvent::Done(summary).to_line());
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        let line = rx.recv().await?;
+        Some((Ok::<_, actix_web::Error>(bytes::Bytes::from(line)), rx))
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("application/x-ndjson")
+        .streaming(stream))
 }
 
 /// `GET|POST /cmd/stop`: stops the server gracefully (requests under way are finished).

@@ -499,3 +499,63 @@ fn a_tag_request_alone_leaves_the_platform_image_whole_for_an_export_after_the_u
     assert!(out.success(), "export with the upstream gone: {out}");
     assert!(out.stdout.contains("1 image(s) exported"), "{out}");
 }
+
+#[test]
+fn load_beside_a_running_server_asks_it_and_the_image_is_served_at_once() {
+    let mut upstream = Upstream::start();
+    let repo = "e2e/compat-live";
+    let tree = upstream.push_oci(&LocalImage::generate(&["90K"]), repo, "v1");
+    let ws = Workspace::new(&upstream.url());
+    let server = Server::start_with(ServerOptions {
+        cache_dir: Some(ws.cache.clone()),
+        ..ServerOptions::new(&upstream.url())
+    });
+    // A bad line fails the command as on disk (exit 1), the good one is loaded.
+    let list = ws.file(
+        "images",
+        &format!("{UPSTREAM_NAME}/{repo}:v1\nnot//a reference\n"),
+    );
+    let out = ws.run(&["load", "--image-file", list.to_str().unwrap()]);
+    assert_eq!(support::ops::code(&out), 1, "{out}");
+    assert!(out.stderr.contains("loading through it"), "{out}");
+    assert!(
+        out.stdout
+            .contains(&format!("loaded          {UPSTREAM_NAME}/{repo}:v1\n")),
+        "{out}"
+    );
+    assert!(out.stdout.contains("failed          "), "{out}");
+    assert!(
+        out.stdout
+            .ends_with("1 loaded, 0 already cached, 1 failed\n"),
+        "{out}"
+    );
+    assert!(server.log_text().contains("admin: load of 1 image(s)"));
+
+    // Served at once, with the upstream gone: the server loaded it into its own cache.
+    upstream.stop();
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => panic!("no test image for {other}"),
+    };
+    let host = tree.platform(arch);
+    let r = http::get_manifest(server.port, &server.manifest_path(repo, "v1"));
+    assert_eq!(r.status, 200, "{}", r.summary());
+    let r = http::get_manifest(server.port, &server.manifest_path(repo, &host.manifest));
+    assert_eq!(r.status, 200, "{}", r.summary());
+    for blob in host.blobs() {
+        let r = http::get(server.port, &server.blob_path(repo, &blob));
+        assert_eq!(r.status, 200, "{blob}: {}", r.summary());
+        assert_eq!(format!("sha256:{}", support::sha256_hex(&r.body)), blob);
+    }
+
+    // Again: already cached, exit 0, as on disk.
+    let list = ws.file("again", &format!("{UPSTREAM_NAME}/{repo}:v1\n"));
+    let out = ws.run(&["load", "--image-file", list.to_str().unwrap()]);
+    assert!(out.success(), "{out}");
+    assert!(
+        out.stdout
+            .ends_with("0 loaded, 1 already cached, 0 failed\n"),
+        "{out}"
+    );
+}
