@@ -88,8 +88,8 @@ pub enum Command {
     Import(ImportArgs),
     /// List the manifests in the cache as they are on disk (works with the server stopped).
     List(ListArgs),
-    /// Remove manifests, and the blobs only they use, from the cache on disk. The server must
-    /// be stopped; to prune a running server use `DELETE /cmd/prune`.
+    /// Remove manifests, the blobs only they use and the blobs no manifest names, from the
+    /// cache on disk; beside a server running on the same cache, the server is asked to prune.
     Prune(PruneArgs),
     /// Print the version and exit.
     Version,

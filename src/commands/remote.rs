@@ -1,4 +1,4 @@
-//! Asking the running server: a command that finds the cache locked by a server that
+//! Asking the running server: `load` or `prune` finding the cache locked by a server that
 //! advertises its admin API (`actors::store::CacheLock`) has the server do the work on its own
 //! engine, so its cache changes at once and nobody stops it (`kubectl exec ... ociregistry
 //! load` beside the only cache of a cluster). The output and exit codes are those of the
@@ -7,9 +7,13 @@
 
 use futures_util::StreamExt as _;
 
-use super::summary::{LoadEvent, Summary};
-use crate::config::Config;
+use actors::oci::Digest;
 use actors::preload::Platforms;
+use actors::prune::Doomed;
+
+use super::summary::{LoadEvent, Summary};
+use crate::cli::PruneArgs;
+use crate::config::Config;
 
 /// `load` beside a running server: `POST /cmd/load` at `admin_url` with `images` (one
 /// reference each), each image's line given to `report` (with whether it failed) as the
@@ -79,4 +83,91 @@ pub fn load(
              finished are cached"
         ))
     })
+}
+
+/// What a running server's prune did (or, dry run, would do).
+#[derive(Debug, Default)]
+pub struct PruneOutcome {
+    pub manifests: Vec<Doomed>,
+    /// Blobs removed, with their sizes.
+    pub blobs: Vec<(Digest, u64)>,
+    /// Blobs kept although they were chosen (named again, being downloaded), and why.
+    pub kept: Vec<(String, String)>,
+}
+
+/// `prune` beside a running server: `DELETE /cmd/prune` at `admin_url` with the selection of
+/// the command line (`--pattern`, `--date`, no count limit), answered in JSON.
+pub fn prune(config: &Config, admin_url: &str, args: &PruneArgs) -> Result<PruneOutcome, String> {
+    let mut query: Vec<(&str, String)> =
+        vec![("count", "-1".into()), ("dryRun", args.dry_run.to_string())];
+    match &args.pattern {
+        Some(p) => query.extend([("type", "pattern".into()), ("expr", p.clone())]),
+        None => query.push(("type", "date".into())),
+    }
+    if let Some(d) = &args.date {
+        query.push(("before", d.clone()));
+    }
+    let url = format!("{}/cmd/prune", admin_url.trim_end_matches('/'));
+    eprintln!(
+        "the cache {} is in use by a running server: pruning through it ({admin_url})",
+        config.image_path.display()
+    );
+    let token = config.ops.admin.token.as_ref().map(|t| t.0.clone());
+    let system = actix_web::rt::System::new();
+    let report: serde_json::Value = system.block_on(async move {
+        let client = awc::Client::builder()
+            .timeout(std::time::Duration::from_secs(600))
+            .finish();
+        let mut request = client
+            .delete(&url)
+            .insert_header(("Accept", "application/json"))
+            .query(&query)
+            .map_err(|e| e.to_string())?;
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let mut response = request
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach the running server at {admin_url}: {e}"))?;
+        let body = response
+            .body()
+            .limit(64 << 20)
+            .await
+            .map_err(|e| format!("the running server at {admin_url}: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!(
+                "the running server at {admin_url} refused the prune: {} {}",
+                response.status(),
+                String::from_utf8_lossy(&body).trim()
+            ));
+        }
+        serde_json::from_slice(&body)
+            .map_err(|e| format!("the running server at {admin_url} answered no report: {e}"))
+    })?;
+    let bad = |what: &str| format!("the running server at {admin_url}: a report without {what}");
+    let mut out = PruneOutcome::default();
+    for m in report["manifests"].as_array().into_iter().flatten() {
+        out.manifests.push(Doomed {
+            digest: m["digest"]
+                .as_str()
+                .and_then(|d| Digest::parse(d).ok())
+                .ok_or_else(|| bad("manifest digests"))?,
+            url: m["url"].as_str().unwrap_or_default().to_string(),
+            is_list: m["type"] == "list",
+            reason: m["reason"].as_str().unwrap_or_default().to_string(),
+        });
+    }
+    for b in report["blobs"].as_array().into_iter().flatten() {
+        let digest = b["digest"]
+            .as_str()
+            .and_then(|d| Digest::parse(d).ok())
+            .ok_or_else(|| bad("blob digests"))?;
+        out.blobs.push((digest, b["size"].as_u64().unwrap_or(0)));
+    }
+    for k in report["keptBlobs"].as_array().into_iter().flatten() {
+        let text = |key: &str| k[key].as_str().unwrap_or_default().to_string();
+        out.kept.push((text("digest"), text("reason")));
+    }
+    Ok(out)
 }

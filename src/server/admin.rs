@@ -16,9 +16,9 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use actors::manifest_index::IndexEntry;
 use actors::preload::{PlatformSpec, Platforms};
-use actors::prune::{parse_age, parse_patterns, parse_size, PruneRule};
+use actors::prune::{parse_age, parse_patterns, parse_size, PruneRule, Selector};
 use actors::pruner::PruneReport;
-use actors::store::now_local;
+use actors::store::{format_time, now_local, parse_time};
 use actors::Engine;
 use regex::Regex;
 use serde::Deserialize;
@@ -215,6 +215,9 @@ struct PruneQuery {
     dry_run: Option<String>,
     /// `type=size`: the bound to evict down to (default: `maxCacheSize`).
     size: Option<String>,
+    /// `type=date`, or with `type=pattern`: first cached before this local time
+    /// (`YYYY-MM-DDTHH:MM:SS`), as `prune --date`.
+    before: Option<String>,
 }
 
 /// `DELETE /cmd/prune?type=accessed|created|pattern&dur=30d&expr=a,b&count=5&dryRun=false`,
@@ -253,6 +256,39 @@ async fn prune(
         })??;
         return prune_answer(&req, report);
     }
+    let before = match q.before.as_deref().map(str::trim) {
+        None => None,
+        Some(b) => match parse_time(b) {
+            Some(t) if b.len() == 19 => Some(t),
+            _ => {
+                return Err(bad_request(format!(
+                    "before={b}: use a local time YYYY-MM-DDTHH:MM:SS"
+                )))
+            }
+        },
+    };
+    let who = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    let count = count(q.count, Some(DEFAULT_PRUNE_COUNT))?;
+    if kind.as_deref() == Some("date") {
+        let Some(before) = before else {
+            return Err(bad_request(
+                "type=date needs before=YYYY-MM-DDTHH:MM:SS".into(),
+            ));
+        };
+        let selector = Selector {
+            created_before: Some(before),
+            ..Selector::default()
+        };
+        let why = format!(
+            "admin prune from {who} (created before {})",
+            format_time(before)
+        );
+        let report = engine.prune(selector, count, dry_run, why).await?;
+        return prune_answer(&req, report);
+    }
     let rule = match kind.as_deref() {
         Some("accessed") => dur().map(PruneRule::Accessed),
         Some("created") => dur().map(PruneRule::Created),
@@ -264,20 +300,24 @@ async fn prune(
             Err(r) => Err(r),
         },
         other => Err(bad_request(format!(
-            "type={}: use accessed, created, pattern or size",
+            "type={}: use accessed, created, pattern, date or size",
             other.unwrap_or("")
         ))),
     };
     let rule = rule?;
-    let count = count(q.count, Some(DEFAULT_PRUNE_COUNT))?;
-    let who = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
-    let why = format!("admin prune from {who} ({rule})");
-    let report = engine
-        .prune(rule.selector(now_local()), count, dry_run, why)
-        .await?;
+    let mut selector = rule.selector(now_local());
+    let mut why = format!("admin prune from {who} ({rule}");
+    if let Some(before) = before {
+        if !matches!(rule, PruneRule::Pattern(_)) {
+            return Err(bad_request(
+                "before= goes with type=pattern or type=date".into(),
+            ));
+        }
+        selector.created_before = Some(before);
+        why.push_str(&format!(", created before {}", format_time(before)));
+    }
+    why.push(')');
+    let report = engine.prune(selector, count, dry_run, why).await?;
     prune_answer(&req, report)
 }
 
