@@ -81,7 +81,8 @@ pub enum Command {
     /// same cache, the server is asked to load them (and serves them at once).
     Load(LoadArgs),
     /// Write images (fetched first when not cached yet) to an OCI image layout tar archive, to
-    /// carry them into an air gap: `import` (or `load --archive`) loads it there.
+    /// carry them into an air gap: `import` (or `load --archive`) loads it there. Beside a
+    /// server running on the same cache, the server fetches what is missing.
     Export(ExportArgs),
     /// Load an OCI image layout tar archive (written by `export`, or by `skopeo copy ...
     /// oci-archive:F:REF`) into the cache, verifying every digest. The server must be stopped.

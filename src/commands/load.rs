@@ -167,7 +167,7 @@ impl ImageSource {
     }
 
     /// The unreadable entries as failures of a summary.
-    fn bad_entries(&self) -> Vec<(String, String)> {
+    pub fn bad_entries(&self) -> Vec<(String, String)> {
         self.bad
             .iter()
             .map(|b| {

@@ -558,4 +558,39 @@ fn load_beside_a_running_server_asks_it_and_the_image_is_served_at_once() {
             .ends_with("0 loaded, 1 already cached, 0 failed\n"),
         "{out}"
     );
+
+    // export beside the server, the upstream still gone: the cached image is written and
+    // imports into a fresh cache; one the cache lacks fails the export, as on disk.
+    let out_dir = tempfile::Builder::new()
+        .prefix("e2e-compat-live-export-")
+        .tempdir()
+        .expect("temp dir");
+    let bundle = out_dir.path().join("live.tar");
+    let out = ws.run(&[
+        "export",
+        "--image-file",
+        list.to_str().unwrap(),
+        "-o",
+        bundle.to_str().unwrap(),
+    ]);
+    assert!(out.success(), "{out}");
+    assert!(out.stdout.contains("1 image(s) exported"), "{out}");
+    let fresh = Workspace::new(&upstream.url());
+    let out = fresh.run(&["import", bundle.to_str().unwrap()]);
+    assert!(out.success(), "{out}");
+    assert!(
+        out.stdout.contains("1 loaded, 0 already cached, 0 failed"),
+        "{out}"
+    );
+    let missing = ws.file("missing", &format!("{UPSTREAM_NAME}/{repo}:v2\n"));
+    let none = out_dir.path().join("none.tar");
+    let out = ws.run(&[
+        "export",
+        "--image-file",
+        missing.to_str().unwrap(),
+        "-o",
+        none.to_str().unwrap(),
+    ]);
+    assert_eq!(support::ops::code(&out), 1, "{out}");
+    assert!(!none.exists(), "{out}");
 }

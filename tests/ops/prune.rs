@@ -152,7 +152,7 @@ fn list_and_prune_select_by_pattern_and_date_and_keep_shared_blobs() {
 }
 
 #[test]
-fn prune_and_load_beside_a_running_server_go_through_it_and_export_refuses() {
+fn prune_and_load_beside_a_running_server_go_through_it_and_import_refuses() {
     let upstream = Upstream::start();
     upstream.push_oci(&LocalImage::generate(&["50K"]), "e2e/p-lock", "v1");
     let ws = Workspace::new(&upstream.url());
@@ -205,14 +205,9 @@ fn prune_and_load_beside_a_running_server_go_through_it_and_export_refuses() {
     let r = support::http::get(server.port, "/cmd/manifest/list");
     assert_eq!(r.text(), "no manifests found\n");
 
-    // export still works on the files only.
-    let out = ws.run(&[
-        "export",
-        "--image-file",
-        list.to_str().unwrap(),
-        "-o",
-        "/dev/null",
-    ]);
+    // import still works on the files only.
+    let archive = ws.file("archive.tar", "an archive that is never opened");
+    let out = ws.run(&["import", archive.to_str().unwrap()]);
     assert_eq!(code(&out), 1, "{out}");
     assert!(
         out.stderr.contains("in use by another ociregistry process"),
