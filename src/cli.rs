@@ -87,7 +87,8 @@ pub enum Command {
     /// Load an OCI image layout tar archive (written by `export`, or by `skopeo copy ...
     /// oci-archive:F:REF`) into the cache, verifying every digest. The server must be stopped.
     Import(ImportArgs),
-    /// List the manifests in the cache as they are on disk (works with the server stopped).
+    /// List the manifests in the cache: as they are on disk, or as the server running on the
+    /// same cache holds them.
     List(ListArgs),
     /// Remove manifests, the blobs only they use and the blobs no manifest names, from the
     /// cache on disk; beside a server running on the same cache, the server is asked to prune.

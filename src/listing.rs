@@ -16,8 +16,8 @@ use actors::manifest_index::IndexEntry;
 use actors::store::{format_time, ManifestHolder};
 use serde::Serialize;
 
-/// One manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One manifest. Read back by `list` from a running server's admin API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ManifestRow {
     pub url: String,
     /// `list` (manifest list / image index) or `image` (image manifest).

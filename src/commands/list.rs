@@ -1,10 +1,10 @@
-//! `list`: the manifests of the cache as they are on disk, for finding what to prune. Reads
-//! only; safe while a server runs, though a running server's newest `pulled` times may not be
-//! flushed to disk yet. With `maxCacheSize` set, the text ends with a total line: the bytes of
+//! `list`: the manifests of the cache, for finding what to prune. Reads only: the files, or,
+//! when a server holds the cache, what that server holds (its newest `pulled` times may not be
+//! flushed to disk yet). With `maxCacheSize` set, the text ends with a total line: the bytes of
 //! blobs in the cache against the bound; the JSON always ends with the totals.
 
 use actors::prune::{parse_patterns, Candidate};
-use actors::store::{FsStore, ManifestHolder};
+use actors::store::{CacheLock, FsStore, ManifestHolder};
 
 use crate::cli::{ListArgs, ListFormat};
 use crate::config::Config;
@@ -43,11 +43,28 @@ pub fn run(config: Config, args: &ListArgs) -> Result<(), String> {
         Some(p) => Some(parse_patterns(p)?),
         None => None,
     };
-    let (holders, problems) = read_cache(&config)?;
+    // A server holding the cache knows it best: newer pull times than the files say.
+    let rows = match CacheLock::holder_admin(&config.image_path) {
+        Some(url) => {
+            let mut rows = super::remote::manifests(&config, &url, config.list.pattern.as_deref())?;
+            rows.sort_by(|a, b| (&a.created, &a.url).cmp(&(&b.created, &b.url)));
+            rows
+        }
+        None => rows_on_disk(&config, patterns.as_deref())?,
+    };
+    print_rows(&config, args, rows)
+}
+
+/// The manifests of the cache's files, oldest first, those matching `patterns` if given.
+fn rows_on_disk(
+    config: &Config,
+    patterns: Option<&[regex::Regex]>,
+) -> Result<Vec<ManifestRow>, String> {
+    let (holders, problems) = read_cache(config)?;
     for p in problems {
         eprintln!("skipped {p}");
     }
-    let rows: Vec<ManifestRow> = holders
+    Ok(holders
         .iter()
         .filter(|h| match &patterns {
             None => true,
@@ -60,7 +77,10 @@ pub fn run(config: Config, args: &ListArgs) -> Result<(), String> {
             }
         })
         .map(ManifestRow::from_holder)
-        .collect();
+        .collect())
+}
+
+fn print_rows(config: &Config, args: &ListArgs, rows: Vec<ManifestRow>) -> Result<(), String> {
     match args.format {
         ListFormat::Text => {
             print!("{}", manifests_text(&rows, config.list.header));

@@ -1,4 +1,4 @@
-//! Asking the running server: `load` or `prune` finding the cache locked by a server that
+//! Asking the running server: `load`, `prune` or `list` finding the cache locked by a server that
 //! advertises its admin API (`actors::store::CacheLock`) has the server do the work on its own
 //! engine, so its cache changes at once and nobody stops it (`kubectl exec ... ociregistry
 //! load` beside the only cache of a cluster). The output and exit codes are those of the
@@ -14,6 +14,7 @@ use actors::prune::Doomed;
 use super::summary::{LoadEvent, Summary};
 use crate::cli::PruneArgs;
 use crate::config::Config;
+use crate::listing::ManifestRow;
 
 /// `load` beside a running server: `POST /cmd/load` at `admin_url` with `images` (one
 /// reference each), each image's line given to `report` (with whether it failed) as the
@@ -170,4 +171,52 @@ pub fn prune(config: &Config, admin_url: &str, args: &PruneArgs) -> Result<Prune
         out.kept.push((text("digest"), text("reason")));
     }
     Ok(out)
+}
+
+/// `list` beside a running server: its manifests as it holds them in memory (pull times
+/// included that it has not written to disk yet), from `GET /cmd/manifest/list` at
+/// `admin_url`, filtered by `pattern` there as on disk.
+pub fn manifests(
+    config: &Config,
+    admin_url: &str,
+    pattern: Option<&str>,
+) -> Result<Vec<ManifestRow>, String> {
+    let mut query: Vec<(&str, String)> = vec![("count", "-1".into())];
+    if let Some(p) = pattern {
+        query.push(("pattern", p.to_string()));
+    }
+    let url = format!("{}/cmd/manifest/list", admin_url.trim_end_matches('/'));
+    let token = config.ops.admin.token.as_ref().map(|t| t.0.clone());
+    let system = actix_web::rt::System::new();
+    system.block_on(async move {
+        let client = awc::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .finish();
+        let mut request = client
+            .get(&url)
+            .insert_header(("Accept", "application/json"))
+            .query(&query)
+            .map_err(|e| e.to_string())?;
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let mut response = request
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach the running server at {admin_url}: {e}"))?;
+        let body = response
+            .body()
+            .limit(256 << 20)
+            .await
+            .map_err(|e| format!("the running server at {admin_url}: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!(
+                "the running server at {admin_url} refused the list: {} {}",
+                response.status(),
+                String::from_utf8_lossy(&body).trim()
+            ));
+        }
+        serde_json::from_slice(&body)
+            .map_err(|e| format!("the running server at {admin_url} answered no list: {e}"))
+    })
 }

@@ -549,6 +549,19 @@ fn load_beside_a_running_server_asks_it_and_the_image_is_served_at_once() {
         assert_eq!(format!("sha256:{}", support::sha256_hex(&r.body)), blob);
     }
 
+    // list asks the server too (its pull times are newer than the files'), in the same columns.
+    let out = ws.run(&["list", "--header", "--pattern", "compat-live"]);
+    assert!(out.success(), "{out}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0], "URL TYPE CREATED PULLED", "{out}");
+    assert_eq!(lines.len(), 1 + 2, "the list and the host's image: {out}");
+    assert!(lines[1..].iter().all(|l| l.contains(repo)), "{out}");
+    assert!(
+        server.log_text().contains("\"GET /cmd/manifest/list?"),
+        "{}",
+        server.log_tail()
+    );
+
     // Again: already cached, exit 0, as on disk.
     let list = ws.file("again", &format!("{UPSTREAM_NAME}/{repo}:v1\n"));
     let out = ws.run(&["load", "--image-file", list.to_str().unwrap()]);

@@ -90,6 +90,30 @@ impl CacheLock {
         &self.path
     }
 
+    /// Where the admin API of the server holding the cache at `root` answers; `None` when no
+    /// process holds the lock (a URL left in the file by a server that has exited is not
+    /// trusted: another server may listen there now) or the holder advertises none. Reads only:
+    /// the lock is probed with a shared lock released at once.
+    pub fn holder_admin(root: &Path) -> Option<String> {
+        let path = root.join(LOCK_FILE);
+        let mut file = File::open(&path).ok()?;
+        match FileExt::try_lock_shared(&file) {
+            Ok(true) => {
+                let _ = FileExt::unlock(&file);
+                None
+            }
+            Ok(false) => {
+                let mut text = String::new();
+                file.read_to_string(&mut text).ok()?;
+                text.lines()
+                    .find_map(|l| l.trim().strip_prefix(ADMIN_PREFIX))
+                    .map(|u| u.trim().to_string())
+                    .filter(|u| !u.is_empty())
+            }
+            Err(_) => None,
+        }
+    }
+
     /// Records where this process's admin API answers (`http://127.0.0.1:8080`), for the
     /// commands that find the cache locked.
     pub fn advertise(&mut self, admin_url: &str) -> Result<(), LockError> {
@@ -139,7 +163,16 @@ mod tests {
             }
             other => panic!("expected Busy, got {other:?}"),
         }
+        assert_eq!(
+            CacheLock::holder_admin(dir.path()).as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
         drop(first);
+        assert_eq!(
+            CacheLock::holder_admin(dir.path()),
+            None,
+            "the holder is gone"
+        );
         let again = CacheLock::acquire(dir.path()).unwrap();
         drop(again);
     }
