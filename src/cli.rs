@@ -24,12 +24,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(name = "ociregistry", version, arg_required_else_help = true)]
 pub struct Cli {
     /// Minimum severity of log messages; raise it to `info` or `debug` to see each pull and
-    /// cache hit while troubleshooting. [default: error]
+    /// cache hit while troubleshooting. Names are taken in any case (`INFO`). [default: error]
     #[arg(
         long,
         global = true,
         help_heading = "Global options",
         value_enum,
+        ignore_case = true,
         value_name = "LEVEL"
     )]
     pub log_level: Option<LogLevel>,
@@ -87,18 +88,21 @@ pub enum Command {
     Serve(ServeArgs),
     /// Pull a list of images (or the images of Kubernetes manifests) into the cache and exit:
     /// fill a cache while connected, then move it (or the machine) into an air gap. With
-    /// --archive, load an archive written by `export` instead.
+    /// --archive, load an archive written by `export` instead. Beside a server running on the
+    /// same cache, the server is asked to load them (and serves them at once).
     Load(LoadArgs),
     /// Write images (fetched first when not cached yet) to an OCI image layout tar archive, to
-    /// carry them into an air gap: `import` (or `load --archive`) loads it there.
+    /// carry them into an air gap: `import` (or `load --archive`) loads it there. Beside a
+    /// server running on the same cache, the server fetches what is missing.
     Export(ExportArgs),
     /// Load an OCI image layout tar archive (written by `export`, or by `skopeo copy ...
     /// oci-archive:F:REF`) into the cache, verifying every digest. The server must be stopped.
     Import(ImportArgs),
-    /// List the manifests in the cache as they are on disk (works with the server stopped).
+    /// List the manifests in the cache: as they are on disk, or as the server running on the
+    /// same cache holds them.
     List(ListArgs),
-    /// Remove manifests, and the blobs only they use, from the cache on disk. The server must
-    /// be stopped; to prune a running server use `DELETE /cmd/prune`.
+    /// Remove manifests, the blobs only they use and the blobs no manifest names, from the
+    /// cache on disk; beside a server running on the same cache, the server is asked to prune.
     Prune(PruneArgs),
     /// Print the version and exit.
     Version,
@@ -263,6 +267,15 @@ pub struct LoadArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: Option<u16>,
 
+    /// How long one pull of a manifest from an upstream registry may take, in milliseconds,
+    /// as for `serve`. [default: pullTimeout from the config file, else 60000]
+    #[arg(
+        long,
+        value_name = "MILLISECONDS",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub pull_timeout: Option<u64>,
+
     #[command(flatten)]
     pub platforms: PlatformArgs,
 }
@@ -305,11 +318,13 @@ pub struct ImportArgs {
 #[derive(Debug, Clone, Default, Args)]
 pub struct ListArgs {
     /// Print a first line naming the columns (URL TYPE CREATED PULLED).
+    /// [default: listConfig.header from the config file, else off]
     #[arg(long)]
     pub header: bool,
 
     /// Only manifests whose URL matches one of these comma-separated regular expressions,
     /// e.g. `docker.io,calico`; use it to find what a prune pattern would select.
+    /// [default: listConfig.expr from the config file, else every manifest]
     #[arg(long, value_name = "REGEXES")]
     pub pattern: Option<String>,
 
@@ -367,9 +382,10 @@ impl LogLevel {
     /// The names accepted on the command line and in the config file.
     pub const NAMES: &'static [&'static str] = &["error", "warn", "info", "debug", "trace"];
 
-    /// Parses a level name as written in the config file (`error`, `warn`, ...).
+    /// Parses a level name as written in the config file (`error`, `WARN`, ...), in any case
+    /// as the Go server does.
     pub fn from_name(name: &str) -> Option<LogLevel> {
-        <LogLevel as ValueEnum>::from_str(name, false).ok()
+        <LogLevel as ValueEnum>::from_str(name, true).ok()
     }
 
     /// The level name (`error`, `warn`, ...).
@@ -697,7 +713,8 @@ mod tests {
             let level = LogLevel::from_name(name).expect(name);
             assert_eq!(level.name(), *name);
         }
-        assert_eq!(LogLevel::from_name("ERROR"), None);
+        // Any case, as the Go server takes them.
+        assert_eq!(LogLevel::from_name("ERROR"), Some(LogLevel::Error));
         assert_eq!(LogLevel::from_name("verbose"), None);
         assert_eq!(LogLevel::default(), LogLevel::Error);
         assert_eq!(LogLevel::Debug.to_filter(), log::LevelFilter::Debug);

@@ -1,8 +1,10 @@
 //! The embedded image behind `serve --hello-world`: `docker.io/library/hello-world:latest`, an
 //! OCI image index for linux/amd64 and linux/arm64, small enough to live in the binary. It is
 //! written into a fresh cache directory that the server then serves air-gapped, so the server
-//! can be tried with no network and no upstream. The files are made by
-//! `src/hello_world/generate.py`; the tests below check they agree with each other.
+//! can be tried with no network and no upstream, and a container run from it
+//! (`docker run`, `ctr run`) prints a greeting: its one file is a tiny static program,
+//! `src/hello_world/hello.c`. The files are made by `src/hello_world/generate.py` (the
+//! committed output); the tests below check they agree with each other.
 
 use std::path::Path;
 
@@ -115,12 +117,25 @@ mod tests {
                 config["rootfs"]["diff_ids"][0].as_str().unwrap(),
                 Digest::of(&tar).to_string()
             );
-            // One regular file named `hello`, then the end-of-archive blocks.
+            // One executable regular file named `hello`, then the end-of-archive blocks.
             assert_eq!(&tar[..6], b"hello\0");
+            assert_eq!(&tar[100..107], b"0000755");
             assert_eq!(&tar[257..262], b"ustar");
-            let text = String::from_utf8_lossy(&tar[512..]);
-            assert!(text.contains(config["architecture"].as_str().unwrap()));
             assert_eq!(tar.len() % 512, 0);
+            assert_eq!(config["config"]["Cmd"], serde_json::json!(["/hello"]));
+            // A static ELF program for the config's architecture, printing its platform.
+            let program = &tar[512..];
+            assert_eq!(&program[..4], b"\x7fELF");
+            let machine = u16::from_le_bytes([program[18], program[19]]);
+            let arch = config["architecture"].as_str().unwrap();
+            let expected = match arch {
+                "amd64" => 62,
+                "arm64" => 183,
+                other => panic!("unexpected architecture {other}"),
+            };
+            assert_eq!(machine, expected, "{arch}");
+            let text = String::from_utf8_lossy(program);
+            assert!(text.contains(&format!("linux/{arch}")), "{arch}");
         }
     }
 

@@ -2,7 +2,9 @@
 //! (`/cmd/manifest/list`, `/cmd/image/list`, `/cmd/blob/list`) answers, built and rendered in
 //! one place so that the command line and the API show a cache the same way.
 //!
-//! Text is whitespace-separated columns with an optional header line. JSON comes in two forms
+//! Text is whitespace-separated columns with a header line, in the Go server's layout for each
+//! (`list`: `URL TYPE CREATED PULLED`; the admin API: `URL DIGEST CREATED PULLED` and
+//! `URL REFCNT`), so that scripts written for it read ours. JSON comes in two forms
 //! that are kept as they always were: `list --format json` prints rows pretty, keys in field
 //! order ([`serde_json::to_string_pretty`] on the rows); the admin API answers compact JSON
 //! objects ([`to_json`]), keys in `serde_json::Map` order.
@@ -14,8 +16,8 @@ use actors::manifest_index::IndexEntry;
 use actors::store::{format_time, ManifestHolder};
 use serde::Serialize;
 
-/// One manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One manifest. Read back by `list` from a running server's admin API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ManifestRow {
     pub url: String,
     /// `list` (manifest list / image index) or `image` (image manifest).
@@ -122,24 +124,6 @@ impl ImageRow {
     }
 }
 
-/// `URL DIGEST CREATED PULLED`, each image followed by `  blob DIGEST SIZE` lines (size
-/// `fetching` or `missing` when the cache does not hold the whole blob).
-pub fn images_text(rows: &[ImageRow]) -> String {
-    let mut out = String::from("URL DIGEST CREATED PULLED\n");
-    for r in rows {
-        let _ = writeln!(out, "{} {} {} {}", r.url, r.digest, r.created, r.pulled);
-        for b in &r.blobs {
-            let size = match (b.size, b.cached) {
-                (Some(s), _) => s.to_string(),
-                (None, true) => "fetching".into(),
-                (None, false) => "missing".into(),
-            };
-            let _ = writeln!(out, "  blob {} {size}", b.digest);
-        }
-    }
-    out
-}
-
 /// One blob of the cache and how many cached image manifests name it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BlobRow {
@@ -159,15 +143,88 @@ impl BlobRow {
     }
 }
 
-/// `DIGEST SIZE REFS`, size `fetching` while a blob downloads.
-pub fn blobs_text(rows: &[BlobRow]) -> String {
-    let mut out = String::from("DIGEST SIZE REFS\n");
+/// What the Go server's admin API answers when a list selects nothing (its blob list too).
+pub const NO_MANIFESTS: &str = "no manifests found\n";
+
+/// A manifest as the Go server's admin API lists it (`/cmd/manifest/list`, and
+/// `/cmd/image/list` with the blobs), so that scripts written against it read ours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoManifestLine {
+    /// The image URL, a digest in it cut to its first 10 hex digits as the Go server cuts it.
+    pub url: String,
+    /// The manifest's digest without `sha256:`, as the Go server stores it.
+    pub digest: String,
+    pub created: String,
+    pub pulled: String,
+    /// The layers, then the config (an image manifest's blobs in the Go server's order); none
+    /// for a list.
+    pub blobs: Vec<String>,
+}
+
+impl GoManifestLine {
+    /// `with_blobs`: the image list's lines (the manifest list's have none).
+    pub fn from_entry(e: &IndexEntry, with_blobs: bool) -> GoManifestLine {
+        let children = &e.manifest.manifest.children;
+        let blobs = if !with_blobs || e.manifest.kind().is_list() || children.is_empty() {
+            Vec::new()
+        } else {
+            children[1..]
+                .iter()
+                .chain(&children[..1])
+                .map(|c| c.digest.to_string())
+                .collect()
+        };
+        GoManifestLine {
+            url: shorten_digest(&e.manifest.image_url),
+            digest: e.manifest.digest.hex().to_string(),
+            created: format_time(e.created),
+            pulled: format_time(e.pulled),
+            blobs,
+        }
+    }
+}
+
+/// `...@sha256:<64 hex>` with the hex cut to 10 digits (the rest of the URL unchanged).
+fn shorten_digest(url: &str) -> String {
+    if let Some(at) = url.find("sha256:") {
+        let start = at + "sha256:".len();
+        let hex = url[start..]
+            .bytes()
+            .take_while(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            .count();
+        if hex >= 64 {
+            return format!("{}{}", &url[..start + 10], &url[start + 64..]);
+        }
+    }
+    url.to_string()
+}
+
+/// `URL DIGEST CREATED PULLED` (two spaces after the digest, as the Go server writes them),
+/// each manifest followed by `- DIGEST` lines for its blobs; [`NO_MANIFESTS`] when empty.
+pub fn go_manifests_text(lines: &[GoManifestLine]) -> String {
+    if lines.is_empty() {
+        return NO_MANIFESTS.to_string();
+    }
+    let mut out = String::from("URL DIGEST CREATED PULLED\n");
+    for l in lines {
+        let _ = writeln!(out, "{} {}  {} {}", l.url, l.digest, l.created, l.pulled);
+        for b in &l.blobs {
+            let _ = writeln!(out, "- {b}");
+        }
+    }
+    out
+}
+
+/// `URL REFCNT`: each blob's digest without `sha256:` and the image manifests naming it;
+/// [`NO_MANIFESTS`] when empty (the Go server's words for its blob list too).
+pub fn go_blobs_text(rows: &[BlobRow]) -> String {
+    if rows.is_empty() {
+        return NO_MANIFESTS.to_string();
+    }
+    let mut out = String::from("URL REFCNT\n");
     for b in rows {
-        let size = b
-            .size
-            .map(|s| s.to_string())
-            .unwrap_or_else(|| "fetching".into());
-        let _ = writeln!(out, "{} {size} {}", b.digest, b.refs);
+        let hex = b.digest.strip_prefix("sha256:").unwrap_or(&b.digest);
+        let _ = writeln!(out, "{hex} {}", b.refs);
     }
     out
 }
@@ -231,35 +288,43 @@ mod tests {
     }
 
     #[test]
-    fn image_and_blob_tables_say_what_the_cache_lacks() {
-        let image = ImageRow {
-            url: "quay.io/a/b:v1".into(),
-            digest: "sha256:1".into(),
-            created: "c".into(),
-            pulled: "p".into(),
-            blobs: vec![
-                ImageBlob {
-                    digest: "sha256:2".into(),
-                    size: Some(7),
-                    cached: true,
-                },
-                ImageBlob {
-                    digest: "sha256:3".into(),
-                    size: None,
-                    cached: true,
-                },
-                ImageBlob {
-                    digest: "sha256:4".into(),
-                    size: None,
-                    cached: false,
-                },
-            ],
-        };
+    fn go_lines_cut_digests_in_urls_and_put_the_config_last() {
+        let hex = "0123456789abcdef".repeat(4);
         assert_eq!(
-            images_text(&[image]),
-            "URL DIGEST CREATED PULLED\nquay.io/a/b:v1 sha256:1 c p\n  blob sha256:2 7\n  \
-             blob sha256:3 fetching\n  blob sha256:4 missing\n"
+            shorten_digest(&format!("quay.io/a/b@sha256:{hex}")),
+            "quay.io/a/b@sha256:0123456789"
         );
+        assert_eq!(shorten_digest("quay.io/a/b:v1"), "quay.io/a/b:v1");
+        assert_eq!(
+            shorten_digest("quay.io/a/b@sha256:0123"),
+            "quay.io/a/b@sha256:0123"
+        );
+        let lines = [
+            GoManifestLine {
+                url: "quay.io/a/b:v1".into(),
+                digest: "aa".into(),
+                created: "c".into(),
+                pulled: "p".into(),
+                blobs: vec![],
+            },
+            GoManifestLine {
+                url: "quay.io/a/b@sha256:0123456789".into(),
+                digest: "bb".into(),
+                created: "c".into(),
+                pulled: "p".into(),
+                blobs: vec!["sha256:1".into(), "sha256:2".into()],
+            },
+        ];
+        assert_eq!(
+            go_manifests_text(&lines),
+            "URL DIGEST CREATED PULLED\nquay.io/a/b:v1 aa  c p\n\
+             quay.io/a/b@sha256:0123456789 bb  c p\n- sha256:1\n- sha256:2\n"
+        );
+        assert_eq!(go_manifests_text(&[]), "no manifests found\n");
+    }
+
+    #[test]
+    fn the_go_blob_table_has_hex_digests_and_reference_counts() {
         let blobs = [
             BlobRow {
                 digest: "sha256:2".into(),
@@ -272,10 +337,8 @@ mod tests {
                 refs: 0,
             },
         ];
-        assert_eq!(
-            blobs_text(&blobs),
-            "DIGEST SIZE REFS\nsha256:2 7 2\nsha256:3 fetching 0\n"
-        );
+        assert_eq!(go_blobs_text(&blobs), "URL REFCNT\n2 2\n3 0\n");
+        assert_eq!(go_blobs_text(&[]), "no manifests found\n");
         let before = serde_json::json!([{"digest": "sha256:2", "size": 7, "refs": 2}]);
         assert_eq!(
             serde_json::to_string(&to_json(&blobs[..1])).unwrap(),

@@ -24,6 +24,14 @@ fn main() -> ExitCode {
         eprintln!("ociregistry: {e}");
         return ExitCode::from(2);
     }
+    for notice in &config.notices {
+        // Shown whatever the log level: the operator should learn this even at `error`.
+        if log::log_enabled!(log::Level::Warn) {
+            log::warn!("{notice}");
+        } else {
+            eprintln!("ociregistry: warning: {notice}");
+        }
+    }
     let result = match cli.command {
         Command::Serve(_) => commands::serve::run(config),
         Command::Load(ref args) => commands::load::run(config, args),

@@ -19,6 +19,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use tokio::sync::watch;
@@ -75,7 +76,16 @@ pub struct BlobTable {
     expected: HashMap<Digest, u64>,
     /// `maxCacheSize`, and who evicts when the total crosses it.
     bound: Option<(u64, Recipient<OverBound>)>,
+    /// When each blob this process stored landed: one no image manifest names yet is not a
+    /// stray before [`STRAY_GRACE`] has passed (see [`Strays`]).
+    landed: HashMap<Digest, Instant>,
 }
+
+/// How long a blob this process stored is kept while no cached image manifest names it: a
+/// client may fetch a blob before the manifest naming it is cached, and the manifest's
+/// references are counted only once it is. Blobs found at start are past it: the references
+/// of the manifests found with them are counted before any prune can ask.
+pub const STRAY_GRACE: Duration = Duration::from_secs(10 * 60);
 
 impl BlobTable {
     /// `present` is what the store found on disk at start.
@@ -100,6 +110,7 @@ impl BlobTable {
             counted: HashSet::new(),
             stated: HashMap::new(),
             store: None,
+            landed: HashMap::new(),
         }
     }
 
@@ -350,6 +361,7 @@ impl Handler<Finished> for BlobTable {
         match msg.result {
             Ok(size) => {
                 let verified = true;
+                self.landed.insert(msg.digest.clone(), Instant::now());
                 self.blobs
                     .insert(msg.digest, State::Present { size, verified });
                 self.bytes = self.bytes.saturating_sub(counted.unwrap_or(0)) + size;
@@ -522,10 +534,40 @@ impl BlobTable {
     /// Drops a deleted blob from the table and the cache's weight.
     fn forget(&mut self, d: &Digest, size: u64) {
         self.blobs.remove(d);
+        self.landed.remove(d);
         self.bytes = self.bytes.saturating_sub(size);
         let m = crate::metrics::metrics();
         m.cached_blobs.dec();
         m.cached_blob_bytes.dec_by(size as i64);
+    }
+}
+
+/// The blobs on disk that no cached image manifest names (pulled by digest alone, left by an
+/// older cache, or by a manifest removed by other means) and that landed `grace` ago or before
+/// this process started: what a prune removes besides the blobs of the manifests it removes.
+/// A blob being downloaded, checked or removed is never one; [`Remove`] checks again.
+#[derive(Message)]
+#[rtype(result = "Vec<Digest>")]
+pub struct Strays {
+    pub grace: Duration,
+}
+
+impl Handler<Strays> for BlobTable {
+    type Result = MessageResult<Strays>;
+
+    fn handle(&mut self, msg: Strays, _: &mut Context<Self>) -> Self::Result {
+        let mut out: Vec<Digest> = self
+            .blobs
+            .iter()
+            .filter(|(d, s)| {
+                matches!(s, State::Present { .. })
+                    && self.refs.get(d) == 0
+                    && self.landed.get(*d).is_none_or(|t| t.elapsed() >= msg.grace)
+            })
+            .map(|(d, _)| d.clone())
+            .collect();
+        out.sort();
+        MessageResult(out)
     }
 }
 

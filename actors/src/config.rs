@@ -41,6 +41,10 @@ pub struct EngineConfig {
     /// refused and running ones fail, so a cache filling up never takes the disk (and the
     /// node's logs and images) with it.
     pub min_free_space: FreeSpace,
+    /// The platforms whose image manifests (and so blobs) are fetched in the background when a
+    /// client fetches a list by tag (`os`/`arch`/`--platform`; the host's by default), so a
+    /// later disconnect finds the image whole; `None`: only what clients ask for.
+    pub complete_platforms: Option<crate::oci::Platforms>,
 }
 
 /// The largest blob a download may write unless configured: above any real layer (the
@@ -126,6 +130,9 @@ impl EngineConfig {
             freshness: Vec::new(),
             max_blob_size: DEFAULT_MAX_BLOB_SIZE,
             min_free_space: DEFAULT_MIN_FREE_SPACE,
+            complete_platforms: Some(crate::oci::Platforms::Only(vec![
+                crate::oci::PlatformSpec::host(),
+            ])),
         }
     }
 

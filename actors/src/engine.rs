@@ -16,12 +16,16 @@ use crate::manifest_index::{self, CachedManifest, ManifestIndex, Resolve, TagAge
 use crate::metrics::{metrics, UpstreamKind};
 use crate::oci::{Digest, ImageRef, RepoName};
 use crate::proxy::reader::BlobReader;
-use crate::prune::Selector;
-use crate::pruner::{Prune, PruneReport, Pruner};
+use crate::prune::{CacheBound, Selector};
+use crate::pruner::{EvictTo, Prune, PruneReport, Pruner};
 use crate::puller_pool::{
     ActiveDownloads, FetchManifest, FetchReferrers, FetchTags, ImageCached, PullerPool, Revalidate,
 };
 use crate::store::{FsStore, Store};
+
+/// How recently pulled an image must be to be kept by an eviction asked for without a
+/// configured `maxCacheSize` (whose `evictionGrace` applies otherwise): as being pulled.
+const ASKED_EVICTION_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A referrers list to serve.
 #[derive(Debug, Clone)]
@@ -517,6 +521,34 @@ impl Engine {
     }
 
     /// Prunes the cache now (see [`crate::pruner`]); `why` names who asked, for the log.
+    /// Evicts now, as `maxCacheSize` does, down to `max_bytes` (default: `maxCacheSize`),
+    /// keeping the pinned images and those pulled within the eviction grace; `None` when no
+    /// size is given and none is configured.
+    pub async fn evict_to(
+        &self,
+        max_bytes: Option<u64>,
+        dry_run: bool,
+    ) -> Option<Result<PruneReport, EngineError>> {
+        let configured = self.config.cache_bound.clone();
+        let bound = match (max_bytes, configured) {
+            (Some(max_bytes), Some(b)) => CacheBound { max_bytes, ..b },
+            (Some(max_bytes), None) => CacheBound {
+                max_bytes,
+                pins: Vec::new(),
+                grace: ASKED_EVICTION_GRACE,
+            },
+            (None, Some(b)) => b,
+            (None, None) => return None,
+        };
+        Some(
+            self.pruner
+                .send(EvictTo { bound, dry_run })
+                .await
+                .map_err(EngineError::from)
+                .and_then(|r| r),
+        )
+    }
+
     pub async fn prune(
         &self,
         selector: Selector,

@@ -4,7 +4,10 @@
 //! A prune is three questions to the actors that own the state, never a walk of the disk:
 //! [`Select`] (which manifests, and which blobs only they name), [`ManifestRemove`] (take them
 //! out of the index and off the disk), then [`ReleaseRefs`] and [`BlobRemove`] (delete the
-//! blobs no cached image manifest names any more). `pulled` times come from the index's
+//! blobs no cached image manifest names any more). Every prune, and every eviction first, also
+//! removes the strays ([`Strays`]): blobs no cached image manifest names at all (pulled by
+//! digest alone, left by an older cache), past a grace for downloads whose manifest is not
+//! cached yet. `pulled` times come from the index's
 //! memory, so a prune by access time sees every hit, flushed to disk or not. The blob table
 //! refuses to delete a blob that is being downloaded or has been named again meanwhile, so a
 //! pull running during a prune still completes. Prunes run one at a time. Every decision is
@@ -19,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::blob_table::{self, BlobTable, OverBound, ReleaseRefs, Remove as BlobRemove};
+use crate::blob_table::{
+    self, BlobTable, OverBound, ReleaseRefs, Remove as BlobRemove, Strays, STRAY_GRACE,
+};
 use crate::error::EngineError;
 use crate::manifest_index::{
     ManifestIndex, Remove as ManifestRemove, Select, SelectBySize, Selection,
@@ -194,7 +199,7 @@ impl Handler<Evict> for Pruner {
                 let Some(bound) = bound else {
                     return Ok((PruneReport::default(), None));
                 };
-                evict(&index, &blobs, bound).await
+                evict(&index, &blobs, bound, false).await
             }
             .into_actor(self)
             .map(|result, act, _| match result {
@@ -221,32 +226,90 @@ impl Handler<Evict> for Pruner {
     }
 }
 
+/// An eviction asked for (`DELETE /cmd/prune?type=size`): the least recently pulled images,
+/// after the strays, until the cache is under `bound` (or, dry run, what would go). Waits for
+/// a prune already running.
+#[derive(Message)]
+#[rtype(result = "Result<PruneReport, EngineError>")]
+pub struct EvictTo {
+    pub bound: CacheBound,
+    pub dry_run: bool,
+}
+
+impl Handler<EvictTo> for Pruner {
+    type Result = AtomicResponse<Self, Result<PruneReport, EngineError>>;
+
+    fn handle(&mut self, msg: EvictTo, _: &mut Context<Self>) -> Self::Result {
+        let index = self.index.clone();
+        let blobs = self.blobs.clone();
+        AtomicResponse::new(Box::pin(
+            async move {
+                let (report, stuck) = evict(&index, &blobs, msg.bound, msg.dry_run).await?;
+                if let Some(message) = stuck {
+                    log::warn!("{message}");
+                }
+                Ok(report)
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
 /// One eviction: the report, and a warning when the cache stays over its bound.
 async fn evict(
     index: &Addr<ManifestIndex>,
     blobs: &Addr<BlobTable>,
     bound: CacheBound,
+    dry_run: bool,
 ) -> Result<(PruneReport, Option<String>), EngineError> {
-    let usage = blobs.send(blob_table::Usage).await?;
+    let mut usage = blobs.send(blob_table::Usage).await?;
     if usage.total <= bound.max_bytes {
-        return Ok((PruneReport::default(), None));
+        return Ok((
+            PruneReport {
+                dry_run,
+                ..PruneReport::default()
+            },
+            None,
+        ));
     }
-    let total = usage.total;
+    let mut total = usage.total;
     let max = bound.max_bytes;
-    let (selection, plan) = index.send(SelectBySize { bound, usage }).await?;
     let why = format!(
         "size bound: the cache holds {} ({total} bytes), over maxCacheSize {} ({max} bytes)",
         human_size(total),
         human_size(max)
     );
+    // Blobs no image names go first: they weigh without serving anyone.
+    let mut freed = PruneReport {
+        dry_run,
+        ..PruneReport::default()
+    };
+    strays(blobs, &why, &mut freed).await?;
+    if !freed.blobs.is_empty() && !dry_run {
+        usage = blobs.send(blob_table::Usage).await?;
+        total = usage.total;
+        if total <= max {
+            log_summary(&why, &freed);
+            return Ok((freed, None));
+        }
+    }
+    let (selection, plan) = index.send(SelectBySize { bound, usage }).await?;
     let report = if plan.images > 0 {
-        let report = apply(index, blobs, &why, selection, false).await?;
-        crate::metrics::metrics()
-            .evictions
-            .inc_by(plan.images as u64);
+        let mut report = apply(index, blobs, &why, selection, dry_run).await?;
+        // A dry run's strays were reported twice: by `freed` and by `apply`.
+        report.blobs.retain(|b| !freed.blobs.contains(b));
+        report.blobs.splice(0..0, freed.blobs);
+        if !dry_run {
+            crate::metrics::metrics()
+                .evictions
+                .inc_by(plan.images as u64);
+        }
         report
     } else {
-        PruneReport::default()
+        if !freed.blobs.is_empty() {
+            log_summary(&why, &freed);
+        }
+        freed
     };
     let stuck = (plan.remaining > max).then(|| {
         format!(
@@ -305,6 +368,7 @@ async fn apply(
             report.blobs.push((d, size));
         }
         report.manifests = selection.manifests;
+        strays(blobs, why, &mut report).await?;
         log_summary(why, &report);
         return Ok(report);
     }
@@ -347,8 +411,39 @@ async fn apply(
         log::warn!("{why}: kept blob {d}: {reason}");
         report.kept_blobs.push((d, reason));
     }
+    strays(blobs, why, &mut report).await?;
     log_summary(why, &report);
     Ok(report)
+}
+
+/// Adds to `report` the blobs no cached image manifest names ([`Strays`]): removed, or in a
+/// dry run reported. A stray that a pull takes up meanwhile is kept without a word: it is no
+/// stray any more.
+async fn strays(
+    blobs: &Addr<BlobTable>,
+    why: &str,
+    report: &mut PruneReport,
+) -> Result<(), EngineError> {
+    let digests = blobs.send(Strays { grace: STRAY_GRACE }).await?;
+    if digests.is_empty() {
+        return Ok(());
+    }
+    let removal = blobs
+        .send(BlobRemove {
+            digests,
+            dry_run: report.dry_run,
+        })
+        .await?;
+    let verb = if report.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    for (d, size) in removal.removed {
+        log::warn!("{why}: {verb} blob {d} ({size} bytes): no cached image manifest names it");
+        report.blobs.push((d, Some(size)));
+    }
+    Ok(())
 }
 
 fn log_summary(why: &str, r: &PruneReport) {

@@ -18,7 +18,7 @@ use crate::blob::{BlobSource, NamedBlob, Progress, StatedSizes};
 use crate::breaker::{Breakers, Change, Reached};
 use crate::config::EngineConfig;
 use crate::error::EngineError;
-use crate::manifest_index::{CachedManifest, Insert, ManifestIndex};
+use crate::manifest_index::{CachedManifest, Insert, ManifestIndex, Resolve};
 use crate::metrics::{self, metrics, Kind};
 use crate::oci::{Digest, ImageRef, Manifest, Reference};
 use crate::proxy::download::{self, count_error, Job, Limits, Table};
@@ -276,6 +276,7 @@ impl Handler<FetchManifest> for PullerPool {
         let index = self.index.clone();
         let prefetch = msg.prefetch;
         let timeout = self.config.pull_timeout;
+        let complete = self.config.complete_platforms.clone();
         let kind = Kind { kind: "manifest" };
         metrics().fetches_in_flight.get_or_create(&kind).inc();
         let started = std::time::Instant::now();
@@ -298,6 +299,9 @@ impl Handler<FetchManifest> for PullerPool {
                 Ok(m) => persist_and_prefetch(&image, m, &index, prefetch.as_ref()).await,
                 Err(e) => Err(e),
             };
+            if let (Ok(list), Some(platforms)) = (&result, &complete) {
+                complete_list(&me, &index, &image, list, platforms, prefetch.as_ref());
+            }
             let m = metrics();
             m.fetches_in_flight.get_or_create(&kind).dec();
             m.fetch_seconds
@@ -375,6 +379,40 @@ async fn persist_and_prefetch(
         });
     }
     Ok(cached)
+}
+
+/// A list fetched by tag from the upstream (so once per fetch, never on a cache hit) completes
+/// in the background the image of each configured platform: its image manifests are fetched
+/// unless cached, and their prefetch fetches every blob, so a later disconnect finds it whole.
+fn complete_list(
+    me: &Addr<PullerPool>,
+    index: &Addr<ManifestIndex>,
+    image: &ImageRef,
+    list: &CachedManifest,
+    platforms: &crate::oci::Platforms,
+    prefetch: Option<&Recipient<ImageCached>>,
+) {
+    if !list.kind().is_list() || image.reference.tag().is_none() {
+        return;
+    }
+    let children: Vec<ImageRef> = (list.manifest.children.iter())
+        .filter(|c| platforms.accepts(c.platform.as_ref()))
+        .map(|c| image.with_reference(Reference::Digest(c.digest.clone())))
+        .collect();
+    let (me, index, prefetch) = (me.clone(), index.clone(), prefetch.cloned());
+    actix_rt::spawn(async move {
+        for child in children {
+            let image = child.clone();
+            if let Ok(Some(_)) = index.send(Resolve { image }).await {
+                continue;
+            }
+            let (image, prefetch) = (child.clone(), prefetch.clone());
+            let fetch = me.send(FetchManifest { image, prefetch }).await;
+            if let Err(e) = fetch.map_err(EngineError::from).and_then(|r| r) {
+                log::warn!("completing the platform image {child} in the background: {e}");
+            }
+        }
+    });
 }
 
 /// A manifest fetch ended; everyone waiting gets the outcome.

@@ -234,3 +234,119 @@ async fn what_is_asked_for_while_a_prune_deletes_it_comes_back_and_stays() {
         fake.blob_requests() - fetched
     );
 }
+
+#[actix_web::test]
+async fn a_prune_removes_stray_blobs_but_not_a_download_nor_one_just_landed() {
+    let fake = Fake::start_slow(Body::Right, Duration::from_millis(1500));
+    let dir = tempfile::tempdir().unwrap();
+    // Left by an older cache: a blob no manifest names.
+    let stray: &[u8] = b"a blob no cached manifest names";
+    let stray_d = Digest::of(stray);
+    FsStore::open(dir.path())
+        .unwrap()
+        .write_blob(&stray_d, stray)
+        .unwrap();
+    let engine = support::engine_with(dir.path(), fake.endpoint(), |_| {}).await;
+    let blob = Digest::of(BLOB);
+    let repo = ImageRef::parse("fake.test/a/b:right").unwrap().repo;
+
+    // A client asks for a blob by digest alone; the upstream is slow to answer.
+    let download = engine.blob("fake.test", &repo, &blob);
+    let prune_meanwhile = async {
+        for _ in 0..100 {
+            let fetching = engine
+                .blobs()
+                .await
+                .unwrap()
+                .iter()
+                .any(|b| b.digest == blob && b.size.is_none());
+            if fetching {
+                break;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        engine
+            .prune(pattern("nothing-matches-this"), None, false, "test".into())
+            .await
+            .unwrap()
+    };
+    let (reader, report) = futures_util::future::join(download, prune_meanwhile).await;
+    let removed: Vec<&Digest> = report.blobs.iter().map(|(d, _)| d).collect();
+    assert_eq!(removed, vec![&stray_d], "{report:?}");
+    assert!(!dir.path().join("blobs").join(stray_d.hex()).exists());
+    let (size, _) = reader.unwrap().landed().await.unwrap();
+    assert_eq!(size, BLOB.len() as u64);
+
+    // Landed a moment ago and named by nothing yet: kept for the grace, dry run or not.
+    for dry_run in [true, false] {
+        let report = engine
+            .prune(
+                pattern("nothing-matches-this"),
+                None,
+                dry_run,
+                "test".into(),
+            )
+            .await
+            .unwrap();
+        assert!(report.blobs.is_empty(), "{report:?}");
+    }
+    assert_eq!(
+        std::fs::read(dir.path().join("blobs").join(blob.hex())).unwrap(),
+        BLOB
+    );
+}
+
+#[actix_web::test]
+async fn a_dry_run_reports_strays_and_pruning_a_subject_takes_its_referrers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStore::open(dir.path()).unwrap();
+    let layer: &[u8] = b"layer";
+    let cfg: &[u8] = b"{\"c\":1}";
+    let stray: &[u8] = b"stray";
+    for b in [layer, cfg, stray] {
+        store.write_blob(&Digest::of(b), b).unwrap();
+    }
+    let m = image(cfg, &[layer]);
+    let subject = write(
+        &store,
+        ManifestKind::OciManifest,
+        "reg.test/a/subject:v1",
+        &m,
+    );
+    store.write_referrers(&subject, b"{}").unwrap();
+    let referrers = dir.path().join("referrers").join(subject.hex());
+    assert!(referrers.is_file());
+    let mut cfg_ = EngineConfig::new(dir.path().to_path_buf());
+    cfg_.air_gapped = true;
+    let engine = Engine::start(cfg_).await.unwrap();
+
+    let report = engine
+        .prune(pattern("nothing-matches-this"), None, true, "test".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        report.blobs,
+        vec![(Digest::of(stray), Some(stray.len() as u64))]
+    );
+    assert!(dir
+        .path()
+        .join("blobs")
+        .join(Digest::of(stray).hex())
+        .exists());
+
+    let report = engine
+        .prune(pattern("subject"), None, false, "test".into())
+        .await
+        .unwrap();
+    assert_eq!(report.manifests.len(), 1, "{report:?}");
+    let mut removed: Vec<Digest> = report.blobs.iter().map(|(d, _)| d.clone()).collect();
+    removed.sort();
+    let mut expected = vec![Digest::of(layer), Digest::of(cfg), Digest::of(stray)];
+    expected.sort();
+    assert_eq!(removed, expected);
+    assert!(!referrers.exists(), "the subject's referrers list stayed");
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("blobs")).unwrap().count(),
+        0
+    );
+}

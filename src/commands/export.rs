@@ -1,17 +1,21 @@
 //! `export -o F`: complete the listed images in the cache (fetching what is missing, as
 //! `load` does), then write them to an OCI image layout tar archive for `import` on the other
-//! side of an air gap. See [`actors::bundle`] for the archive's shape.
+//! side of an air gap. See [`actors::bundle`] for the archive's shape. Beside a server running
+//! on the cache, the server completes them and the files are only read.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use actors::bundle::{self, BundleImage};
-use actors::preload::LoadMeter;
-use actors::store::{CacheLock, FsStore};
+use actors::manifest_index::CachedManifest;
+use actors::oci::{Digest, ImageRef, Manifest, Reference};
+use actors::preload::{LoadMeter, Platforms};
+use actors::store::{CacheLock, FsStore, LockError, ManifestHolder};
 use actors::Engine;
 use futures_util::StreamExt as _;
 
 use super::load::ImageSource;
-use super::progress::Board;
+use super::progress::{self, Board};
 use super::summary::Summary;
 use crate::cli::ExportArgs;
 use crate::config::Config;
@@ -23,7 +27,17 @@ pub fn run(config: Config, args: &ExportArgs) -> Result<(), String> {
         config.ops.image_file.as_deref(),
         "export",
     )?;
-    let _lock = CacheLock::acquire(&config.image_path).map_err(|e| e.to_string())?;
+    let lock = match CacheLock::acquire(&config.image_path) {
+        Ok(lock) => lock,
+        // A server holds the cache: it completes the images, then the files are only read.
+        Err(LockError::Busy {
+            admin: Some(url), ..
+        }) => {
+            let (summary, images) = beside_server(&config, &url, source)?;
+            return finish(&config, args, summary, images);
+        }
+        Err(e) => return Err(e.to_string()),
+    };
     let mut engine_config = config.engine_config();
     engine_config.prune = None;
     let platforms = config.ops.platforms.clone();
@@ -89,6 +103,17 @@ pub fn run(config: Config, args: &ExportArgs) -> Result<(), String> {
         }
         Ok::<_, String>((summary, images))
     })?;
+    drop(lock);
+    finish(&config, args, summary, images)
+}
+
+/// Writes the bundle of `images`, or reports why not.
+fn finish(
+    config: &Config,
+    args: &ExportArgs,
+    summary: Summary,
+    images: Vec<BundleImage>,
+) -> Result<(), String> {
     if !summary.failed.is_empty() {
         print!("{}", summary.render());
         return Err(format!(
@@ -116,6 +141,101 @@ pub fn run(config: Config, args: &ExportArgs) -> Result<(), String> {
         args.output.display()
     );
     Ok(())
+}
+
+/// `export` beside a running server: the server completes the images (fetching what is
+/// missing, as `load` beside it does), then the manifests and blobs are read from the files,
+/// never written: the server keeps the cache.
+fn beside_server(
+    config: &Config,
+    admin_url: &str,
+    source: ImageSource,
+) -> Result<(Summary, Vec<BundleImage>), String> {
+    let names: Vec<String> = source
+        .images
+        .iter()
+        .map(|li| li.image.to_string())
+        .collect();
+    let loaded = super::remote::load(config, admin_url, &names, progress::log_line)?;
+    let mut summary = Summary {
+        failed: source.bad_entries(),
+        ..Summary::default()
+    };
+    summary.failed.extend(loaded.failed);
+    let store = FsStore::read_only(&config.image_path);
+    let holders = store.load_manifests().map_err(|e| e.to_string())?.holders;
+    let mut images = Vec::new();
+    for li in &source.images {
+        match on_disk(&holders, &li.image, &config.ops.platforms) {
+            Ok(b) => images.push(b),
+            Err(e)
+                if summary
+                    .failed
+                    .iter()
+                    .any(|(what, _)| *what == li.image.to_string()) =>
+            {
+                log::debug!("{}: {e}", li.image)
+            }
+            Err(e) => summary.failed.push((li.image.to_string(), e)),
+        }
+    }
+    Ok((summary, images))
+}
+
+/// What a bundle of `image` holds, read from the manifests on disk: the manifest the
+/// reference names, the image manifests of `platforms` if it is a list, their blobs.
+fn on_disk(
+    holders: &[ManifestHolder],
+    image: &ImageRef,
+    platforms: &Platforms,
+) -> Result<BundleImage, String> {
+    let find = |i: &ImageRef| -> Result<Arc<CachedManifest>, String> {
+        let h = match &i.reference {
+            Reference::Digest(d) => holders.iter().find(|h| h.digest() == d),
+            Reference::Tag(_) => {
+                let name = i.to_string();
+                holders
+                    .iter()
+                    .find(|h| h.tags().contains(&name) || h.image_url() == name)
+            }
+        }
+        .ok_or_else(|| format!("{i} is not cached"))?;
+        let manifest =
+            Manifest::parse(h.bytes(), Some(h.media_type())).map_err(|e| format!("{i}: {e}"))?;
+        Ok(Arc::new(CachedManifest {
+            digest: h.digest().clone(),
+            bytes: h.bytes().to_vec().into(),
+            manifest,
+            image_url: h.image_url().to_string(),
+        }))
+    };
+    let top = find(image)?;
+    let mut children = Vec::new();
+    if top.kind().is_list() {
+        for c in &top.manifest.children {
+            if platforms.accepts(c.platform.as_ref()) {
+                children.push(find(
+                    &image.with_reference(Reference::Digest(c.digest.clone())),
+                )?);
+            }
+        }
+    }
+    let mut blobs: Vec<Digest> = if top.kind().is_list() {
+        children.iter().collect::<Vec<_>>()
+    } else {
+        vec![&top]
+    }
+    .iter()
+    .flat_map(|m| m.manifest.children.iter().map(|c| c.digest.clone()))
+    .collect();
+    let mut seen = std::collections::HashSet::new();
+    blobs.retain(|d| seen.insert(d.clone()));
+    Ok(BundleImage {
+        reference: image.to_string(),
+        top,
+        children,
+        blobs,
+    })
 }
 
 /// Writes `dest` through a temp file beside it: of a unique name, so two exports to one file

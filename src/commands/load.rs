@@ -6,12 +6,12 @@ use std::path::Path;
 
 use actors::oci::ImageRef;
 use actors::preload::{self, LoadMeter, Platforms};
-use actors::store::CacheLock;
+use actors::store::{CacheLock, LockError};
 use actors::Engine;
 use futures_util::StreamExt as _;
 
 use super::manifests;
-use super::progress::Board;
+use super::progress::{self, Board};
 use super::summary::Summary;
 use crate::cli::LoadArgs;
 use crate::config::Config;
@@ -165,7 +165,7 @@ impl ImageSource {
     }
 
     /// The unreadable entries as failures of a summary.
-    fn bad_entries(&self) -> Vec<(String, String)> {
+    pub fn bad_entries(&self) -> Vec<(String, String)> {
         self.bad
             .iter()
             .map(|b| {
@@ -189,12 +189,30 @@ pub async fn load_images(
     platforms: &Platforms,
     jobs: usize,
 ) -> Summary {
+    let board = Board::new(source.images.len());
+    let summary = load_images_reporting(engine, source, platforms, jobs, &board, |line, failed| {
+        board.report(line, failed)
+    })
+    .await;
+    board.finish();
+    summary
+}
+
+/// [`load_images`] drawing on `board` and telling `report` each image's line (and whether it
+/// failed) as it ends: the running server streams them to a `load` run beside it.
+pub async fn load_images_reporting(
+    engine: &Engine,
+    source: ImageSource,
+    platforms: &Platforms,
+    jobs: usize,
+    board: &Board,
+    mut report: impl FnMut(&str, bool),
+) -> Summary {
     let mut summary = Summary {
         failed: source.bad_entries(),
         ..Summary::default()
     };
     let unit = source.unit;
-    let board = Board::new(source.images.len());
     log::info!(
         "loading {} image(s) from {} for {platforms}",
         source.images.len(),
@@ -239,9 +257,8 @@ pub async fn load_images(
                 format!("failed {name} ({unit} {}): {e}", li.line)
             }
         };
-        board.report(&line, result.is_err());
+        report(&line, result.is_err());
     }
-    board.finish();
     summary.loaded.sort();
     summary.cached.sort();
     summary
@@ -257,7 +274,27 @@ pub fn run(config: Config, args: &LoadArgs) -> Result<(), String> {
         config.ops.image_file.as_deref(),
         "load",
     )?;
-    let _lock = CacheLock::acquire(&config.image_path).map_err(|e| e.to_string())?;
+    let _lock = match CacheLock::acquire(&config.image_path) {
+        Ok(lock) => lock,
+        // A server holds the cache: it loads the images itself, and serves them at once.
+        Err(LockError::Busy {
+            admin: Some(url), ..
+        }) => {
+            let images: Vec<String> = source
+                .images
+                .iter()
+                .map(|li| li.image.to_string())
+                .collect();
+            let mut summary = super::remote::load(&config, &url, &images, progress::log_line)?;
+            // The lines that named no image come first, as on disk.
+            let mut failed = source.bad_entries();
+            failed.append(&mut summary.failed);
+            summary.failed = failed;
+            print!("{}", summary.render());
+            return summary.into_result("loaded");
+        }
+        Err(e) => return Err(e.to_string()),
+    };
     let mut engine_config = config.engine_config();
     // A one-off load never prunes.
     engine_config.prune = None;

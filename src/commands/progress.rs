@@ -39,6 +39,12 @@ impl Board {
         Board::with_target(images, target)
     }
 
+    /// A board that draws nothing: for a load the server runs for a client, which gets the
+    /// lines instead.
+    pub fn hidden() -> Board {
+        Board::with_target(0, ProgressDrawTarget::hidden())
+    }
+
     fn with_target(images: usize, target: ProgressDrawTarget) -> Board {
         let multi = MultiProgress::with_draw_target(target);
         let overall = multi.add(ProgressBar::new(0));
@@ -78,10 +84,7 @@ impl Board {
     /// failures also on standard error, where a script sees them).
     pub fn report(&self, line: &str, failed: bool) {
         if self.is_hidden() {
-            log::info!("{line}");
-            if failed {
-                eprintln!("{line}");
-            }
+            log_line(line, failed);
         } else {
             let _ = self.multi.println(line);
         }
@@ -93,6 +96,14 @@ impl Board {
     pub fn finish(&self) {
         self.overall.finish_and_clear();
         let _ = self.multi.clear();
+    }
+}
+
+/// One finished image where nothing is drawn: in the log, and failures also on standard error.
+pub fn log_line(line: &str, failed: bool) {
+    log::info!("{line}");
+    if failed {
+        eprintln!("{line}");
     }
 }
 

@@ -1,12 +1,13 @@
-//! `prune`: removes manifests, and the blobs only they use, from the cache on disk. Refuses to
+//! `prune`: removes manifests, the blobs only they use, and the blobs no image manifest names
+//! (strays), from the cache on disk. Refuses to
 //! run while a server holds the cache (see `actors::store::CacheLock`). Uses the same selection
 //! and reference counting as the running server's pruner (`actors::prune`).
 
 use std::collections::HashSet;
 
 use actors::manifest_index::orphaned_blobs;
-use actors::prune::{parse_patterns, plan, Candidate, Selector};
-use actors::store::{parse_time, CacheLock, FsStore};
+use actors::prune::{parse_patterns, plan, stray_blobs, Candidate, Selector};
+use actors::store::{parse_time, CacheLock, FsStore, LockError};
 
 use crate::cli::PruneArgs;
 use crate::config::Config;
@@ -43,7 +44,36 @@ pub fn run(config: Config, args: &PruneArgs) -> Result<(), String> {
     if !root.is_dir() {
         return Err(format!("the cache {} does not exist", root.display()));
     }
-    let _lock = CacheLock::acquire(root).map_err(|e| e.to_string())?;
+    let _lock = match CacheLock::acquire(root) {
+        Ok(lock) => lock,
+        // A server holds the cache: it prunes its own actors and files, as it is.
+        Err(LockError::Busy {
+            admin: Some(url), ..
+        }) => {
+            let done = super::remote::prune(&config, &url, args)?;
+            let verb = if args.dry_run {
+                "would remove"
+            } else {
+                "removed"
+            };
+            for m in &done.manifests {
+                println!("{verb} {m}");
+            }
+            for (d, size) in &done.blobs {
+                println!("{}", blob_line(verb, d, *size));
+            }
+            for (d, why) in &done.kept {
+                println!("kept blob {d}: {why}");
+            }
+            let bytes = done.blobs.iter().map(|(_, s)| s).sum();
+            println!(
+                "{}",
+                summary_line(args.dry_run, done.manifests.len(), done.blobs.len(), bytes)
+            );
+            return Ok(());
+        }
+        Err(e) => return Err(e.to_string()),
+    };
     let store = if args.dry_run {
         FsStore::read_only(root)
     } else {
@@ -64,10 +94,17 @@ pub fn run(config: Config, args: &PruneArgs) -> Result<(), String> {
         .into_iter()
         .collect();
     let sizes: std::collections::HashMap<_, _> = on_disk.iter().cloned().collect();
-    let blobs: Vec<_> = orphaned_blobs(&all, &doomed)
+    let mut blobs: Vec<_> = orphaned_blobs(&all, &doomed)
         .into_iter()
         .filter(|d| sizes.contains_key(d))
         .collect();
+    // With no server running (the lock says so) no download is under way: every blob file no
+    // image manifest names is garbage.
+    let on_disk_list: Vec<_> = sizes.keys().cloned().collect();
+    let strays = stray_blobs(&all, &on_disk_list);
+    blobs.extend(strays);
+    blobs.sort();
+    blobs.dedup();
     let verb = if args.dry_run {
         "would remove"
     } else {
@@ -96,28 +133,40 @@ pub fn run(config: Config, args: &PruneArgs) -> Result<(), String> {
         }
         let size = sizes.get(d).copied().unwrap_or(0);
         bytes += size;
-        log::info!("prune: {verb} blob {d} ({size} bytes): no kept image manifest names it");
-        println!("{verb} blob {d} ({size} bytes): no kept image manifest names it");
+        let line = blob_line(verb, d, size);
+        log::info!("prune: {line}");
+        println!("{line}");
     }
     println!(
-        "{}: {} manifest(s), {} blob(s), {bytes} bytes{}",
-        if args.dry_run {
-            "dry run, nothing changed"
-        } else {
-            "pruned"
-        },
-        doomed.len(),
-        blobs.len(),
-        if doomed.is_empty() {
-            " (nothing matched)"
-        } else {
-            ""
-        }
+        "{}",
+        summary_line(args.dry_run, doomed.len(), blobs.len(), bytes)
     );
     if failures > 0 {
         return Err(format!("{failures} file(s) could not be removed"));
     }
     Ok(())
+}
+
+/// One blob removed (or that would be).
+fn blob_line(verb: &str, d: &actors::oci::Digest, size: u64) -> String {
+    format!("{verb} blob {d} ({size} bytes): no kept image manifest names it")
+}
+
+/// The last line: what the prune did (or would do).
+fn summary_line(dry_run: bool, manifests: usize, blobs: usize, bytes: u64) -> String {
+    format!(
+        "{}: {manifests} manifest(s), {blobs} blob(s), {bytes} bytes{}",
+        if dry_run {
+            "dry run, nothing changed"
+        } else {
+            "pruned"
+        },
+        if manifests == 0 {
+            " (nothing matched)"
+        } else {
+            ""
+        }
+    )
 }
 
 #[cfg(test)]

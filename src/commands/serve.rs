@@ -26,7 +26,7 @@ const DOWNLOAD_GRACE: Duration = Duration::from_secs(15);
 /// The `serve` subcommand: runs until a signal or `/cmd/stop`, then gives downloads a grace
 /// period and writes the engine's bookkeeping.
 pub fn run(mut config: Config) -> Result<(), String> {
-    let held = prepare(&mut config)?;
+    let mut held = prepare(&mut config)?;
     let system = actix_web::rt::System::new();
     let tls = match &config.server_tls {
         Some(t) => Some(
@@ -61,6 +61,9 @@ pub fn run(mut config: Config) -> Result<(), String> {
         let listener = TcpListener::bind(addr)
             .map_err(|e| format!("cannot listen on {}:{}: {e}", config.host, config.port))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
+        if tls.is_none() {
+            held.advertise(local)?;
+        }
         let limit = connections::settle(config.max_connections, server::default_workers());
         logging::announce(&format!(
             "ociregistry {} serving on {local} ({security}; {allowed}; at most {} connections; \
@@ -169,8 +172,9 @@ async fn next_signal() -> bool {
 
 /// What `serve` holds for its whole life besides the server.
 pub struct Held {
-    /// The cache lock: `prune` and `load` refuse to run while it is held.
-    _lock: CacheLock,
+    /// The cache lock: `prune`, `load` and `list` find it held and ask this server instead
+    /// (through the admin API it advertises in the lock file).
+    lock: CacheLock,
     /// The temporary hello-world cache, deleted on exit.
     _hello_world: Option<tempfile::TempDir>,
     readiness: Readiness,
@@ -202,7 +206,7 @@ fn prepare(config: &mut Config) -> Result<Held, String> {
     };
     let lock = CacheLock::acquire(&config.image_path).map_err(|e| e.to_string())?;
     Ok(Held {
-        _lock: lock,
+        lock,
         _hello_world: hello_world,
         readiness: Readiness::default(),
         stop: Arc::new(Notify::new()),
@@ -210,11 +214,27 @@ fn prepare(config: &mut Config) -> Result<Held, String> {
 }
 
 impl Held {
+    /// Writes into the lock file where the admin API answers: the commands run beside this
+    /// server find it there. A wildcard listening address is reached on loopback.
+    fn advertise(&mut self, local: std::net::SocketAddr) -> Result<(), String> {
+        let mut at = local;
+        if at.ip().is_unspecified() {
+            at.set_ip(match at {
+                std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        self.lock
+            .advertise(&format!("http://{at}"))
+            .map_err(|e| e.to_string())
+    }
+
     /// What the admin API needs.
     pub fn admin(&self, config: &Config) -> Admin {
         Admin {
             access: config.ops.admin.clone(),
             stop: self.stop.clone(),
+            platforms: config.ops.platforms.clone(),
         }
     }
 

@@ -3,13 +3,33 @@
 
 use std::fmt::Write as _;
 
-/// What happened to each image.
-#[derive(Debug, Default)]
+/// What happened to each image. Serialized when a running server reports a `load` it ran for
+/// the command line.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
     pub loaded: Vec<String>,
     pub cached: Vec<String>,
     /// `(what, why)`: a bad line names its line number.
     pub failed: Vec<(String, String)>,
+}
+
+/// One line of what a running server streams back for a `load` it runs for the command line
+/// (`POST /cmd/load`): each image's line as it ends, then the summary.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum LoadEvent {
+    Progress { line: String, failed: bool },
+    Done(Summary),
+}
+
+impl LoadEvent {
+    /// The event as one line of JSON.
+    pub fn to_line(&self) -> String {
+        // Strings, booleans and lists of them always serialize.
+        let mut line = serde_json::to_string(self).unwrap_or_default();
+        line.push('\n');
+        line
+    }
 }
 
 impl Summary {

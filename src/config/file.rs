@@ -83,6 +83,19 @@ pub(super) struct FileConfig {
     server_tls_config: Option<FileServerTls>,
     admin_api: Option<ops::FileAdmin>,
     pull_auth: Option<pull_auth::FilePullAuth>,
+    /// The Go server's own record of `--config-file`; the file cannot name itself, so the key
+    /// has no effect (a warning says so at start).
+    config_file: Option<IgnoredAny>,
+    /// The Go server's settings of `list`: `header` and `expr` (its `--header`, `--pattern`).
+    list_config: Option<FileListConfig>,
+}
+
+/// `listConfig` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FileListConfig {
+    header: Option<bool>,
+    expr: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,6 +111,9 @@ struct FileRegistry {
     tls: Option<FileRegistryTls>,
     /// Pulls of this upstream need `pullAuth` credentials; the others stay open.
     private: Option<bool>,
+    /// The Go server's puller options, its internal record of the settings above; they have
+    /// no effect here (a warning says so at start) since the keys above already say it all.
+    opts: Option<IgnoredAny>,
 }
 
 /// One `tagFreshness` rule.
@@ -181,7 +197,7 @@ impl FileConfig {
                 file.invalid(
                     "logLevel",
                     format!(
-                        "\"{name}\" is not a log level; use one of: {}",
+                        "\"{name}\" is not a log level; use one of: {} (in any case)",
                         LogLevel::NAMES.join(", ")
                     ),
                 )
@@ -198,6 +214,21 @@ impl FileConfig {
                     ),
                 )
             })?;
+        }
+        if self.config_file.is_some() {
+            config.notices.push(
+                "config file: key \"configFile\" has no effect here (the file is the one named \
+                 by --config-file)"
+                    .into(),
+            );
+        }
+        if let Some(list) = self.list_config {
+            config.list.header = list.header.unwrap_or(false);
+            if let Some(expr) = list.expr.filter(|e| !e.trim().is_empty()) {
+                actors::prune::parse_patterns(&expr)
+                    .map_err(|m| file.invalid("listConfig.expr", m))?;
+                config.list.pattern = Some(expr);
+            }
         }
         if let Some(port) = self.port {
             config.port = port;
@@ -270,6 +301,12 @@ impl FileConfig {
         for (i, entry) in self.registries.into_iter().flatten().enumerate() {
             let key = format!("registries[{i}]");
             let is_private = entry.private.unwrap_or(false);
+            if entry.opts.is_some() {
+                config.notices.push(format!(
+                    "config file: key \"{key}.opts\" has no effect here (the registry's own \
+                     keys scheme, auth and tls configure its client)"
+                ));
+            }
             let upstream = entry.resolve(file, &key)?;
             if is_private {
                 private.push(pull_auth::PrivateRegistry {
@@ -448,8 +485,9 @@ impl FileServerTls {
         let path = |v: Option<String>| v.filter(|s| !s.is_empty()).map(PathBuf::from);
         let (cert, key, ca) = (path(self.cert), path(self.key), path(self.ca));
         let client_auth = match self.client_auth.as_deref() {
-            None | Some("") | Some("none") => ClientAuth::None,
-            Some("verify") => ClientAuth::Verify,
+            None => ClientAuth::None,
+            Some(v) if v.is_empty() || v.eq_ignore_ascii_case("none") => ClientAuth::None,
+            Some(v) if v.eq_ignore_ascii_case("verify") => ClientAuth::Verify,
             Some(other) => {
                 return Err(file.invalid(
                     "serverTlsConfig.clientAuth",
@@ -548,6 +586,9 @@ fn check_keys(file: &FileCtx<'_>, root: &Map<String, Value>) -> Result<(), Confi
     }
     if let Some(t) = mapping(file, "serverTlsConfig", root.get("serverTlsConfig"))? {
         check_table(file, "serverTlsConfig", t, field_names::<FileServerTls>())?;
+    }
+    if let Some(t) = mapping(file, "listConfig", root.get("listConfig"))? {
+        check_table(file, "listConfig", t, field_names::<FileListConfig>())?;
     }
     if let Some(t) = mapping(file, "pullAuth", root.get("pullAuth"))? {
         check_table(

@@ -30,7 +30,7 @@ mod tests;
 mod validate;
 
 pub use error::ConfigError;
-pub use ops::{AdminConfig, OpsConfig, PruneKind, PruneSettings, Secret};
+pub use ops::{AdminConfig, BoundSettings, OpsConfig, PruneKind, PruneSettings, Secret};
 use validate::{
     check_listen_host, check_registry_host, max_blob_size, max_connections, min_free_space,
     pull_timeout,
@@ -98,6 +98,20 @@ pub struct Config {
     pub config_file: Option<PathBuf>,
     /// Preloading, platforms, hello-world, health, pruning, admin API access.
     pub ops: OpsConfig,
+    /// What `list` shows by default (`listConfig`, `list --header`, `list --pattern`).
+    pub list: ListSettings,
+    /// Keys of the file that were accepted but change nothing here (the Go server's own
+    /// bookkeeping): said once at start, so an operator knows the file is read as written.
+    pub notices: Vec<String>,
+}
+
+/// `listConfig`: the defaults of the `list` command.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListSettings {
+    /// Print the header line.
+    pub header: bool,
+    /// Comma-separated regexes over manifest URLs (checked to compile).
+    pub pattern: Option<String>,
 }
 
 impl Default for Config {
@@ -124,6 +138,8 @@ impl Default for Config {
             freshness: Vec::new(),
             config_file: None,
             ops: OpsConfig::default(),
+            list: ListSettings::default(),
+            notices: Vec::new(),
         }
     }
 }
@@ -176,6 +192,24 @@ impl Config {
             self.log_format = format;
         }
         self.ops.apply_cli(cli)?;
+        match &cli.command {
+            crate::cli::Command::List(l) => {
+                self.list.header |= l.header;
+                if let Some(p) = &l.pattern {
+                    self.list.pattern = Some(p.clone());
+                }
+            }
+            crate::cli::Command::Load(l) => {
+                if let Some(ms) = l.pull_timeout {
+                    self.pull_timeout =
+                        pull_timeout(ms).map_err(|message| ConfigError::InvalidOption {
+                            option: "pull-timeout",
+                            message,
+                        })?;
+                }
+            }
+            _ => {}
+        }
         let Some(serve) = cli.serve_args() else {
             return Ok(());
         };
@@ -247,6 +281,7 @@ impl Config {
         engine.cache_bound = self.ops.cache_bound.as_ref().map(ops::BoundSettings::bound);
         engine.max_blob_size = self.max_blob_size;
         engine.min_free_space = self.min_free_space;
+        engine.complete_platforms = Some(self.ops.platforms.clone());
         engine
     }
 }

@@ -74,7 +74,7 @@ pub struct PruneSettings {
     pub expr: Option<String>,
     /// `frequency`: how often the prune runs.
     pub frequency: Duration,
-    /// `count`: at most this many manifests a run; `None` (`-1`) is no limit.
+    /// `count`: at most this many manifests a run; `None` (`0` or `-1`) is no limit.
     pub count: Option<usize>,
     /// `dryRun` (or `dryrun`): only log.
     pub dry_run: bool,
@@ -285,7 +285,11 @@ impl FilePruneConfig {
         // Checked even while disabled, so a mistake shows before someone enables it.
         let duration = age("duration", self.duration, "30d")?;
         let frequency = age("frequency", self.frequency, "1d")?;
-        let kind = match non_empty(self.kind).as_deref() {
+        // Any case, as the Go server reads it.
+        let kind = match non_empty(self.kind)
+            .map(|k| k.to_ascii_lowercase())
+            .as_deref()
+        {
             None | Some("accessed") => PruneKind::Accessed,
             Some("created") => PruneKind::Created,
             Some("pattern") => PruneKind::Pattern,
@@ -309,13 +313,14 @@ impl FilePruneConfig {
             }
             (None, _) => {}
         }
+        // 0 is no limit too: the Go server's default when the key is absent.
         let count = match self.count {
-            None | Some(-1) => None,
+            None | Some(-1) | Some(0) => None,
             Some(n) if n > 0 => Some(n as usize),
             Some(n) => {
                 return Err(file.invalid(
                     "pruneConfig.count",
-                    format!("{n}: use a positive number, or -1 for no limit"),
+                    format!("{n}: use a positive number, or 0 or -1 for no limit"),
                 ))
             }
         };

@@ -12,6 +12,7 @@ use clap::Parser;
 use super::file::{field_names, FileConfig, FileRegistryTls};
 use super::*;
 
+mod go_keys;
 mod ops;
 mod pull_auth;
 mod tls;

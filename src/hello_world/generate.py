@@ -3,10 +3,13 @@
 
 Writes, next to this script, a multi-platform OCI image index for linux/amd64 and linux/arm64
 whose image manifests each have one config and one layer. A layer is a gzip'd tar holding one
-file, `/hello`, a text file naming its platform. Output is deterministic (fixed times, owners
-and modes), so running it again reproduces the committed files as long as zlib compresses the
-same way. The Rust unit tests in `src/hello_world.rs` check that the committed files agree
-with each other (digests, sizes, diff_ids, tar content), whatever produced them.
+file, `/hello`: `hello.c` compiled for its platform as a static program without a C library
+(a few hundred bytes) that prints a greeting and exits 0; the config runs it. Debian's `gcc`
+and `gcc-aarch64-linux-gnu` build them (apt-get install gcc gcc-aarch64-linux-gnu). Output is
+deterministic (fixed times, owners and modes; no build id, stripped), so running it again with
+the same compilers reproduces the committed files as long as zlib compresses the same way. The
+Rust unit tests in `src/hello_world.rs` check that the committed files agree with each other
+(digests, sizes, diff_ids, tar content, ELF machine), whatever produced them.
 
 Usage: python3 src/hello_world/generate.py
 """
@@ -15,10 +18,42 @@ import hashlib
 import io
 import json
 import os
+import subprocess
 import tarfile
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PLATFORMS = [("linux", "amd64"), ("linux", "arm64")]
+COMPILERS = {"amd64": "gcc", "arm64": "aarch64-linux-gnu-gcc"}
+# No C library, no start files, no position independence, nothing that varies between builds.
+CFLAGS = [
+    "-static",
+    "-nostdlib",
+    "-Os",
+    "-fno-pie",
+    "-no-pie",
+    "-fno-stack-protector",
+    "-fno-asynchronous-unwind-tables",
+    "-fno-unwind-tables",
+    "-fno-ident",
+    "-Wl,--build-id=none",
+    "-Wl,-z,noexecstack",
+    "-Wl,-z,max-page-size=4096",
+    "-Wl,-z,noseparate-code",
+    "-s",
+]
+
+
+def program_for(os_name: str, arch: str) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "hello")
+        subprocess.run(
+            [COMPILERS[arch], *CFLAGS, f'-DPLATFORM="{os_name}/{arch}"', "-o", out, "hello.c"],
+            cwd=HERE,
+            check=True,
+        )
+        with open(out, "rb") as f:
+            return f.read()
 
 
 def sha(data: bytes) -> str:
@@ -30,11 +65,7 @@ def canonical(obj) -> bytes:
 
 
 def layer_for(os_name: str, arch: str) -> tuple[bytes, bytes]:
-    text = (
-        "Hello from ociregistry!\n"
-        f"This is docker.io/library/hello-world:latest for {os_name}/{arch},\n"
-        "served from the cache with no network at all.\n"
-    ).encode()
+    text = program_for(os_name, arch)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         info = tarfile.TarInfo("hello")

@@ -4,9 +4,10 @@
 //!
 //! Access: a client is answered when its address is in `adminApi.allow` (default 127.0.0.1 and
 //! ::1) or it sends `Authorization: Bearer <adminApi token>`. Anyone else gets 403, and the
-//! refusal is logged. Answers are whitespace-separated columns with a header line (pipe them
-//! through `column -t`), or JSON when the request's `Accept` names `application/json`. The
-//! tables are rendered by `crate::listing`, which the `list` command shares.
+//! refusal is logged. The lists answer in the Go server's columns, defaults (50 rows) and words
+//! for an empty result, so scripts written for it keep working; or in JSON, with more detail,
+//! when the request's `Accept` names `application/json`. The tables are rendered by
+//! `crate::listing`, which the `list` command shares.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -14,27 +15,38 @@ use std::sync::Arc;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use actors::manifest_index::IndexEntry;
-use actors::prune::{parse_age, parse_patterns, PruneRule};
-use actors::store::now_local;
+use actors::preload::{PlatformSpec, Platforms};
+use actors::prune::{parse_age, parse_patterns, parse_size, PruneRule, Selector};
+use actors::pruner::PruneReport;
+use actors::store::{format_time, now_local, parse_time};
 use actors::Engine;
 use regex::Regex;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::Notify;
 
+use crate::commands::load;
+use crate::commands::progress::Board;
+use crate::commands::summary::LoadEvent;
 use crate::config::AdminConfig;
-use crate::listing::{self, BlobRow, ImageRow, ManifestRow};
+use crate::listing::{self, BlobRow, GoManifestLine, ImageRow, ManifestRow};
 
 /// `count` of `/cmd/prune` when the query has none.
 pub const DEFAULT_PRUNE_COUNT: usize = 5;
 
+/// `count` of the list endpoints when the query has none: the Go server's, which keeps an
+/// answer about a big cache short unless a script asks for more.
+pub const DEFAULT_LIST_COUNT: usize = 50;
+
 /// What the admin handlers need besides the engine.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Admin {
     /// Default: loopback clients only, no token.
     pub access: AdminConfig,
     /// Notified by `/cmd/stop`; whoever runs the server stops it gracefully.
     pub stop: Arc<Notify>,
+    /// What `/cmd/load` takes from lists when the request names no platform.
+    pub platforms: Platforms,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -45,10 +57,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/blob/list", web::get().to(blob_list))
             .route("/manifest/list", web::get().to(manifest_list))
             .route("/cache/stats", web::get().to(cache_stats))
+            .route("/load", web::post().to(load))
             .route("/stop", web::get().to(stop))
             .route("/stop", web::post().to(stop))
             .default_service(web::to(not_found)),
     );
+}
+
+impl Default for Admin {
+    /// Loopback clients only, no token; the host's platform.
+    fn default() -> Self {
+        Admin {
+            access: AdminConfig::default(),
+            stop: Arc::default(),
+            platforms: Platforms::Only(vec![PlatformSpec::host()]),
+        }
+    }
 }
 
 /// Whether the client may use the API: its address is allowed, or it presents the token.
@@ -144,15 +168,24 @@ fn bad_request(msg: String) -> Refusal {
     Refusal::BadRequest(msg)
 }
 
-/// `count`: a positive number, or `-1` / absent for no limit.
+/// `count`: at most this many (0 selects nothing, as with the Go server), `-1` for no limit.
 fn count(v: Option<i64>, default: Option<usize>) -> Result<Option<usize>, Refusal> {
     match v {
         None => Ok(default),
         Some(-1) => Ok(None),
-        Some(n) if n > 0 => Ok(Some(n as usize)),
+        Some(n) if n >= 0 => Ok(Some(n as usize)),
         Some(n) => Err(bad_request(format!(
-            "count={n}: use a positive number, or -1 for no limit"
+            "count={n}: use a number from 0, or -1 for no limit"
         ))),
+    }
+}
+
+/// A boolean as Go's `strconv.ParseBool` reads it, the Go server's parser for `dryRun`.
+fn parse_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
     }
 }
 
@@ -180,10 +213,16 @@ struct PruneQuery {
     dur: Option<String>,
     expr: Option<String>,
     count: Option<i64>,
-    dry_run: Option<bool>,
+    dry_run: Option<String>,
+    /// `type=size`: the bound to evict down to (default: `maxCacheSize`).
+    size: Option<String>,
+    /// `type=date`, or with `type=pattern`: first cached before this local time
+    /// (`YYYY-MM-DDTHH:MM:SS`), as `prune --date`.
+    before: Option<String>,
 }
 
-/// `DELETE /cmd/prune?type=accessed|created|pattern&dur=30d&expr=a,b&count=5&dryRun=false`
+/// `DELETE /cmd/prune?type=accessed|created|pattern&dur=30d&expr=a,b&count=5&dryRun=false`,
+/// or `?type=size&size=50GiB`: an eviction now, down to `size` (default `maxCacheSize`).
 async fn prune(
     req: HttpRequest,
     q: web::Query<PruneQuery>,
@@ -195,7 +234,63 @@ async fn prune(
         let d = q.dur.as_deref().unwrap_or("");
         parse_age(d).map_err(|m| bad_request(format!("dur: {m}")))
     };
-    let rule = match q.kind.as_deref() {
+    let dry_run = match q.dry_run.as_deref() {
+        None => false,
+        Some(v) => parse_bool(v).ok_or_else(|| {
+            bad_request(format!(
+                "dryRun={v}: use true or false (or 1, t, T, TRUE, True, 0, f, F, FALSE, False)"
+            ))
+        })?,
+    };
+    // Any case, as the Go server reads it.
+    let kind = q.kind.as_deref().map(str::to_ascii_lowercase);
+    if kind.as_deref() == Some("size") {
+        let size = match q.size.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) => Some(parse_size(s).map_err(|m| bad_request(format!("size: {m}")))?),
+        };
+        let report = engine.evict_to(size, dry_run).await.ok_or_else(|| {
+            bad_request(
+                "type=size needs size=<bytes, e.g. 50GiB> when maxCacheSize is not configured"
+                    .into(),
+            )
+        })??;
+        return prune_answer(&req, report);
+    }
+    let before = match q.before.as_deref().map(str::trim) {
+        None => None,
+        Some(b) => match parse_time(b) {
+            Some(t) if b.len() == 19 => Some(t),
+            _ => {
+                return Err(bad_request(format!(
+                    "before={b}: use a local time YYYY-MM-DDTHH:MM:SS"
+                )))
+            }
+        },
+    };
+    let who = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    let count = count(q.count, Some(DEFAULT_PRUNE_COUNT))?;
+    if kind.as_deref() == Some("date") {
+        let Some(before) = before else {
+            return Err(bad_request(
+                "type=date needs before=YYYY-MM-DDTHH:MM:SS".into(),
+            ));
+        };
+        let selector = Selector {
+            created_before: Some(before),
+            ..Selector::default()
+        };
+        let why = format!(
+            "admin prune from {who} (created before {})",
+            format_time(before)
+        );
+        let report = engine.prune(selector, count, dry_run, why).await?;
+        return prune_answer(&req, report);
+    }
+    let rule = match kind.as_deref() {
         Some("accessed") => dur().map(PruneRule::Accessed),
         Some("created") => dur().map(PruneRule::Created),
         Some("pattern") => match patterns(q.expr.as_deref()) {
@@ -206,22 +301,30 @@ async fn prune(
             Err(r) => Err(r),
         },
         other => Err(bad_request(format!(
-            "type={}: use accessed, created or pattern",
+            "type={}: use accessed, created, pattern, date or size",
             other.unwrap_or("")
         ))),
     };
     let rule = rule?;
-    let count = count(q.count, Some(DEFAULT_PRUNE_COUNT))?;
-    let dry_run = q.dry_run.unwrap_or(false);
-    let who = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
-    let why = format!("admin prune from {who} ({rule})");
-    let report = engine
-        .prune(rule.selector(now_local()), count, dry_run, why)
-        .await?;
-    if wants_json(&req) {
+    let mut selector = rule.selector(now_local());
+    let mut why = format!("admin prune from {who} ({rule}");
+    if let Some(before) = before {
+        if !matches!(rule, PruneRule::Pattern(_)) {
+            return Err(bad_request(
+                "before= goes with type=pattern or type=date".into(),
+            ));
+        }
+        selector.created_before = Some(before);
+        why.push_str(&format!(", created before {}", format_time(before)));
+    }
+    why.push(')');
+    let report = engine.prune(selector, count, dry_run, why).await?;
+    prune_answer(&req, report)
+}
+
+/// What a prune (or an eviction) did, in text or JSON.
+fn prune_answer(req: &HttpRequest, report: PruneReport) -> Answer {
+    if wants_json(req) {
         return json_answer(json!({
             "dryRun": report.dry_run,
             "manifests": report.manifests.iter().map(|m| json!({
@@ -270,8 +373,8 @@ struct ImageQuery {
     count: Option<i64>,
 }
 
-/// `GET /cmd/image/list?pattern=a,b&digest=<blob digest or part>&count=10`: image manifests
-/// and the blobs each names.
+/// `GET /cmd/image/list?pattern=a,b&digest=<blob digest or part>&count=10`: manifests and the
+/// blobs each names.
 async fn image_list(
     req: HttpRequest,
     q: web::Query<ImageQuery>,
@@ -279,35 +382,48 @@ async fn image_list(
     admin: web::Data<Admin>,
 ) -> Answer {
     check(&req, &admin)?;
-    let (p, n) = (patterns(q.pattern.as_deref())?, count(q.count, None)?);
-    let (entries, blobs) = (engine.manifests().await?, engine.blobs().await?);
-    let sizes: std::collections::HashMap<_, _> =
-        blobs.into_iter().map(|b| (b.digest, b.size)).collect();
+    let p = patterns(q.pattern.as_deref())?;
+    let n = count(q.count, Some(DEFAULT_LIST_COUNT))?;
+    let json = wants_json(&req);
+    let entries = engine.manifests().await?;
     let needle = q.digest.as_deref().unwrap_or("").trim();
-    let mut images: Vec<&IndexEntry> = entries
+    // The Go server's text lists every manifest (a list with no blob lines) unless a blob
+    // digest is asked for; the JSON lists image manifests only, as it always has.
+    let mut selected: Vec<&IndexEntry> = entries
         .iter()
-        .filter(|e| !e.manifest.kind().is_list() && matches(&p, e))
+        .filter(|e| (!json || !e.manifest.kind().is_list()) && matches(&p, e))
         .filter(|e| {
             needle.is_empty()
-                || e.manifest
-                    .manifest
-                    .children
-                    .iter()
-                    .any(|c| c.digest.to_string().contains(needle))
+                || (!e.manifest.kind().is_list()
+                    && e.manifest
+                        .manifest
+                        .children
+                        .iter()
+                        .any(|c| c.digest.to_string().contains(needle)))
         })
         .collect();
-    images.sort_by(|a, b| a.manifest.image_url.cmp(&b.manifest.image_url));
+    selected.sort_by(|a, b| a.manifest.image_url.cmp(&b.manifest.image_url));
     if let Some(n) = n {
-        images.truncate(n);
+        selected.truncate(n);
     }
-    let rows: Vec<ImageRow> = images
+    if !json {
+        let lines: Vec<GoManifestLine> = selected
+            .iter()
+            .map(|e| GoManifestLine::from_entry(e, true))
+            .collect();
+        return text(listing::go_manifests_text(&lines));
+    }
+    let sizes: std::collections::HashMap<_, _> = engine
+        .blobs()
+        .await?
+        .into_iter()
+        .map(|b| (b.digest, b.size))
+        .collect();
+    let rows: Vec<ImageRow> = selected
         .iter()
         .map(|e| ImageRow::from_entry(e, |d| sizes.get(d).copied()))
         .collect();
-    if wants_json(&req) {
-        return json_answer(listing::to_json(&rows));
-    }
-    text(listing::images_text(&rows))
+    json_answer(listing::to_json(&rows))
 }
 
 #[derive(Deserialize)]
@@ -316,7 +432,8 @@ struct BlobQuery {
     count: Option<i64>,
 }
 
-/// `GET /cmd/blob/list?substr=56aebe9b&count=10`: blobs with size and reference count.
+/// `GET /cmd/blob/list?substr=56aebe9b&count=10`: blobs with their reference counts (and
+/// sizes in the JSON).
 async fn blob_list(
     req: HttpRequest,
     q: web::Query<BlobQuery>,
@@ -324,10 +441,11 @@ async fn blob_list(
     admin: web::Data<Admin>,
 ) -> Answer {
     check(&req, &admin)?;
-    let n = count(q.count, None)?;
+    let n = count(q.count, Some(DEFAULT_LIST_COUNT))?;
     let mut blobs = engine.blobs().await?;
     let needle = q.substr.as_deref().unwrap_or("").trim();
     blobs.retain(|b| b.digest.to_string().contains(needle));
+    blobs.sort_by(|a, b| a.digest.cmp(&b.digest));
     if let Some(n) = n {
         blobs.truncate(n);
     }
@@ -335,7 +453,7 @@ async fn blob_list(
     if wants_json(&req) {
         return json_answer(listing::to_json(&rows));
     }
-    text(listing::blobs_text(&rows))
+    text(listing::go_blobs_text(&rows))
 }
 
 #[derive(Deserialize)]
@@ -344,7 +462,7 @@ struct ManifestQuery {
     count: Option<i64>,
 }
 
-/// `GET /cmd/manifest/list?pattern=calico,cilium&count=10`: every manifest, as `list` shows.
+/// `GET /cmd/manifest/list?pattern=calico,cilium&count=10`: every manifest.
 async fn manifest_list(
     req: HttpRequest,
     q: web::Query<ManifestQuery>,
@@ -352,20 +470,23 @@ async fn manifest_list(
     admin: web::Data<Admin>,
 ) -> Answer {
     check(&req, &admin)?;
-    let (p, n) = (patterns(q.pattern.as_deref())?, count(q.count, None)?);
+    let p = patterns(q.pattern.as_deref())?;
+    let n = count(q.count, Some(DEFAULT_LIST_COUNT))?;
     let mut entries = engine.manifests().await?;
     entries.retain(|e| matches(&p, e));
-    entries.sort_by(|a, b| {
-        (a.created, &a.manifest.image_url).cmp(&(b.created, &b.manifest.image_url))
-    });
+    entries.sort_by(|a, b| a.manifest.image_url.cmp(&b.manifest.image_url));
     if let Some(n) = n {
         entries.truncate(n);
     }
-    let rows: Vec<ManifestRow> = entries.iter().map(ManifestRow::from_entry).collect();
     if wants_json(&req) {
+        let rows: Vec<ManifestRow> = entries.iter().map(ManifestRow::from_entry).collect();
         return json_answer(listing::to_json(&rows));
     }
-    text(listing::manifests_text(&rows, true))
+    let lines: Vec<GoManifestLine> = entries
+        .iter()
+        .map(|e| GoManifestLine::from_entry(e, false))
+        .collect();
+    text(listing::go_manifests_text(&lines))
 }
 
 /// `GET /cmd/cache/stats`: the bytes of blobs in the cache (with downloads under way at their
@@ -396,6 +517,81 @@ async fn cache_stats(
     ))
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LoadQuery {
+    /// `os/arch[/variant]`, comma-separated; absent: the server's configured platforms.
+    platform: Option<String>,
+    all_platforms: Option<bool>,
+    jobs: Option<usize>,
+}
+
+/// `POST /cmd/load?platform=linux/amd64&jobs=4` with an image list as the body: loads the
+/// images into this server's cache through its engine, as `load` does on disk, so they are
+/// served at once. `load` run beside the server sends it. Streams one JSON object a line
+/// ([`LoadEvent`]): each image's line as it ends, then the summary. The load goes on if the
+/// client goes away.
+async fn load(
+    req: HttpRequest,
+    q: web::Query<LoadQuery>,
+    body: String,
+    engine: web::Data<Engine>,
+    admin: web::Data<Admin>,
+) -> Answer {
+    check(&req, &admin)?;
+    let platforms = match (q.all_platforms, q.platform.as_deref()) {
+        (Some(true), _) => Platforms::All,
+        (_, Some(list)) => Platforms::Only(
+            list.split(',')
+                .map(str::parse::<PlatformSpec>)
+                .collect::<Result<_, _>>()
+                .map_err(|m| bad_request(format!("platform: {m}")))?,
+        ),
+        (_, None) => admin.platforms.clone(),
+    };
+    let jobs = q.jobs.unwrap_or(4).clamp(1, 64);
+    let (images, bad) = load::parse_image_list(&body);
+    let source = load::ImageSource {
+        label: "the request".into(),
+        images,
+        bad,
+        unit: "line",
+    };
+    log::warn!(
+        "admin: load of {} image(s) for {platforms} requested by {}",
+        source.images.len(),
+        req.peer_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default()
+    );
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let engine = engine.get_ref().clone();
+    actix_web::rt::spawn(async move {
+        let progress = tx.clone();
+        let summary = load::load_images_reporting(
+            &engine,
+            source,
+            &platforms,
+            jobs,
+            &Board::hidden(),
+            |line, failed| {
+                log::info!("admin load: {line}");
+                let line = line.to_string();
+                let _ = progress.send(LoadEvent::Progress { line, failed }.to_line());
+            },
+        )
+        .await;
+        let _ = tx.send(LoadEvent::Done(summary).to_line());
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        let line = rx.recv().await?;
+        Some((Ok::<_, actix_web::Error>(bytes::Bytes::from(line)), rx))
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("application/x-ndjson")
+        .streaming(stream))
+}
+
 /// `GET|POST /cmd/stop`: stops the server gracefully (requests under way are finished).
 async fn stop(req: HttpRequest, admin: web::Data<Admin>) -> Answer {
     check(&req, &admin)?;
@@ -423,6 +619,19 @@ async fn not_found(req: HttpRequest, admin: web::Data<Admin>) -> Answer {
 mod tests {
     use super::*;
     use crate::config::Secret;
+
+    #[test]
+    fn dry_run_takes_every_spelling_of_gos_parse_bool_and_nothing_else() {
+        for v in ["1", "t", "T", "TRUE", "true", "True"] {
+            assert_eq!(parse_bool(v), Some(true), "{v}");
+        }
+        for v in ["0", "f", "F", "FALSE", "false", "False"] {
+            assert_eq!(parse_bool(v), Some(false), "{v}");
+        }
+        for v in ["", "yes", "tRUE", "2", " true"] {
+            assert_eq!(parse_bool(v), None, "{v:?}");
+        }
+    }
 
     #[test]
     fn loopback_is_allowed_by_default_and_others_need_the_token() {

@@ -49,6 +49,12 @@ fn token_route(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(pull_auth::token_endpoint))
             .route(web::head().to(pull_auth::token_endpoint))
             .default_service(web::to(unsupported)),
+    )
+    .service(
+        web::resource(pull_auth::GO_AUTH_PATH)
+            .route(web::get().to(pull_auth::go_auth_endpoint))
+            .route(web::head().to(pull_auth::go_auth_endpoint))
+            .default_service(web::to(unsupported)),
     );
 }
 
@@ -107,7 +113,7 @@ fn route(
     let name = req.match_info().get("name").unwrap_or_default();
     Ok(ImageRef::route(
         name,
-        query.ns.as_deref(),
+        query.upstream(),
         engine.config().default_ns.as_deref(),
     )?)
 }

@@ -6,6 +6,7 @@ use std::future::{ready, Ready};
 
 use actix_web::dev::Payload;
 use actix_web::error::QueryPayloadError;
+use actix_web::http::header::HeaderMap;
 use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpRequest};
 use actors::oci::Reference;
@@ -27,7 +28,14 @@ pub struct PullQuery {
     pub last: Option<String>,
     /// `referrers`: only referrers of this artifact type.
     pub artifact_type: Option<String>,
+    /// The `X-Registry` request header: the upstream, as some clients of the Go server name
+    /// it. Not a query parameter; see [`PullQuery::from_parts`].
+    #[serde(skip)]
+    pub x_registry: Option<String>,
 }
+
+/// The header that names the upstream when the query has no `ns`.
+pub const X_REGISTRY: &str = "x-registry";
 
 impl PullQuery {
     /// Parses `query` (the part after `?`, without it).
@@ -51,6 +59,38 @@ impl PullQuery {
         }
         Ok(parsed)
     }
+
+    /// Parses `query` and takes the `X-Registry` header from `headers`; the header given twice
+    /// (or not text) is refused like a repeated `ns`.
+    pub fn from_parts(query: &str, headers: &HeaderMap) -> Result<PullQuery, ApiError> {
+        let mut parsed = PullQuery::parse(query)?;
+        let mut values = headers.get_all(X_REGISTRY);
+        if let Some(value) = values.next() {
+            if values.next().is_some() {
+                return Err(malformed_header(
+                    "X-Registry is given more than once".into(),
+                ));
+            }
+            let value = value
+                .to_str()
+                .map_err(|_| malformed_header("X-Registry is not a registry host name".into()))?;
+            parsed.x_registry = Some(value.trim().to_string()).filter(|v| !v.is_empty());
+        }
+        Ok(parsed)
+    }
+
+    /// The upstream the request names: `ns`, else `X-Registry`; `None` leaves routing to the
+    /// path and `defaultNs`.
+    pub fn upstream(&self) -> Option<&str> {
+        self.ns
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .or(self.x_registry.as_deref())
+    }
+}
+
+fn malformed_header(why: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::NameInvalid, why)
 }
 
 fn malformed(why: String) -> ApiError {
@@ -67,7 +107,7 @@ impl FromRequest for PullQuery {
     type Future = Ready<Result<PullQuery, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(PullQuery::parse(req.query_string()))
+        ready(PullQuery::from_parts(req.query_string(), req.headers()))
     }
 }
 
@@ -99,8 +139,30 @@ mod tests {
                 n: Some(5),
                 last: Some("v1".into()),
                 artifact_type: Some("application/vnd.example+json".into()),
+                x_registry: None,
             }
         );
+    }
+
+    #[test]
+    fn x_registry_names_the_upstream_when_ns_does_not() {
+        use actix_web::http::header::{HeaderName, HeaderValue};
+        let mut headers = HeaderMap::new();
+        let name = HeaderName::from_static(X_REGISTRY);
+        headers.insert(name.clone(), HeaderValue::from_static("quay.io"));
+        let q = PullQuery::from_parts("", &headers).unwrap();
+        assert_eq!(q.upstream(), Some("quay.io"));
+        let q = PullQuery::from_parts("ns=registry.k8s.io", &headers).unwrap();
+        assert_eq!(q.upstream(), Some("registry.k8s.io"), "ns comes first");
+        assert_eq!(
+            PullQuery::from_parts("", &HeaderMap::new())
+                .unwrap()
+                .upstream(),
+            None
+        );
+        headers.append(name, HeaderValue::from_static("ghcr.io"));
+        let e = PullQuery::from_parts("", &headers).expect_err("given twice");
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
     }
 
     #[test]

@@ -61,9 +61,27 @@ fn list_and_prune_select_by_pattern_and_date_and_keep_shared_blobs() {
     let out = ws.run(&["list", "--pattern", "p-three,nothing-else"]);
     assert_eq!(out.stdout.lines().count(), 3, "{out}");
     let out = ws.run(&["list", "--format", "json"]);
-    let rows: serde_json::Value = serde_json::from_str(&out.stdout).expect("list JSON");
+    let listing: serde_json::Value = serde_json::from_str(&out.stdout).expect("list JSON");
+    let rows = &listing["manifests"];
     assert_eq!(rows.as_array().unwrap().len(), 9);
     assert!(rows[0]["created"].as_str().unwrap().len() == 19);
+    let blob_bytes: u64 = ws
+        .files("blobs")
+        .iter()
+        .map(|f| {
+            std::fs::metadata(ws.cache.join("blobs").join(f))
+                .unwrap()
+                .len()
+        })
+        .sum();
+    assert_eq!(listing["totals"]["manifests"], 9, "{listing}");
+    assert_eq!(
+        listing["totals"]["blobs"],
+        ws.files("blobs").len(),
+        "{listing}"
+    );
+    assert_eq!(listing["totals"]["bytes"], blob_bytes, "{listing}");
+    assert!(out.stdout.trim_end().ends_with('}'), "ends with the totals");
     let out = ws.run(&["list", "--pattern", "p-(one"]);
     assert_eq!(code(&out), 1, "{out}");
     assert!(out.stderr.contains("not a valid regex"), "{out}");
@@ -137,7 +155,7 @@ fn list_and_prune_select_by_pattern_and_date_and_keep_shared_blobs() {
 }
 
 #[test]
-fn prune_refuses_while_a_server_uses_the_cache() {
+fn prune_and_load_beside_a_running_server_go_through_it_and_import_refuses() {
     let upstream = Upstream::start();
     upstream.push_oci(&LocalImage::generate(&["50K"]), "e2e/p-lock", "v1");
     let ws = Workspace::new(&upstream.url());
@@ -146,21 +164,62 @@ fn prune_refuses_while_a_server_uses_the_cache() {
         ..ServerOptions::new(&upstream.url())
     });
     let out = ws.run(&["prune", "--pattern", "p-lock"]);
+    assert!(out.success(), "{out}");
+    assert!(out.stderr.contains("pruning through it"), "{out}");
+    assert!(
+        out.stdout
+            .ends_with("pruned: 0 manifest(s), 0 blob(s), 0 bytes (nothing matched)\n"),
+        "{out}"
+    );
+    // load does not write under a running server either: it asks the server to load.
+    let list = ws.file("images.txt", &format!("{UPSTREAM_NAME}/e2e/p-lock:v1\n"));
+    let out = ws.run(&["load", "--image-file", list.to_str().unwrap()]);
+    assert!(out.success(), "{out}");
+    assert!(out.stderr.contains("loading through it"), "{out}");
+    let blobs = server.cached_blobs();
+    assert!(!blobs.is_empty());
+
+    // A dry run through the server names the image and changes nothing; the prune removes it
+    // from the running server, which no longer lists it.
+    let out = ws.run(&["prune", "--pattern", "p-lock", "--dry-run"]);
+    assert!(out.success(), "{out}");
+    assert!(out.stdout.contains("would remove manifest list"), "{out}");
+    assert!(
+        out.stdout
+            .contains("dry run, nothing changed: 2 manifest(s), "),
+        "{out}"
+    );
+    assert_eq!(server.cached_blobs(), blobs);
+    let out = ws.run(&[
+        "prune",
+        "--pattern",
+        "p-lock",
+        "--date",
+        "2999-01-01T00:00:00",
+    ]);
+    assert!(out.success(), "{out}");
+    assert!(out.stdout.contains("removed manifest list"), "{out}");
+    assert!(
+        out.stdout
+            .contains(&format!("pruned: 2 manifest(s), {} blob(s), ", blobs.len())),
+        "{out}"
+    );
+    assert!(server.cached_blobs().is_empty());
+    let r = support::http::get(server.port, "/cmd/manifest/list");
+    assert_eq!(r.text(), "no manifests found\n");
+
+    // import still works on the files only.
+    let archive = ws.file("archive.tar", "an archive that is never opened");
+    let out = ws.run(&["import", archive.to_str().unwrap()]);
     assert_eq!(code(&out), 1, "{out}");
     assert!(
         out.stderr.contains("in use by another ociregistry process"),
         "{out}"
-    );
-    let list = ws.file("images.txt", &format!("{UPSTREAM_NAME}/e2e/p-lock:v1\n"));
-    let out = ws.run(&["load", "--image-file", list.to_str().unwrap()]);
-    assert_eq!(
-        code(&out),
-        1,
-        "load must not write under a running server: {out}"
     );
     // list only reads, so it works.
     assert!(ws.run(&["list"]).success());
     server.kill();
     let out = ws.run(&["prune", "--pattern", "p-lock", "--dry-run"]);
     assert!(out.success(), "the lock goes with the server: {out}");
+    assert!(!out.stderr.contains("through it"), "{out}");
 }

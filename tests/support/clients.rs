@@ -258,6 +258,14 @@ impl Containerd {
         run(&mut cmd, PULL_TIMEOUT)
     }
 
+    /// `ctr run --rm` of a pulled image (native snapshotter), as container `name`: what the
+    /// container printed, and its exit status as `ctr`'s own.
+    pub fn run_container(&self, reference: &str, name: &str) -> Output {
+        let mut cmd = self.ctr_command();
+        cmd.args(["run", "--rm", "--snapshotter", "native", reference, name]);
+        run(&mut cmd, PULL_TIMEOUT)
+    }
+
     /// The target digest recorded for `reference` by `ctr images ls`.
     pub fn image_digest(&self, reference: &str) -> String {
         let out = run(
@@ -409,6 +417,15 @@ impl DockerImage {
                 reference: reference.to_string(),
             },
             out,
+        )
+    }
+
+    /// `docker run --rm REFERENCE` of the pulled image: what the container printed, and its
+    /// exit status as `docker`'s own.
+    pub fn run(&self) -> Output {
+        run(
+            Command::new("docker").args(["run", "--rm", "--pull", "never", &self.reference]),
+            PULL_TIMEOUT,
         )
     }
 

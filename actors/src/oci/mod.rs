@@ -3,6 +3,7 @@
 
 mod digest;
 mod manifest;
+mod platform;
 mod reference;
 
 pub use digest::Digest;
@@ -10,6 +11,7 @@ pub use manifest::{
     merge_accept, Descriptor, Manifest, ManifestKind, Platform, DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST, MANIFEST_MEDIA_TYPES, MAX_MANIFEST_BYTES, OCI_INDEX, OCI_MANIFEST,
 };
+pub use platform::{host_arch, host_os, PlatformSpec, Platforms};
 pub use reference::{
     compile_patterns, is_registry_host, ImageRef, Reference, RepoName, DOCKER_HUB,
     DOCKER_HUB_ENDPOINT_HOST,

@@ -346,6 +346,25 @@ pub fn orphaned_blobs(all: &[Candidate], doomed: &[Doomed]) -> Vec<Digest> {
     out
 }
 
+/// The blobs of `on_disk` that no image manifest of `all` names: left by an older cache,
+/// pulled by digest alone, or orphaned by a manifest removed by other means. They weigh on
+/// the cache and serve nobody, so a prune on disk removes them with what it selects.
+pub fn stray_blobs(all: &[Candidate], on_disk: &[Digest]) -> Vec<Digest> {
+    let named: HashSet<&Digest> = all
+        .iter()
+        .filter(|c| !c.is_list)
+        .flat_map(|c| &c.children)
+        .collect();
+    let mut out: Vec<Digest> = on_disk
+        .iter()
+        .filter(|d| !named.contains(d))
+        .cloned()
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// How many image manifests name each blob.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RefCounts(HashMap<Digest, u32>);

@@ -252,3 +252,17 @@ fn shared_blobs_survive_until_their_last_manifest_goes() {
     assert_eq!(refs.release(&[d('4')]), vec![d('4')]);
     assert_eq!(refs.get(&d('4')), 0);
 }
+
+#[test]
+fn strays_are_the_blobs_no_image_manifest_names_a_list_naming_nothing() {
+    let all = [
+        cand('1', "r.test/a:v1", true, &['2'], 1),
+        cand('2', "r.test/a@x", false, &['a', 'b'], 1),
+        cand('3', "r.test/b:v1", false, &['b', 'c'], 1),
+    ];
+    // `2` is a manifest digest, not a blob file: were it on disk, no image would name it.
+    let on_disk = [d('a'), d('b'), d('c'), d('e'), d('f'), d('2'), d('e')];
+    assert_eq!(stray_blobs(&all, &on_disk), vec![d('2'), d('e'), d('f')]);
+    assert_eq!(stray_blobs(&[], &[d('a')]), vec![d('a')]);
+    assert!(stray_blobs(&all, &[d('a'), d('c')]).is_empty());
+}

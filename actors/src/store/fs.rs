@@ -212,13 +212,15 @@ impl FsStore {
         }
     }
 
-    /// Removes the manifest with digest `d` from every manifest directory. `Ok(false)` if
-    /// there was nothing to remove.
+    /// Removes the manifest with digest `d` from every manifest directory, and the referrers
+    /// list kept for it as a subject (nothing would ever serve or remove it otherwise).
+    /// `Ok(false)` if there was no manifest to remove.
     pub fn remove_manifest(&self, d: &Digest) -> Result<bool, StoreError> {
         let mut removed = false;
         for dir in MANIFEST_DIRS {
             removed |= remove_if_present(&self.root.join(dir).join(d.hex()))?;
         }
+        remove_if_present(&self.referrers_path(d))?;
         Ok(removed)
     }
 

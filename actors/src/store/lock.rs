@@ -5,7 +5,9 @@
 //! while a server keeps the cache in memory (a server would not see their changes, and a prune
 //! could delete a blob the server is about to serve). The lock is released by the kernel when
 //! the process exits, however it exits, so a crash never leaves a stale lock. The file holds
-//! the owner's process id, for the error message only.
+//! the owner's process id, for the error message, and, once a server listens, where its admin
+//! API answers (`admin URL`): `load`, `list` and `prune` run beside a running server by asking
+//! it there instead of touching the files.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
@@ -27,6 +29,8 @@ pub enum LockError {
     Busy {
         root: PathBuf,
         owner: Option<String>,
+        /// Where the owner's admin API answers, when it is a server that said so.
+        admin: Option<String>,
     },
     #[error("cannot lock the cache: {}: {source}", path.display())]
     Io {
@@ -60,12 +64,18 @@ impl CacheLock {
             .open(&path)
             .map_err(|e| io(&path, e))?;
         if !FileExt::try_lock_exclusive(&file).map_err(|e| io(&path, e))? {
-            let mut owner = String::new();
-            let _ = file.read_to_string(&mut owner);
-            let owner = Some(owner.trim().to_string()).filter(|o| !o.is_empty());
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            let mut lines = text.lines().map(str::trim);
+            let owner = lines.next().map(str::to_string).filter(|o| !o.is_empty());
+            let admin = lines
+                .find_map(|l| l.strip_prefix(ADMIN_PREFIX))
+                .map(|u| u.trim().to_string())
+                .filter(|u| !u.is_empty());
             return Err(LockError::Busy {
                 root: root.to_path_buf(),
                 owner,
+                admin,
             });
         }
         let pid = std::process::id().to_string();
@@ -79,7 +89,48 @@ impl CacheLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Where the admin API of the server holding the cache at `root` answers; `None` when no
+    /// process holds the lock (a URL left in the file by a server that has exited is not
+    /// trusted: another server may listen there now) or the holder advertises none. Reads only:
+    /// the lock is probed with a shared lock released at once.
+    pub fn holder_admin(root: &Path) -> Option<String> {
+        let path = root.join(LOCK_FILE);
+        let mut file = File::open(&path).ok()?;
+        match FileExt::try_lock_shared(&file) {
+            Ok(true) => {
+                let _ = FileExt::unlock(&file);
+                None
+            }
+            Ok(false) => {
+                let mut text = String::new();
+                file.read_to_string(&mut text).ok()?;
+                text.lines()
+                    .find_map(|l| l.trim().strip_prefix(ADMIN_PREFIX))
+                    .map(|u| u.trim().to_string())
+                    .filter(|u| !u.is_empty())
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Records where this process's admin API answers (`http://127.0.0.1:8080`), for the
+    /// commands that find the cache locked.
+    pub fn advertise(&mut self, admin_url: &str) -> Result<(), LockError> {
+        let text = format!("{}\n{ADMIN_PREFIX}{admin_url}\n", std::process::id());
+        self.file
+            .set_len(0)
+            .and_then(|()| self.file.seek(SeekFrom::Start(0)))
+            .and_then(|_| self.file.write_all(text.as_bytes()))
+            .map_err(|source| LockError::Io {
+                path: self.path.clone(),
+                source,
+            })
+    }
 }
+
+/// How the lock file's line naming the admin API starts.
+const ADMIN_PREFIX: &str = "admin ";
 
 impl Drop for CacheLock {
     fn drop(&mut self) {
@@ -97,12 +148,31 @@ mod tests {
         let first = CacheLock::acquire(dir.path()).unwrap();
         assert!(first.path().ends_with(LOCK_FILE));
         match CacheLock::acquire(dir.path()) {
-            Err(LockError::Busy { owner, .. }) => {
-                assert_eq!(owner, Some(std::process::id().to_string()))
+            Err(LockError::Busy { owner, admin, .. }) => {
+                assert_eq!(owner, Some(std::process::id().to_string()));
+                assert_eq!(admin, None);
             }
             other => panic!("expected Busy, got {other:?}"),
         }
+        let mut first = first;
+        first.advertise("http://127.0.0.1:8080").unwrap();
+        match CacheLock::acquire(dir.path()) {
+            Err(LockError::Busy { owner, admin, .. }) => {
+                assert_eq!(owner, Some(std::process::id().to_string()));
+                assert_eq!(admin.as_deref(), Some("http://127.0.0.1:8080"));
+            }
+            other => panic!("expected Busy, got {other:?}"),
+        }
+        assert_eq!(
+            CacheLock::holder_admin(dir.path()).as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
         drop(first);
+        assert_eq!(
+            CacheLock::holder_admin(dir.path()),
+            None,
+            "the holder is gone"
+        );
         let again = CacheLock::acquire(dir.path()).unwrap();
         drop(again);
     }

@@ -275,14 +275,20 @@ impl PullAuth {
     }
 
     /// The upstream a pull request is for, routed as the handlers route it.
-    fn target<'a>(&self, name: Option<&str>, query: &str, routed: &'a mut String) -> Target<'a> {
+    fn target<'a>(
+        &self,
+        name: Option<&str>,
+        query: &str,
+        headers: &HeaderMap,
+        routed: &'a mut String,
+    ) -> Target<'a> {
         let Some(name) = name else {
             return Target::VersionCheck;
         };
-        let Ok(query) = PullQuery::parse(query) else {
+        let Ok(query) = PullQuery::from_parts(query, headers) else {
             return Target::Upstream(None);
         };
-        match ImageRef::route(name, query.ns.as_deref(), self.default_ns.as_deref()) {
+        match ImageRef::route(name, query.upstream(), self.default_ns.as_deref()) {
             Ok((registry, _)) => {
                 *routed = registry;
                 Target::Upstream(Some(routed.as_str()))
@@ -506,6 +512,7 @@ pub async fn guard(
     let target = auth.target(
         req.match_info().get("name"),
         req.query_string(),
+        req.headers(),
         &mut routed,
     );
     let need = auth.need(target);
@@ -566,6 +573,33 @@ pub async fn token_endpoint(req: HttpRequest) -> Result<HttpResponse, ApiError> 
     };
     let presented = Presented::from_headers(req.headers());
     auth.token(presented, peer_of(req.peer_addr())).await
+}
+
+/// Where the Go server hands out tokens; some clients probe it.
+pub const GO_AUTH_PATH: &str = "/v2/auth";
+
+/// The token the Go server hands out at [`GO_AUTH_PATH`]: without `pullAuth` nothing checks a
+/// token, so any fixed value does; this one is the Go server's, for scripts that look for it.
+const GO_AUTH_TOKEN: &str = "FROBOZZ";
+
+/// `GET /v2/auth`. With `pullAuth`, the token endpoint under the Go server's path. Without,
+/// the Go server's answer: to a request with one `Authorization` header (any value: there is
+/// nothing to check) a token and headers that keep it out of caches; 400 to one without.
+pub async fn go_auth_endpoint(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    if req.app_data::<web::Data<PullAuth>>().is_some() {
+        return token_endpoint(req).await;
+    }
+    if req.headers().get_all(header::AUTHORIZATION).count() != 1 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::Unauthorized,
+            format!("{GO_AUTH_PATH} needs one Authorization header"),
+        ));
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-cache, no-store, must-revalidate"))
+        .insert_header((header::VARY, "Cookie"))
+        .json(serde_json::json!({ "token": GO_AUTH_TOKEN })))
 }
 
 #[cfg(test)]
