@@ -523,7 +523,7 @@ fn load_beside_a_running_server_asks_it_and_the_image_is_served_at_once() {
     assert!(out.stderr.contains("loading through it"), "{out}");
     assert!(
         out.stdout
-            .contains(&format!("loaded          {UPSTREAM_NAME}/{repo}:v1\n")),
+            .contains(&format!("loaded          {UPSTREAM_NAME}/{repo}:v1 (")),
         "{out}"
     );
     assert!(out.stdout.contains("failed          "), "{out}");
