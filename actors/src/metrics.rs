@@ -72,6 +72,9 @@ pub struct Metrics {
     pub evictions: Counter,
     pub http_requests: Family<Request, Counter>,
     pub http_response_bytes: Family<Endpoint, Counter>,
+    /// Blob reads that found their pages out of memory and waited for the disk on the blocking
+    /// pool (the others are copied from the page cache on the worker).
+    pub blob_reads_from_disk: Counter,
     registry: Registry,
 }
 
@@ -100,6 +103,7 @@ impl Metrics {
             evictions: Counter::default(),
             http_requests: Family::default(),
             http_response_bytes: Family::default(),
+            blob_reads_from_disk: Counter::default(),
             registry: Registry::with_prefix("ociregistry"),
         }
     }
@@ -187,6 +191,11 @@ impl Metrics {
             "http_response_bytes",
             "Response body bytes sent, by endpoint",
             m.http_response_bytes.clone(),
+        );
+        r.register(
+            "blob_reads_from_disk",
+            "Blob reads whose pages were not in memory and waited for the disk",
+            m.blob_reads_from_disk.clone(),
         );
         m
     }
