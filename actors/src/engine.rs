@@ -1,6 +1,6 @@
 //! The engine as the HTTP edge sees it: the actors' addresses and the few questions handlers
-//! ask. Every method only sends messages (and reads blobs through the store); the actors hold
-//! all the state.
+//! ask. Every method only sends messages (and reads blobs through the store), except a manifest
+//! hit, which reads the snapshot the index publishes; the actors hold all the state.
 
 use std::sync::Arc;
 
