@@ -217,6 +217,10 @@ def cmd_pull(args):
     return out
 
 
+def cmd_cpu(args):
+    return {"cpu_s": sum(cpu_seconds(p) for p in args.pid)}
+
+
 def cmd_ttfb(args):
     conn, path = connect(args.url)
     conn.connect()
@@ -324,6 +328,8 @@ def main():
     p.add_argument("--out", required=True)
     p = sub.add_parser("ttfb")
     p.add_argument("--url", required=True)
+    p = sub.add_parser("cpu", help="user plus system CPU seconds the processes used so far")
+    p.add_argument("--pid", type=int, action="append", required=True)
     p = sub.add_parser("startup")
     p.add_argument("--ready-url", required=True)
     p.add_argument("--accept")
@@ -351,6 +357,7 @@ def main():
         "pull": cmd_pull,
         "mirror": cmd_mirror,
         "ttfb": cmd_ttfb,
+        "cpu": cmd_cpu,
         "startup": cmd_startup,
         "rss": cmd_rss,
         "log": cmd_log,

@@ -277,10 +277,25 @@ random_file() { head -c "$(($2 * 1024 * 1024))" /dev/urandom > "$1"; }
 
 # ---------------------------------------------------------------- measures
 
-wrk_run() { # URL CONNS [ACCEPT] -> JSON summary line
-  ACCEPT=${3:-} wrk -t2 -c"$2" -d"$WRK_DURATION" --timeout 60s -s "$BENCH_DIR/wrk-report.lua" "$1" \
-    2>&1 | tee -a "$LOGS/wrk.log" | grep '^{' | tail -1
+# wrk_run URL CONNS ACCEPT [PID...] -> JSON summary line; with PIDs, also the CPU time
+# (user + system, from /proc/PID/stat) those server processes used during the run
+wrk_run() {
+  local url=$1 conns=$2 accept=$3 p out before after
+  shift 3
+  local pids=()
+  for p in "$@"; do pids+=(--pid "$p"); done
+  [ ${#pids[@]} -gt 0 ] && before=$(load cpu "${pids[@]}")
+  out=$(ACCEPT=$accept wrk -t2 -c"$conns" -d"$WRK_DURATION" --timeout 60s -s "$BENCH_DIR/wrk-report.lua" "$url" \
+    2>&1 | tee -a "$LOGS/wrk.log" | grep '^{' | tail -1)
+  if [ ${#pids[@]} -gt 0 ] && [ -n "$out" ]; then
+    after=$(load cpu "${pids[@]}")
+    out=$(python3 -c 'import json,sys; o=json.loads(sys.argv[1]); o["server_cpu_s"]=round(json.loads(sys.argv[3])["cpu_s"]-json.loads(sys.argv[2])["cpu_s"], 3); print(json.dumps(o))' "$out" "$before" "$after")
+  fi
+  echo "$out"
 }
+
+# the nginx master and its workers
+nginx_pids() { local m; m=$(pid_of nginx); echo "$m" $(pgrep -P "$m"); }
 
 measure_blob_throughput() {
   say "cached ${BLOB_MB} MB blob throughput (wrk, $BLOB_CONNS connections)"
@@ -297,9 +312,10 @@ measure_blob_throughput() {
 wrk -t2 -c$BLOB_CONNS -d$WRK_DURATION --timeout 60s -s benches/wrk-report.lua $peer_url
 wrk -t2 -c$BLOB_CONNS -d$WRK_DURATION --timeout 60s -s benches/wrk-report.lua $ours_url"
   for _ in $(seq "$REPS"); do
-    record blob.nginx "$(wrk_run "$STATIC/blob.bin" "$BLOB_CONNS")"
-    record blob.peer "$(wrk_run "$peer_url" "$BLOB_CONNS")"
-    record blob.ours "$(wrk_run "$ours_url" "$BLOB_CONNS")"
+    # shellcheck disable=SC2046
+    record blob.nginx "$(wrk_run "$STATIC/blob.bin" "$BLOB_CONNS" "" $(nginx_pids))"
+    record blob.peer "$(wrk_run "$peer_url" "$BLOB_CONNS" "" "$(pid_of peer)")"
+    record blob.ours "$(wrk_run "$ours_url" "$BLOB_CONNS" "" "$(pid_of ours)")"
   done
 }
 
@@ -315,9 +331,10 @@ measure_manifest_rps() {
 ACCEPT='<the four manifest media types>' wrk -t2 -c$TAG_CONNS -d$WRK_DURATION --timeout 60s -s benches/wrk-report.lua $peer_url
 ACCEPT='<the four manifest media types>' wrk -t2 -c$TAG_CONNS -d$WRK_DURATION --timeout 60s -s benches/wrk-report.lua $ours_url"
   for _ in $(seq "$REPS"); do
-    record tag.nginx "$(wrk_run "$STATIC/1K.bin" "$TAG_CONNS")"
-    record tag.peer "$(wrk_run "$peer_url" "$TAG_CONNS" "$MANIFEST_TYPES")"
-    record tag.ours "$(wrk_run "$ours_url" "$TAG_CONNS" "$MANIFEST_TYPES")"
+    # shellcheck disable=SC2046
+    record tag.nginx "$(wrk_run "$STATIC/1K.bin" "$TAG_CONNS" "" $(nginx_pids))"
+    record tag.peer "$(wrk_run "$peer_url" "$TAG_CONNS" "$MANIFEST_TYPES" "$(pid_of peer)")"
+    record tag.ours "$(wrk_run "$ours_url" "$TAG_CONNS" "$MANIFEST_TYPES" "$(pid_of ours)")"
   done
 }
 

@@ -142,6 +142,10 @@ impl EngineConfig {
             // A digest names immutable content.
             return Ttl::Never;
         };
+        if self.freshness.is_empty() {
+            // Every hit asks: no name to format when no rule could match it.
+            return Ttl::Never;
+        }
         let name = format!("{}/{}", image.registry, image.repo);
         match self.freshness.iter().find(|r| r.pattern.is_match(&name)) {
             None => Ttl::Never,

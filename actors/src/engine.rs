@@ -1,6 +1,6 @@
 //! The engine as the HTTP edge sees it: the actors' addresses and the few questions handlers
-//! ask. Every method only sends messages (and reads blobs through the store); the actors hold
-//! all the state.
+//! ask. Every method only sends messages (and reads blobs through the store), except a manifest
+//! hit, which reads the snapshot the index publishes; the actors hold all the state.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -12,7 +12,9 @@ use crate::blob_table::{self, AddRefs, BlobTable, Open};
 use crate::config::EngineConfig;
 use crate::config::Ttl;
 use crate::error::EngineError;
-use crate::manifest_index::{self, CachedManifest, ManifestIndex, Resolve, TagAge, Validated};
+use crate::manifest_index::{
+    self, CachedManifest, Hit, IndexView, ManifestIndex, Resolve, Validated,
+};
 use crate::metrics::{metrics, UpstreamKind};
 use crate::oci::{Digest, ImageRef, RepoName};
 use crate::proxy::reader::BlobReader;
@@ -66,6 +68,8 @@ pub struct Engine {
     config: Arc<EngineConfig>,
     /// Where blobs are read from; the actors write through it too.
     store: Arc<dyn Store>,
+    /// The index's snapshot: cache hits are answered from it without a message.
+    view: IndexView,
     index: Addr<ManifestIndex>,
     blobs: Addr<BlobTable>,
     puller: Addr<PullerPool>,
@@ -95,6 +99,7 @@ impl Engine {
             log::warn!("cache: {problem}");
         }
         let index = ManifestIndex::new(store.clone(), loaded.holders);
+        let view = index.view();
         let refs = index.blob_refs();
         let on_disk: std::collections::HashSet<Digest> =
             present.iter().map(|(d, _)| d.clone()).collect();
@@ -151,6 +156,7 @@ impl Engine {
         Ok(Engine {
             config,
             store,
+            view,
             index,
             blobs,
             puller,
@@ -177,8 +183,8 @@ impl Engine {
         if refresh {
             metrics().cache_misses.get_or_create(&label).inc();
             return match self.fetch(image).await {
-                Err(e) if !e.is_not_found() => match self.resolve(image).await? {
-                    Some(m) => {
+                Err(e) if !e.is_not_found() => match self.view.resolve(image) {
+                    Some(Hit { manifest: m, .. }) => {
                         let level = e.fallback_log_level();
                         log::log!(
                             level,
@@ -195,20 +201,14 @@ impl Engine {
                 other => other,
             };
         }
-        if let Some(m) = self.resolve(image).await? {
+        if let Some(hit) = self.view.resolve(image) {
             if let (Ttl::After(ttl), false) = (self.config.tag_ttl(image), self.config.air_gapped) {
-                let age = self
-                    .index
-                    .send(TagAge {
-                        image: image.clone(),
-                    })
-                    .await?;
-                if age.is_none_or(|a| a >= ttl) {
-                    return self.revalidate(image, m).await;
+                if hit.tag_age().is_none_or(|a| a >= ttl) {
+                    return self.revalidate(image, hit).await;
                 }
             }
             metrics().cache_hits.get_or_create(&label).inc();
-            return Ok(m);
+            return Ok(hit.manifest);
         }
         metrics().cache_misses.get_or_create(&label).inc();
         if self.config.air_gapped {
@@ -223,8 +223,9 @@ impl Engine {
     async fn revalidate(
         &self,
         image: &ImageRef,
-        cached: Arc<CachedManifest>,
+        hit: Hit,
     ) -> Result<Arc<CachedManifest>, EngineError> {
+        let cached = hit.manifest.clone();
         let label = UpstreamKind {
             upstream: image.registry.clone(),
             kind: "manifest",
@@ -239,6 +240,8 @@ impl Engine {
             .await?;
         match checked {
             Ok(None) => {
+                // Seen by the next request at once; the actor keeps it with the manifest.
+                hit.mark_checked();
                 self.index.do_send(Validated {
                     image: image.clone(),
                 });
@@ -253,6 +256,7 @@ impl Engine {
             Err(e) => {
                 // Remembered as a check: the next one waits for the tag's TTL again rather
                 // than every pull asking an upstream that just failed.
+                hit.mark_checked();
                 self.index.do_send(Validated {
                     image: image.clone(),
                 });
@@ -268,15 +272,6 @@ impl Engine {
                 Ok(cached)
             }
         }
-    }
-
-    async fn resolve(&self, image: &ImageRef) -> Result<Option<Arc<CachedManifest>>, EngineError> {
-        Ok(self
-            .index
-            .send(Resolve {
-                image: image.clone(),
-            })
-            .await?)
     }
 
     async fn fetch(&self, image: &ImageRef) -> Result<Arc<CachedManifest>, EngineError> {

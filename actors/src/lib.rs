@@ -7,7 +7,7 @@
 //! - [`engine`]: the façade the HTTP edge holds; starts the actors, asks them questions, hands
 //!   out blob readers.
 //! - The actors, one per file: [`manifest_index`] (tag -> digest -> manifest, created/pulled
-//!   times), [`blob_table`] (digest -> present | being fetched | being removed; reference
+//!   times; and the snapshot it publishes, which handlers read without a message), [`blob_table`] (digest -> present | being fetched | being removed; reference
 //!   counts), [`puller_pool`] (upstream clients, single-flight manifest fetches, the downloads
 //!   the table starts, the breakers), [`pruner`] (prunes on a schedule or when asked).
 //! - [`proxy`]: the blob proxy, "fetched once, streamed to every waiter", in two files:

@@ -95,6 +95,9 @@ pub struct Metrics {
     pub http_response_bytes: Family<Endpoint, Counter>,
     /// From a request's arrival to its response head (a blob's body streams after).
     pub http_request_seconds: Family<Endpoint, Histogram>,
+    /// Blob reads that found their pages out of memory and waited for the disk on the blocking
+    /// pool (the others are copied from the page cache on the worker).
+    pub blob_reads_from_disk: Counter,
     registry: Registry,
     /// The `process_*` metrics, unprefixed as every Prometheus client library names them.
     process: Registry,
@@ -131,6 +134,7 @@ impl Metrics {
             http_requests: Family::default(),
             http_response_bytes: Family::default(),
             http_request_seconds: Family::new_with_constructor(request_histogram),
+            blob_reads_from_disk: Counter::default(),
             registry: Registry::with_prefix("ociregistry"),
             process: Registry::default(),
         }
@@ -232,6 +236,11 @@ impl Metrics {
         );
         m.process
             .register_collector(Box::new(process::ProcessCollector));
+        r.register(
+            "blob_reads_from_disk",
+            "Blob reads whose pages were not in memory and waited for the disk",
+            m.blob_reads_from_disk.clone(),
+        );
         m
     }
 }

@@ -19,7 +19,7 @@ pub use range::{parse_range, ByteRange, RangeRequest};
 use std::net::TcpListener;
 
 use actix_web::dev::Server;
-use actix_web::middleware::{from_fn, Logger};
+use actix_web::middleware::{from_fn, Condition, Logger};
 use actix_web::{web, App, HttpServer};
 use actors::Engine;
 
@@ -58,13 +58,19 @@ pub fn run_with_tls(
     let admin = web::Data::new(admin);
     // One limiter and one cache of successes for every worker.
     let pull_auth = pull_auth.map(web::Data::new);
+    // The access log renders every request line as it arrives, whether or not its line is
+    // written later: in the chain only when it is.
+    let access_log = log::log_enabled!(target: "actix_web::middleware::logger", log::Level::Info);
     let app = move || {
         let mut app = App::new().app_data(engine.clone()).app_data(admin.clone());
         if let Some(auth) = &pull_auth {
             app = app.app_data(auth.clone());
         }
         app.wrap(from_fn(metrics::count))
-            .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
+            .wrap(Condition::new(
+                access_log,
+                Logger::new("%a \"%r\" %s %b %Dms"),
+            ))
             .route("/metrics", web::get().to(metrics::scrape))
             .configure(distribution::routes(pull_auth.is_some()))
             .configure(admin::routes)

@@ -1,11 +1,16 @@
 //! Reading a blob out: a stored one, or one still landing in its staging file.
+//!
+//! Every read first asks the kernel for bytes already in the page cache without waiting for
+//! the disk (`preadv2` with `RWF_NOWAIT`), on the caller's thread, straight into the buffer that
+//! becomes the response chunk: a cache hit is then one copy and no thread hop. Only the pages
+//! not in memory go to the blocking pool, one read each time, so a cold disk never stalls the
+//! worker's other connections. Where the kernel or the filesystem cannot read without waiting
+//! (other systems, old kernels, some filesystems), every read goes to the blocking pool.
 
-use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncReadExt;
 
 use super::StoreError;
 
@@ -21,11 +26,11 @@ impl Staged {
     }
 
     /// Opens the staging file at `offset`. It does not block for long: the file was created
-    /// moments ago and its bytes are in the page cache, so this runs on the caller's thread.
+    /// moments ago and its inode is in memory, so this runs on the caller's thread.
     /// `Ok(None)`: it is gone (moved into place, or removed after a failure).
     pub fn open_now(&self, offset: u64) -> Result<Option<BlobFile>, StoreError> {
-        match open_at(&self.0, offset) {
-            Ok(f) => Ok(Some(BlobFile::Warm(f))),
+        match std::fs::File::open(&*self.0) {
+            Ok(f) => Ok(Some(BlobFile::new(f, offset))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StoreError::io(&self.0, e)),
         }
@@ -38,41 +43,266 @@ impl std::fmt::Display for Staged {
     }
 }
 
-/// An open blob, positioned where the reader asked, read where its bytes are likely to be.
+/// An open blob and the position of the next read. Reads go by offset (`pread`), so the file
+/// can be shared with a blocking-pool read without a seek.
 #[derive(Debug)]
-pub enum BlobFile {
-    /// A stored blob, read on the blocking pool: it may be cold on a slow disk, and a read
-    /// must not stall every other connection of the worker.
-    Cold(tokio::fs::File),
-    /// The staging file of a download under way, read on the caller's thread: its bytes were
-    /// written moments ago and are in the page cache, so a read is a memory copy. A trip to
-    /// the blocking pool would cost more than the copy and, when the pool has to start a
-    /// thread, milliseconds before the first byte.
-    Warm(std::fs::File),
+pub struct BlobFile {
+    file: Arc<std::fs::File>,
+    pos: u64,
+    /// Reads of cached pages without waiting work on this file; cleared when the kernel or the
+    /// filesystem says they do not, so the question is asked once per file.
+    nowait: bool,
+    /// Reads that went to the blocking pool: pages that were not in memory.
+    blocking_reads: u64,
 }
 
 impl BlobFile {
-    /// Up to `want` bytes from the current position (fewer only at the end), into
+    pub(super) fn new(file: std::fs::File, offset: u64) -> Self {
+        BlobFile {
+            file: Arc::new(file),
+            pos: offset,
+            nowait: cfg!(target_os = "linux"),
+            blocking_reads: 0,
+        }
+    }
+
+    /// Up to `want` bytes from the current position (fewer only at the end of the file), into
     /// uninitialised capacity: no zero-filling of every chunk.
     pub async fn read(&mut self, want: usize) -> std::io::Result<Bytes> {
-        match self {
-            BlobFile::Cold(f) => {
-                let mut buf = BytesMut::with_capacity(want);
-                f.take(want as u64).read_buf(&mut buf).await?;
-                Ok(buf.freeze())
-            }
-            BlobFile::Warm(f) => {
-                let mut buf = Vec::with_capacity(want);
-                Read::read_to_end(&mut Read::take(&mut *f, want as u64), &mut buf)?;
-                Ok(Bytes::from(buf))
+        let mut buf = BytesMut::with_capacity(want);
+        if self.nowait {
+            match nowait::read(&self.file, &mut buf, self.pos, want) {
+                Ok(()) => {}
+                Err(nowait::Miss::NotCached) => {}
+                Err(nowait::Miss::Unsupported) => self.nowait = false,
+                Err(nowait::Miss::Failed(e)) => return Err(e),
             }
         }
+        if buf.len() < want {
+            // Pages not in memory (or no way to ask): the rest of the chunk in one read that may
+            // wait for the disk, off this thread.
+            self.blocking_reads += 1;
+            crate::metrics::metrics().blob_reads_from_disk.inc();
+            let file = self.file.clone();
+            let at = self.pos;
+            buf = tokio::task::spawn_blocking(move || read_rest(&file, buf, at, want))
+                .await
+                .map_err(std::io::Error::other)??;
+        }
+        self.pos += buf.len() as u64;
+        Ok(buf.freeze())
+    }
+
+    /// How many reads of this file had to wait on the blocking pool.
+    pub fn blocking_reads(&self) -> u64 {
+        self.blocking_reads
     }
 }
 
-/// Opens `path` and seeks to `offset`: one blocking step, so one trip to the blocking pool.
-pub(super) fn open_at(path: &std::path::Path, offset: u64) -> std::io::Result<std::fs::File> {
-    let mut f = std::fs::File::open(path)?;
-    f.seek(SeekFrom::Start(offset))?;
-    Ok(f)
+/// Fills `buf` up to `want` bytes from `file` at `at + buf.len()`, waiting for the disk if it
+/// must; stops early only at the end of the file. Runs on the blocking pool.
+fn read_rest(
+    file: &std::fs::File,
+    mut buf: BytesMut,
+    at: u64,
+    want: usize,
+) -> std::io::Result<BytesMut> {
+    use std::os::unix::fs::FileExt;
+    let have = buf.len();
+    // Zero-filled: this path waits for a disk anyway, the fill costs nothing beside it.
+    buf.resize(want, 0);
+    let mut filled = have;
+    while filled < want {
+        match file.read_at(&mut buf[filled..], at + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(filled);
+    Ok(buf)
+}
+
+#[cfg(target_os = "linux")]
+mod nowait {
+    use std::os::fd::AsRawFd;
+
+    use bytes::BytesMut;
+
+    /// Why a read without waiting gave less than asked.
+    pub(super) enum Miss {
+        /// Some or all of the pages are not in memory (or the file ends early).
+        NotCached,
+        /// This kernel or filesystem cannot read without waiting.
+        Unsupported,
+        Failed(std::io::Error),
+    }
+
+    /// Appends to `buf` the bytes of `file` at `at` that are in the page cache, up to `want`;
+    /// `Ok` when all of them were.
+    pub(super) fn read(
+        file: &std::fs::File,
+        buf: &mut BytesMut,
+        at: u64,
+        want: usize,
+    ) -> Result<(), Miss> {
+        let Ok(offset) = libc::off_t::try_from(at) else {
+            return Err(Miss::Failed(std::io::Error::from(
+                std::io::ErrorKind::InvalidInput,
+            )));
+        };
+        let spare = buf.spare_capacity_mut();
+        let len = want.min(spare.len());
+        // The kernel writes into the buffer's uninitialised capacity: rustix's `preadv2` only
+        // takes initialised slices, and zero-filling each chunk first would cost a second pass
+        // over every byte served.
+        let iov = libc::iovec {
+            iov_base: spare.as_mut_ptr().cast(),
+            iov_len: len,
+        };
+        // SAFETY: `iov` describes `len` bytes of `buf`'s spare capacity, which `buf` owns and
+        // nothing else touches during the call; the kernel writes at most `len` bytes there.
+        let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, offset, libc::RWF_NOWAIT) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(match e.raw_os_error() {
+                Some(libc::EAGAIN) | Some(libc::EINTR) => Miss::NotCached,
+                // No RWF_NOWAIT for this file (EOPNOTSUPP), no preadv2 (ENOSYS), or a kernel
+                // older than the flag (EINVAL).
+                Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) | Some(libc::EINVAL) => {
+                    Miss::Unsupported
+                }
+                _ => Miss::Failed(e),
+            });
+        }
+        let n = n as usize;
+        // SAFETY: the kernel initialised the first `n` (<= `len`) bytes of the spare capacity.
+        unsafe { buf.set_len(buf.len() + n) };
+        if n < want {
+            return Err(Miss::NotCached);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod nowait {
+    use bytes::BytesMut;
+
+    pub(super) enum Miss {
+        Unsupported,
+        // Never built elsewhere, but matched on.
+        #[allow(dead_code)]
+        NotCached,
+        #[allow(dead_code)]
+        Failed(std::io::Error),
+    }
+
+    pub(super) fn read(_: &std::fs::File, _: &mut BytesMut, _: u64, _: usize) -> Result<(), Miss> {
+        Err(Miss::Unsupported)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    /// Bytes whose every position is distinguishable: a misplaced offset shows.
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i % 251) as u8 ^ (i / 251) as u8)
+            .collect()
+    }
+
+    fn file_with(content: &[u8]) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        let mut f = std::fs::File::create(&path).unwrap();
+        f.write_all(content).unwrap();
+        f.sync_all().unwrap();
+        (dir, path)
+    }
+
+    /// Reads `len` bytes as the blob reader does: never past the size it knows.
+    async fn read_all(f: &mut BlobFile, chunk: usize, len: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        while out.len() < len {
+            let b = f.read(chunk.min(len - out.len())).await.unwrap();
+            assert!(!b.is_empty(), "the file ended at {} of {len}", out.len());
+            out.extend_from_slice(&b);
+        }
+        out
+    }
+
+    #[actix_rt::test]
+    async fn reads_from_any_offset_return_exactly_the_bytes_there() {
+        let content = pattern(1_000_003);
+        let (_dir, path) = file_with(&content);
+        for (offset, chunk) in [(0, 65_536), (1, 4096), (999_999, 7), (500_000, 262_144)] {
+            let mut f = BlobFile::new(std::fs::File::open(&path).unwrap(), offset as u64);
+            let rest = &content[offset..];
+            assert_eq!(
+                read_all(&mut f, chunk, rest.len()).await,
+                rest,
+                "at {offset}"
+            );
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_read_at_the_end_is_empty_and_one_across_it_is_short() {
+        let content = pattern(10_000);
+        let (_dir, path) = file_with(&content);
+        let mut f = BlobFile::new(std::fs::File::open(&path).unwrap(), 9_000);
+        assert_eq!(&f.read(4096).await.unwrap()[..], &content[9_000..]);
+        assert!(f.read(4096).await.unwrap().is_empty());
+        let mut past = BlobFile::new(std::fs::File::open(&path).unwrap(), 20_000);
+        assert!(past.read(4096).await.unwrap().is_empty());
+    }
+
+    #[actix_rt::test]
+    async fn a_file_removed_while_open_is_still_read_to_its_end() {
+        let content = pattern(300_000);
+        let (_dir, path) = file_with(&content);
+        let mut f = BlobFile::new(std::fs::File::open(&path).unwrap(), 0);
+        let first = f.read(100_000).await.unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let mut got = first.to_vec();
+        got.extend(read_all(&mut f, 65_536, 200_000).await);
+        assert_eq!(got, content);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[actix_rt::test]
+    async fn pages_dropped_from_memory_are_read_on_the_blocking_pool_and_cached_ones_are_not() {
+        use std::os::fd::AsRawFd;
+        let content = pattern(2_000_000);
+        let (_dir, path) = file_with(&content);
+        let warm = std::fs::read(&path).unwrap();
+        assert_eq!(warm, content);
+        let mut hot = BlobFile::new(std::fs::File::open(&path).unwrap(), 0);
+        assert_eq!(read_all(&mut hot, 262_144, content.len()).await, content);
+        assert_eq!(
+            hot.blocking_reads(),
+            0,
+            "cached pages waited for the blocking pool"
+        );
+
+        let file = std::fs::File::open(&path).unwrap();
+        // SAFETY: a plain syscall on a descriptor this test owns.
+        let dropped =
+            unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        assert_eq!(dropped, 0, "posix_fadvise failed");
+        let mut cold = BlobFile::new(file, 12_345);
+        let rest = &content[12_345..];
+        assert_eq!(read_all(&mut cold, 262_144, rest.len()).await, rest);
+        assert!(
+            cold.blocking_reads() >= 2,
+            "the dropped pages were read without waiting ({} blocking reads)",
+            cold.blocking_reads()
+        );
+    }
 }

@@ -70,7 +70,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use time::OffsetDateTime;
 
-use super::blob_file::open_at;
 use super::blob_writer::BlobWriter;
 use super::holder::{to_local, ManifestHolder};
 use super::{BlobFile, LoadProblem, LoadedCache, Space, Store, StoreError, StoreFuture};
@@ -509,8 +508,8 @@ impl Store for FsStore {
     fn open_blob(&self, digest: Digest, offset: u64) -> StoreFuture<'_, BlobFile> {
         let path = self.blob_path(&digest);
         blocking(move || {
-            let f = open_at(&path, offset).map_err(|e| StoreError::io(&path, e))?;
-            Ok(BlobFile::Cold(tokio::fs::File::from_std(f)))
+            let f = std::fs::File::open(&path).map_err(|e| StoreError::io(&path, e))?;
+            Ok(BlobFile::new(f, offset))
         })
     }
 

@@ -4,6 +4,14 @@
 //! tag is added (persisted before the insert is acknowledged, so a tag the client saw survives a
 //! restart), when batched `pulled` times are flushed, and when pruning removes manifests
 //! ([`Select`] chooses, [`Remove`] removes).
+//!
+//! Handlers read hits from the snapshot the actor publishes ([`IndexView`], `snapshot.rs`)
+//! without a message; the actor stays the one writer.
+
+mod snapshot;
+
+pub use snapshot::{CheckClock, Hit, IndexView, PullClock};
+use snapshot::{Published, PublishedTag, Snapshot};
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
@@ -69,6 +77,8 @@ pub struct IndexEntry {
     /// When each of its tags was last checked upstream, in wall-clock time: written with the
     /// manifest so that a restart knows which tags are due a check.
     pub checked: std::collections::BTreeMap<String, PrimitiveDateTime>,
+    /// Pulls served from the snapshot since the actor last looked: folded into `pulled`.
+    pulls: Arc<PullClock>,
 }
 
 impl IndexEntry {
@@ -160,8 +170,13 @@ pub struct ManifestIndex {
     /// Manifests whose `pulled` time changed since the last flush.
     dirty: HashSet<Digest>,
     /// When each tag was last fetched or checked upstream; restored at start from the times
-    /// kept with the manifests, absent (never) for tags without one.
-    validated: HashMap<String, std::time::Instant>,
+    /// kept with the manifests, absent (never) for tags without one. Shared with the snapshot,
+    /// where a revalidating request marks it at once.
+    checks: HashMap<String, Arc<CheckClock>>,
+    /// What the last published snapshot holds; changed key by key, then published whole.
+    published: Snapshot,
+    /// Where handlers read it.
+    view: IndexView,
 }
 
 impl ManifestIndex {
@@ -173,7 +188,9 @@ impl ManifestIndex {
             by_digest: HashMap::new(),
             by_tag: HashMap::new(),
             dirty: HashSet::new(),
-            validated: HashMap::new(),
+            checks: HashMap::new(),
+            published: Snapshot::default(),
+            view: IndexView::new(Snapshot::default()),
         };
         for h in holders {
             match entry_from_holder(&h) {
@@ -182,6 +199,9 @@ impl ManifestIndex {
             }
         }
         index.restore_checks();
+        let tags: Vec<String> = index.by_tag.keys().cloned().collect();
+        let digests: Vec<Digest> = index.by_digest.keys().cloned().collect();
+        index.republish(&tags, &digests);
         crate::metrics::metrics()
             .cached_manifests
             .set(index.by_digest.len() as i64);
@@ -202,7 +222,7 @@ impl ManifestIndex {
                     continue;
                 };
                 if let Some(then) = mono.checked_sub(age) {
-                    self.validated.insert(tag.clone(), then);
+                    self.checks.entry(tag.clone()).or_default().mark(then);
                 }
             }
         }
@@ -276,6 +296,63 @@ impl ManifestIndex {
         out
     }
 
+    /// Where handlers read the index without a message.
+    pub fn view(&self) -> IndexView {
+        self.view.clone()
+    }
+
+    /// Brings the snapshot's `tags` and `digests` in line with the index (added, moved or
+    /// removed), then publishes it: called in the turn that changed them, before the change is
+    /// acknowledged.
+    fn republish(&mut self, tags: &[String], digests: &[Digest]) {
+        for d in digests {
+            match self.by_digest.get(d) {
+                Some(e) => {
+                    let p = Published {
+                        manifest: e.manifest.clone(),
+                        pulls: e.pulls.clone(),
+                    };
+                    self.published.by_digest.insert(d.clone(), p);
+                }
+                None => {
+                    self.published.by_digest.remove(d);
+                }
+            }
+        }
+        for t in tags {
+            let entry = self.by_tag.get(t).and_then(|d| self.by_digest.get(d));
+            match entry {
+                Some(e) => {
+                    let slot = PublishedTag {
+                        entry: Published {
+                            manifest: e.manifest.clone(),
+                            pulls: e.pulls.clone(),
+                        },
+                        checked: self.checks.entry(t.clone()).or_default().clone(),
+                    };
+                    self.published.by_tag.insert(Arc::from(t.as_str()), slot);
+                }
+                None => {
+                    self.published.by_tag.remove(t.as_str());
+                }
+            }
+        }
+        self.view.publish(self.published.clone());
+    }
+
+    /// Folds the pulls served from the snapshot into `pulled` (and the next flush): before
+    /// anything reads or writes pull times.
+    fn count_pulls(&mut self) {
+        for (d, e) in self.by_digest.iter_mut() {
+            if let Some(t) = e.pulls.take() {
+                if t > e.pulled {
+                    e.pulled = t;
+                }
+                self.dirty.insert(d.clone());
+            }
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.by_digest.len()
     }
@@ -296,6 +373,7 @@ impl ManifestIndex {
     /// Writes the changed `pulled` times in the background; the returned future ends when
     /// they are written.
     fn flush_pulled(&mut self) -> impl Future<Output = ()> {
+        self.count_pulls();
         let holders: Vec<ManifestHolder> = self
             .dirty
             .drain()
@@ -346,6 +424,7 @@ fn entry_from_holder(h: &ManifestHolder) -> Result<IndexEntry, EngineError> {
         tags,
         created: h.created(),
         pulled: h.pulled(),
+        pulls: Arc::default(),
     })
 }
 
@@ -373,7 +452,8 @@ impl Handler<Flush> for ManifestIndex {
     }
 }
 
-/// Looks a manifest up by tag or digest, and records the pull.
+/// Looks a manifest up by tag or digest, and records the pull. (Requests read the snapshot
+/// instead; this is for preload and export, which run beside the server.)
 #[derive(Message)]
 #[rtype(result = "Option<Arc<CachedManifest>>")]
 pub struct Resolve {
@@ -409,9 +489,9 @@ impl Handler<Insert> for ManifestIndex {
         let tag = msg.image.reference.tag().map(|_| msg.image.to_string());
         let mut to_write: Vec<ManifestHolder> = Vec::new();
 
+        let mut moved_from = None;
         if let Some(tag) = &tag {
-            self.validated
-                .insert(tag.clone(), std::time::Instant::now());
+            self.checks.entry(tag.clone()).or_default().mark_now();
             if let Some(old) = self.by_tag.insert(tag.clone(), digest.clone()) {
                 if old != digest {
                     if let Some(e) = self.by_digest.get_mut(&old) {
@@ -419,6 +499,7 @@ impl Handler<Insert> for ManifestIndex {
                         e.checked.remove(tag);
                         to_write.push(e.to_holder());
                     }
+                    moved_from = Some(old);
                 }
             }
         }
@@ -433,6 +514,7 @@ impl Handler<Insert> for ManifestIndex {
                 created: t,
                 pulled: t,
                 checked: std::collections::BTreeMap::new(),
+                pulls: Arc::default(),
             });
         entry.pulled = t;
         if let Some(tag) = &tag {
@@ -451,6 +533,9 @@ impl Handler<Insert> for ManifestIndex {
             to_write.push(entry.to_holder());
         }
         let shared = entry.manifest.clone();
+        // Readers see the change from now on, before it is acknowledged.
+        let digests: Vec<Digest> = std::iter::once(digest).chain(moved_from).collect();
+        self.republish(tag.as_slice(), &digests);
         if to_write.is_empty() {
             return Box::pin(async move { Ok(shared) });
         }
@@ -460,23 +545,6 @@ impl Handler<Insert> for ManifestIndex {
             written.await?;
             Ok(shared)
         })
-    }
-}
-
-/// How long ago a tag was last fetched or confirmed upstream (`None`: not since start).
-#[derive(Message)]
-#[rtype(result = "Option<std::time::Duration>")]
-pub struct TagAge {
-    pub image: ImageRef,
-}
-
-impl Handler<TagAge> for ManifestIndex {
-    type Result = Option<std::time::Duration>;
-
-    fn handle(&mut self, msg: TagAge, _: &mut Context<Self>) -> Self::Result {
-        self.validated
-            .get(&msg.image.to_string())
-            .map(|t| t.elapsed())
     }
 }
 
@@ -492,8 +560,7 @@ impl Handler<Validated> for ManifestIndex {
 
     fn handle(&mut self, msg: Validated, _: &mut Context<Self>) {
         let tag = msg.image.to_string();
-        self.validated
-            .insert(tag.clone(), std::time::Instant::now());
+        self.checks.entry(tag.clone()).or_default().mark_now();
         // Kept with the manifest (written with the next flush of pull times).
         if let Some(digest) = self.by_tag.get(&tag).cloned() {
             if let Some(e) = self.by_digest.get_mut(&digest) {
@@ -570,6 +637,7 @@ impl Handler<List> for ManifestIndex {
     type Result = MessageResult<List>;
 
     fn handle(&mut self, _: List, _: &mut Context<Self>) -> Self::Result {
+        self.count_pulls();
         MessageResult(self.by_digest.values().cloned().collect())
     }
 }
@@ -596,6 +664,7 @@ impl Handler<Select> for ManifestIndex {
     type Result = MessageResult<Select>;
 
     fn handle(&mut self, msg: Select, _: &mut Context<Self>) -> Self::Result {
+        self.count_pulls();
         let all: Vec<Candidate> = self.by_digest.values().map(IndexEntry::candidate).collect();
         let manifests = prune::plan(&all, &msg.selector, msg.count);
         MessageResult(Selection {
@@ -620,6 +689,7 @@ impl Handler<SelectBySize> for ManifestIndex {
     type Result = MessageResult<SelectBySize>;
 
     fn handle(&mut self, msg: SelectBySize, _: &mut Context<Self>) -> Self::Result {
+        self.count_pulls();
         let all: Vec<Candidate> = self.by_digest.values().map(IndexEntry::candidate).collect();
         let plan = prune::plan_size(&all, &msg.usage, &msg.bound, now());
         let selection = Selection {
@@ -655,6 +725,7 @@ impl Handler<Remove> for ManifestIndex {
 
     fn handle(&mut self, msg: Remove, _: &mut Context<Self>) -> Self::Result {
         let mut out = Vec::new();
+        let mut untagged = Vec::new();
         for digest in msg.digests {
             let Some(entry) = self.by_digest.remove(&digest) else {
                 continue;
@@ -662,6 +733,7 @@ impl Handler<Remove> for ManifestIndex {
             for t in &entry.tags {
                 if self.by_tag.get(t) == Some(&digest) {
                     self.by_tag.remove(t);
+                    untagged.push(t.clone());
                 }
             }
             self.dirty.remove(&digest);
@@ -678,6 +750,7 @@ impl Handler<Remove> for ManifestIndex {
             });
         }
         let digests: Vec<Digest> = out.iter().map(|r| r.digest.clone()).collect();
+        self.republish(&untagged, &digests);
         let deleted = self.queued(|store| {
             Box::pin(async move {
                 for d in digests {
@@ -692,3 +765,6 @@ impl Handler<Remove> for ManifestIndex {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

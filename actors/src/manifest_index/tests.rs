@@ -1,0 +1,170 @@
+//! The index actor and the snapshot handlers read: what a hit sees after each change, and what
+//! a hit leaves behind.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use time::macros::datetime;
+
+use super::*;
+use crate::oci::{Manifest, ManifestKind, OCI_MANIFEST};
+use crate::store::FsStore;
+
+fn image_manifest(config: &str) -> Vec<u8> {
+    let cfg = Digest::of(config.as_bytes());
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"digest":"{cfg}","size":{}}},"layers":[]}}"#,
+        config.len()
+    )
+    .into_bytes()
+}
+
+fn cached(url: &str, bytes: &[u8]) -> CachedManifest {
+    CachedManifest {
+        digest: Digest::of(bytes),
+        bytes: Bytes::copy_from_slice(bytes),
+        manifest: Manifest::parse(bytes, Some(OCI_MANIFEST)).unwrap(),
+        image_url: url.to_string(),
+    }
+}
+
+fn image(s: &str) -> ImageRef {
+    ImageRef::parse(s).unwrap()
+}
+
+/// An index actor over a store in a temp dir, with `holders` on disk at start.
+fn start(holders: Vec<ManifestHolder>) -> (tempfile::TempDir, Addr<ManifestIndex>, IndexView) {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(FsStore::open(dir.path()).unwrap());
+    let index = ManifestIndex::new(store, holders);
+    let view = index.view();
+    (dir, index.start(), view)
+}
+
+#[actix_rt::test]
+async fn a_hit_read_from_the_snapshot_counts_as_a_pull() {
+    let bytes = image_manifest("one");
+    let long_ago = datetime!(2020-01-01 00:00:00);
+    let holder = ManifestHolder::new(
+        ManifestKind::OciManifest,
+        Digest::of(&bytes),
+        "reg.test/a/b:v1",
+        bytes.clone(),
+        long_ago,
+        long_ago,
+        vec!["reg.test/a/b:v1".into()],
+    );
+    let (_dir, index, view) = start(vec![holder]);
+    let hit = view.resolve(&image("reg.test/a/b:v1")).expect("cached tag");
+    assert_eq!(hit.manifest.digest, Digest::of(&bytes));
+    assert_eq!(
+        hit.tag_age(),
+        None,
+        "a tag loaded without a check time is unchecked"
+    );
+    let listed = index.send(List).await.unwrap();
+    assert!(
+        listed[0].pulled > long_ago + time::Duration::days(365),
+        "the hit was not counted: pulled {}",
+        listed[0].pulled
+    );
+    assert!(view.resolve(&image("reg.test/a/b:v2")).is_none());
+    assert!(view.resolve(&image("reg.test/a/c:v1")).is_none());
+}
+
+#[actix_rt::test]
+async fn an_acknowledged_insert_is_in_the_snapshot_and_a_moved_tag_points_at_the_new_manifest() {
+    let (_dir, index, view) = start(Vec::new());
+    let tag = image("reg.test/a/b:v1");
+    assert!(view.resolve(&tag).is_none());
+    let first = image_manifest("first");
+    index
+        .send(Insert {
+            image: tag.clone(),
+            manifest: cached("reg.test/a/b:v1", &first),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let hit = view.resolve(&tag).expect("inserted tag");
+    assert_eq!(hit.manifest.digest, Digest::of(&first));
+    assert!(
+        hit.tag_age().unwrap() < Duration::from_secs(60),
+        "a fetch counts as a check"
+    );
+
+    let second = image_manifest("second");
+    index
+        .send(Insert {
+            image: tag.clone(),
+            manifest: cached("reg.test/a/b:v1", &second),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        view.resolve(&tag).unwrap().manifest.digest,
+        Digest::of(&second)
+    );
+    let by_digest = image(&format!("reg.test/a/b@{}", Digest::of(&first)));
+    assert_eq!(
+        view.resolve(&by_digest).unwrap().manifest.digest,
+        Digest::of(&first),
+        "the manifest the tag left is still cached by digest"
+    );
+}
+
+#[actix_rt::test]
+async fn a_removed_manifest_is_gone_from_the_snapshot_by_tag_and_by_digest() {
+    let (_dir, index, view) = start(Vec::new());
+    let tag = image("reg.test/a/b:v1");
+    let bytes = image_manifest("gone");
+    index
+        .send(Insert {
+            image: tag.clone(),
+            manifest: cached("reg.test/a/b:v1", &bytes),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let removed = index
+        .send(Remove {
+            digests: vec![Digest::of(&bytes)],
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(removed.len(), 1);
+    assert!(view.resolve(&tag).is_none(), "a pruned tag is still served");
+    let by_digest = image(&format!("reg.test/a/b@{}", Digest::of(&bytes)));
+    assert!(view.resolve(&by_digest).is_none());
+}
+
+#[actix_rt::test]
+async fn a_check_marked_by_a_request_or_the_actor_is_the_tags_age_and_kept_with_the_manifest() {
+    let bytes = image_manifest("checked");
+    let holder = ManifestHolder::new(
+        ManifestKind::OciManifest,
+        Digest::of(&bytes),
+        "reg.test/a/b:v1",
+        bytes.clone(),
+        now(),
+        now(),
+        vec!["reg.test/a/b:v1".into()],
+    );
+    let (_dir, index, view) = start(vec![holder]);
+    let tag = image("reg.test/a/b:v1");
+    let hit = view.resolve(&tag).unwrap();
+    assert_eq!(hit.tag_age(), None);
+    hit.mark_checked();
+    assert!(view.resolve(&tag).unwrap().tag_age().unwrap() < Duration::from_secs(60));
+
+    index.send(Validated { image: tag.clone() }).await.unwrap();
+    let listed = index.send(List).await.unwrap();
+    assert!(
+        listed[0].checked.contains_key("reg.test/a/b:v1"),
+        "the check is not kept with the manifest"
+    );
+}
