@@ -2,6 +2,9 @@
 //! bodies (read from memory when their pages are there, from the disk when they are not) and
 //! manifest hits (answered from the index's snapshot, which must follow every change).
 
+// Needs root and the tools `tests/run-all.sh` installs; see `tests/harness/gate.rs`.
+#![cfg(not(e2e_skipped))]
+
 #[path = "../support/mod.rs"]
 mod support;
 
