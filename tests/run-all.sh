@@ -22,6 +22,10 @@ declare -A NEEDED=(
     [jq]=jq
     [python3]=python3
     [systemd-analyze]=systemd
+    # a real S3-compatible store for the fleet tests (tests/support/ceph.rs)
+    [radosgw]=radosgw
+    [ceph-mon]=ceph-mon
+    [ceph-osd]=ceph-osd
 )
 
 missing=()

@@ -7,6 +7,7 @@
 // Each test file uses a different subset of the harness.
 #![allow(dead_code, unused_imports)]
 
+pub mod ceph;
 pub mod checks;
 pub mod clients;
 pub mod fault_proxy;
