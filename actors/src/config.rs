@@ -41,6 +41,45 @@ pub struct EngineConfig {
     /// refused and running ones fail, so a cache filling up never takes the disk (and the
     /// node's logs and images) with it.
     pub min_free_space: FreeSpace,
+    /// The cache in an S3-compatible bucket shared by several replicas (`storage.s3`);
+    /// `None`: the cache directory `image_path`, this process's alone.
+    pub s3: Option<S3Config>,
+}
+
+/// Where the bucket is and how to sign in. Fields left `None` come from the standard AWS
+/// environment variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
+/// `AWS_ENDPOINT_URL`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Config {
+    /// `None`: AWS itself (or `AWS_ENDPOINT_URL`).
+    pub endpoint: Option<String>,
+    pub bucket: String,
+    pub region: Option<String>,
+    /// Keys start with it; empty or ending in `/`.
+    pub prefix: String,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// How this replica names itself in the leases it holds (its `advertise` URL, or host
+    /// name and process id).
+    pub holder: String,
+}
+
+/// The secret is never printed.
+impl fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("prefix", &self.prefix)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "(hidden)"),
+            )
+            .field("holder", &self.holder)
+            .finish()
+    }
 }
 
 /// The largest blob a download may write unless configured: above any real layer (the
@@ -126,6 +165,7 @@ impl EngineConfig {
             freshness: Vec::new(),
             max_blob_size: DEFAULT_MAX_BLOB_SIZE,
             min_free_space: DEFAULT_MIN_FREE_SPACE,
+            s3: None,
         }
     }
 

@@ -463,6 +463,66 @@ impl Handler<Insert> for ManifestIndex {
     }
 }
 
+/// Manifests another replica of a shared store wrote or changed: new ones are added, tags
+/// follow each holder (the holders come in the order they were written, so the later write
+/// wins). Answers the image manifests that are new here, with the blobs they name, for the
+/// blob table's counts. Nothing is written back: the store has them already.
+#[derive(Message)]
+#[rtype(result = "Vec<(Digest, Vec<crate::blob::NamedBlob>)>")]
+pub struct Adopt {
+    pub holders: Vec<ManifestHolder>,
+}
+
+impl Handler<Adopt> for ManifestIndex {
+    type Result = MessageResult<Adopt>;
+
+    fn handle(&mut self, msg: Adopt, _: &mut Context<Self>) -> Self::Result {
+        let mut new_images = Vec::new();
+        for h in msg.holders {
+            let mut entry = match entry_from_holder(&h) {
+                Ok(e) => e,
+                Err(e) => {
+                    log::warn!("shared store: skipping manifest {}: {e}", h.image_url());
+                    continue;
+                }
+            };
+            let digest = entry.manifest.digest.clone();
+            let tags = std::mem::take(&mut entry.tags);
+            match self.by_digest.get_mut(&digest) {
+                Some(known) => {
+                    // Tags its writer moved away from it.
+                    let gone: Vec<String> = known.tags.difference(&tags).cloned().collect();
+                    for t in gone {
+                        known.tags.remove(&t);
+                        if self.by_tag.get(&t) == Some(&digest) {
+                            self.by_tag.remove(&t);
+                        }
+                    }
+                }
+                None => {
+                    if !entry.manifest.kind().is_list() {
+                        new_images.push((digest.clone(), entry.manifest.named_blobs()));
+                    }
+                    crate::metrics::metrics().cached_manifests.inc();
+                    self.by_digest.insert(digest.clone(), entry);
+                }
+            }
+            for t in tags {
+                if let Some(old) = self.by_tag.insert(t.clone(), digest.clone()) {
+                    if let Some(o) = self.by_digest.get_mut(&old).filter(|_| old != digest) {
+                        o.tags.remove(&t);
+                        o.checked.remove(&t);
+                    }
+                }
+                if let Some(e) = self.by_digest.get_mut(&digest) {
+                    e.tags.insert(t);
+                }
+            }
+        }
+        MessageResult(new_images)
+    }
+}
+
 /// How long ago a tag was last fetched or confirmed upstream (`None`: not since start).
 #[derive(Message)]
 #[rtype(result = "Option<std::time::Duration>")]

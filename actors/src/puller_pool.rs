@@ -616,10 +616,9 @@ impl Handler<Download> for PullerPool {
     type Result = ();
 
     fn handle(&mut self, Download(job): Download, ctx: &mut Context<Self>) {
-        if let Err(e) = self.admit(&job.source.registry) {
-            download::conclude(&job.table, &job.progress, job.digest, Err(e));
-            return;
-        }
+        // Decided now, heeded only when this process is the one to fetch: a blob another
+        // replica stored needs no upstream.
+        let admission = self.admit(&job.source.registry);
         let reached = ctx.address().recipient();
         let client = self.client(&job.source.registry);
         let limit = self.limit(&job.source.registry);
@@ -631,7 +630,13 @@ impl Handler<Download> for PullerPool {
         let downloads = self.downloads.clone();
         downloads.set(downloads.get() + 1);
         actix_rt::spawn(async move {
-            download::run(client, limit, store, limits, reached, job).await;
+            let upstream = download::Upstream {
+                admission,
+                client,
+                limit,
+                reached,
+            };
+            download::run(upstream, store, limits, job).await;
             downloads.set(downloads.get().saturating_sub(1));
         });
     }

@@ -69,7 +69,7 @@ pub fn run(mut config: Config) -> Result<(), String> {
              cache {}, config {}, pid {}{})",
             env!("CARGO_PKG_VERSION"),
             limit.total(),
-            config.image_path.display(),
+            engine.location(),
             config
                 .config_file
                 .as_ref()
@@ -153,15 +153,18 @@ async fn next_signal() -> bool {
 
 /// What `serve` holds for its whole life besides the server.
 pub struct Held {
-    /// The cache lock: `prune` and `load` refuse to run while it is held.
-    _lock: CacheLock,
+    /// The cache lock: `prune` and `load` refuse to run while it is held. None on a shared
+    /// bucket: several replicas use it at once by design, and their own directories hold only
+    /// staging files.
+    _lock: Option<CacheLock>,
     /// The temporary hello-world cache, deleted on exit.
     _hello_world: Option<tempfile::TempDir>,
     readiness: Readiness,
     stop: Arc<Notify>,
 }
 
-/// Before the engine starts: sets up the hello-world cache when asked, and locks the cache.
+/// Before the engine starts: sets up the hello-world cache when asked, and locks the cache
+/// directory (unless the cache is a shared bucket).
 fn prepare(config: &mut Config) -> Result<Held, String> {
     let hello_world = if config.ops.hello_world {
         let dir = tempfile::Builder::new()
@@ -172,6 +175,7 @@ fn prepare(config: &mut Config) -> Result<Held, String> {
         config.image_path = dir.path().to_path_buf();
         config.air_gapped = true;
         config.ops.prune = None;
+        config.storage = None;
         if config.ops.preload_images.take().is_some() {
             log::warn!("--hello-world: preloading is skipped (the server is air-gapped)");
         }
@@ -184,7 +188,10 @@ fn prepare(config: &mut Config) -> Result<Held, String> {
     } else {
         None
     };
-    let lock = CacheLock::acquire(&config.image_path).map_err(|e| e.to_string())?;
+    let lock = match config.storage {
+        Some(_) => None,
+        None => Some(CacheLock::acquire(&config.image_path).map_err(|e| e.to_string())?),
+    };
     Ok(Held {
         _lock: lock,
         _hello_world: hello_world,

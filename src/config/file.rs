@@ -22,7 +22,7 @@ use super::validate::{
     check_listen_host, check_registry_host, max_blob_size, max_connections, min_free_space,
     parse_endpoint, parse_ttl, pull_timeout,
 };
-use super::{ops, pull_auth, Config};
+use super::{ops, pull_auth, storage, Config};
 use crate::cli::LogLevel;
 use crate::server::tls::{ClientAuth, ServerTls};
 
@@ -82,6 +82,8 @@ pub(super) struct FileConfig {
     server_tls_config: Option<FileServerTls>,
     admin_api: Option<ops::FileAdmin>,
     pull_auth: Option<pull_auth::FilePullAuth>,
+    storage: Option<storage::FileStorage>,
+    advertise: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -275,6 +277,10 @@ impl FileConfig {
             config.registries.push(upstream);
         }
         config.pull_auth = pull_auth::resolve(file, self.pull_auth, private)?;
+        if let Some(url) = self.advertise.filter(|a| !a.is_empty()) {
+            config.advertise = Some(storage::check_advertise(file, &url)?);
+        }
+        config.storage = storage::resolve(file, self.storage, config.advertise.as_deref())?;
         Ok(config)
     }
 }
@@ -536,6 +542,12 @@ fn check_keys(file: &FileCtx<'_>, root: &Map<String, Value>) -> Result<(), Confi
     }
     if let Some(t) = mapping(file, "serverTlsConfig", root.get("serverTlsConfig"))? {
         check_table(file, "serverTlsConfig", t, field_names::<FileServerTls>())?;
+    }
+    if let Some(t) = mapping(file, "storage", root.get("storage"))? {
+        check_table(file, "storage", t, field_names::<storage::FileStorage>())?;
+        if let Some(s3) = mapping(file, "storage.s3", t.get("s3"))? {
+            check_table(file, "storage.s3", s3, field_names::<storage::FileS3>())?;
+        }
     }
     if let Some(t) = mapping(file, "pullAuth", root.get("pullAuth"))? {
         check_table(

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use actors::allowlist::Allowlist;
 use actors::config::{
-    EngineConfig, FreeSpace, FreshnessRule, UpstreamConfig, DEFAULT_MAX_BLOB_SIZE,
+    EngineConfig, FreeSpace, FreshnessRule, S3Config, UpstreamConfig, DEFAULT_MAX_BLOB_SIZE,
     DEFAULT_MIN_FREE_SPACE,
 };
 
@@ -25,6 +25,7 @@ mod error;
 mod file;
 mod ops;
 mod pull_auth;
+mod storage;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -96,6 +97,11 @@ pub struct Config {
     pub config_file: Option<PathBuf>,
     /// Preloading, platforms, hello-world, health, pruning, admin API access.
     pub ops: OpsConfig,
+    /// The cache in a bucket shared by several replicas (`storage.s3`); `None`: the cache
+    /// directory, this process's alone.
+    pub storage: Option<S3Config>,
+    /// How the other replicas reach this one (`advertise`): named in the leases it holds.
+    pub advertise: Option<String>,
 }
 
 impl Default for Config {
@@ -121,6 +127,8 @@ impl Default for Config {
             freshness: Vec::new(),
             config_file: None,
             ops: OpsConfig::default(),
+            storage: None,
+            advertise: None,
         }
     }
 }
@@ -241,6 +249,7 @@ impl Config {
         engine.cache_bound = self.ops.cache_bound.as_ref().map(ops::BoundSettings::bound);
         engine.max_blob_size = self.max_blob_size;
         engine.min_free_space = self.min_free_space;
+        engine.s3 = self.storage.clone();
         engine
     }
 }

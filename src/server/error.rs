@@ -11,6 +11,11 @@ use actors::upstream::UpstreamError;
 use actors::EngineError;
 use serde::{Serialize, Serializer};
 
+/// The `Retry-After` of a 503 for a shared store that failed a request (down, or a blob
+/// another replica is still fetching): the store client's own retries took about this long
+/// already, and most outages of a store are short.
+const STORE_RETRY_AFTER_SECS: u32 = 5;
+
 /// The codes this server answers with: the distribution spec's, plus `UNKNOWN` and
 /// `UNAVAILABLE`, which the distribution registry also sends and clients already know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,7 +169,15 @@ impl ApiError {
             EngineError::InsufficientStorage(_) => {
                 (StatusCode::INSUFFICIENT_STORAGE, ErrorCode::Unavailable)
             }
+            EngineError::Store(s) if s.is_unavailable() => {
+                retry_after = Some(STORE_RETRY_AFTER_SECS);
+                (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
+            }
             EngineError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unknown),
+            EngineError::FetchedElsewhere(_) => {
+                retry_after = Some(STORE_RETRY_AFTER_SECS);
+                (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
+            }
             EngineError::Unavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
             }

@@ -11,6 +11,7 @@ pub mod ceph;
 pub mod checks;
 pub mod clients;
 pub mod fault_proxy;
+pub mod fleet;
 pub mod http;
 pub mod image;
 pub mod ops;

@@ -49,11 +49,54 @@ pub enum BlobFile {
     /// the blocking pool would cost more than the copy and, when the pool has to start a
     /// thread, milliseconds before the first byte.
     Warm(std::fs::File),
+    /// A blob in an object store: the body of one ranged GET, read as it arrives, a chunk at
+    /// a time (never the whole object in memory).
+    Remote(RemoteBody),
+}
+
+/// The streamed body of an object GET, and the part of its last chunk not yet read.
+pub struct RemoteBody {
+    body: futures_util::stream::BoxStream<'static, object_store::Result<Bytes>>,
+    pending: Bytes,
+}
+
+impl RemoteBody {
+    pub(super) fn new(
+        body: futures_util::stream::BoxStream<'static, object_store::Result<Bytes>>,
+    ) -> Self {
+        RemoteBody {
+            body,
+            pending: Bytes::new(),
+        }
+    }
+
+    /// Up to `want` bytes; empty only at the end of the body.
+    async fn read(&mut self, want: usize) -> std::io::Result<Bytes> {
+        use futures_util::StreamExt as _;
+        while self.pending.is_empty() {
+            match self.body.next().await {
+                Some(Ok(chunk)) => self.pending = chunk,
+                Some(Err(e)) => return Err(std::io::Error::other(e)),
+                None => return Ok(Bytes::new()),
+            }
+        }
+        let n = want.min(self.pending.len());
+        Ok(self.pending.split_to(n))
+    }
+}
+
+impl std::fmt::Debug for RemoteBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteBody")
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl BlobFile {
-    /// Up to `want` bytes from the current position (fewer only at the end), into
-    /// uninitialised capacity: no zero-filling of every chunk.
+    /// Up to `want` bytes from the current position (fewer at the end, and from a remote
+    /// body when its chunk ends; empty only at the end), into uninitialised capacity: no
+    /// zero-filling of every chunk.
     pub async fn read(&mut self, want: usize) -> std::io::Result<Bytes> {
         match self {
             BlobFile::Cold(f) => {
@@ -66,6 +109,7 @@ impl BlobFile {
                 Read::read_to_end(&mut Read::take(&mut *f, want as u64), &mut buf)?;
                 Ok(Bytes::from(buf))
             }
+            BlobFile::Remote(body) => body.read(want).await,
         }
     }
 }

@@ -1,0 +1,275 @@
+//! Several replicas of the server, separate processes, sharing one bucket of a real Ceph
+//! radosgw: one upstream fetch per blob fleet-wide, the bucket as the index, clear errors at
+//! start.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+use support::ceph::{Ceph, ACCESS_KEY, SECRET_KEY};
+use support::fleet::{replica_options, serve_expecting_failure, start_replicas, storage_yaml};
+use support::{http, wait_for, Containerd, LocalImage, Relay, Server, SkopeoDir, Upstream};
+
+const REPO: &str = "fleet/app";
+
+/// Every manifest and blob of `tree`, fetched over plain HTTP from `port`, each checked
+/// against its digest; the failures, as text.
+fn pull_over_http(port: u16, tree: &support::ImageTree) -> Vec<String> {
+    let mut failures = Vec::new();
+    let top = format!(
+        "/v2/{}/{}/manifests/{}",
+        support::UPSTREAM_NAME,
+        REPO,
+        tree.tag
+    );
+    let r = http::get_manifest(port, &top);
+    if r.status != 200 || format!("sha256:{}", support::sha256_hex(&r.body)) != tree.top {
+        failures.push(format!("{top}: {}", r.summary()));
+    }
+    for p in &tree.platforms {
+        let path = format!(
+            "/v2/{}/{REPO}/manifests/{}",
+            support::UPSTREAM_NAME,
+            p.manifest
+        );
+        let r = http::get_manifest(port, &path);
+        if r.status != 200 || format!("sha256:{}", support::sha256_hex(&r.body)) != p.manifest {
+            failures.push(format!("{path}: {}", r.summary()));
+        }
+        for blob in p.blobs() {
+            let path = format!("/v2/{}/{REPO}/blobs/{blob}", support::UPSTREAM_NAME);
+            match http::request(port, "GET", &path, &[]) {
+                Ok(r) if r.status == 200 => {
+                    let got = format!("sha256:{}", support::sha256_hex(&r.body));
+                    if got != blob {
+                        failures.push(format!("{path}: bytes hash to {got}"));
+                    }
+                }
+                Ok(r) => failures.push(format!("{path}: {}", r.summary())),
+                Err(e) => failures.push(format!("{path}: {e}")),
+            }
+        }
+    }
+    failures
+}
+
+#[test]
+fn many_clients_over_three_replicas_pull_a_cold_image_with_one_upstream_get_per_blob() {
+    const CLIENTS_PER_REPLICA: usize = 3;
+    let ceph = Ceph::shared();
+    let bucket = ceph.bucket("cold");
+    let upstream = Upstream::start();
+    let image = LocalImage::generate_for(&["3M", "1M"], "linux/amd64,linux/arm64");
+    let tree = upstream.push_oci(&image, REPO, "v1");
+    // A second or so per layer: every replica asks while the first download is under way.
+    let relay = Relay::start(upstream.port, 3 * 1024 * 1024);
+    let replicas = start_replicas(3, &relay.url(), ceph, &bucket);
+
+    let clients = replicas.len() * CLIENTS_PER_REPLICA;
+    let barrier = Arc::new(Barrier::new(clients));
+    let handles: Vec<_> = (0..clients)
+        .map(|i| {
+            let port = replicas[i % replicas.len()].port;
+            let (barrier, tree) = (barrier.clone(), tree.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                pull_over_http(port, &tree)
+            })
+        })
+        .collect();
+    let failures: Vec<String> = handles
+        .into_iter()
+        .flat_map(|h| h.join().expect("client thread"))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{}\n--- replica logs ---\n{}",
+        failures.join("\n"),
+        replicas
+            .iter()
+            .map(|r| r.log_tail())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    );
+    for r in &replicas {
+        r.settle();
+    }
+    let mut gets: BTreeMap<String, usize> = BTreeMap::new();
+    for blob in tree.blob_digests() {
+        gets.insert(
+            blob.clone(),
+            upstream.count_requests("GET", &format!("/blobs/{blob}")),
+        );
+    }
+    assert!(
+        gets.values().all(|&n| n == 1),
+        "upstream GETs per blob for {clients} clients over 3 replicas: {gets:?}"
+    );
+    let stored = ceph.keys(&bucket, "blobs/");
+    for blob in tree.blob_digests() {
+        let key = format!("blobs/{}", support::hex_of(&blob));
+        assert!(
+            stored.contains(&key),
+            "{key} is not in the bucket: {stored:?}"
+        );
+    }
+    assert!(
+        ceph.keys(&bucket, "leases/").is_empty(),
+        "leases are left after every download ended: {:?}",
+        ceph.keys(&bucket, "leases/")
+    );
+}
+
+#[test]
+fn a_fresh_replica_serves_everything_the_fleet_cached_with_the_upstream_stopped() {
+    let ceph = Ceph::shared();
+    let bucket = ceph.bucket("fresh");
+    let mut upstream = Upstream::start();
+    let image = LocalImage::generate_for(&["1M", "512K"], "linux/amd64,linux/arm64");
+    let tree = upstream.push_oci(&image, REPO, "v1");
+    let first = Server::start_with(replica_options(&upstream.url(), ceph, &bucket));
+    let copy = SkopeoDir::new();
+    let out = copy.copy_all(&first.in_path_ref(REPO, "v1"));
+    assert!(out.success(), "{out}\n{}", first.log_tail());
+    first.settle();
+    upstream.stop();
+
+    let fresh = Server::start_with(replica_options(&upstream.url(), ceph, &bucket));
+    let again = SkopeoDir::new();
+    let out = again.copy_all(&fresh.in_path_ref(REPO, "v1"));
+    assert!(out.success(), "{out}\n{}", fresh.log_tail());
+    again.assert_matches(&tree);
+    assert!(
+        fresh.cached_blobs().is_empty(),
+        "the fresh replica kept blobs on its own disk: {:?}",
+        fresh.cached_blobs()
+    );
+}
+
+#[test]
+fn a_replica_finds_in_the_bucket_what_another_cached_after_it_started() {
+    let ceph = Ceph::shared();
+    let bucket = ceph.bucket("later");
+    let mut upstream = Upstream::start();
+    let image = LocalImage::generate_for(&["1M"], "linux/amd64");
+    let tree = upstream.push_oci(&image, REPO, "v1");
+    let replicas = start_replicas(2, &upstream.url(), ceph, &bucket);
+    let failures = pull_over_http(replicas[0].port, &tree);
+    assert!(
+        failures.is_empty(),
+        "{failures:?}\n{}",
+        replicas[0].log_tail()
+    );
+    replicas[0].settle();
+    upstream.stop();
+    // Started before the image was cached: its miss looks in the bucket, not the upstream.
+    let failures = pull_over_http(replicas[1].port, &tree);
+    assert!(
+        failures.is_empty(),
+        "{failures:?}\n{}",
+        replicas[1].log_tail()
+    );
+}
+
+#[test]
+fn a_tag_moved_through_one_replica_reaches_the_others_within_the_sync_interval() {
+    let ceph = Ceph::shared();
+    let bucket = ceph.bucket("tagmove");
+    let upstream = Upstream::start();
+    let first = LocalImage::generate_for(&["256K"], "linux/amd64");
+    let old = upstream.push_oci(&first, REPO, "v1");
+    let mut watcher_options = replica_options(&upstream.url(), ceph, &bucket);
+    // This replica checks its tags upstream; the other never does, so it can only learn
+    // of the move from the bucket.
+    watcher_options
+        .extra_yaml
+        .push_str("tagFreshness:\n  - match: \".*\"\n    ttl: 1s\n");
+    let watcher = Server::start_with(watcher_options);
+    let other = Server::start_with(replica_options(&upstream.url(), ceph, &bucket));
+    let path = watcher.manifest_path(REPO, "v1");
+    for server in [&watcher, &other] {
+        let r = http::get_manifest(server.port, &path);
+        assert_eq!(r.header("Docker-Content-Digest"), Some(old.top.as_str()));
+    }
+
+    let second = LocalImage::generate_for(&["256K"], "linux/amd64");
+    let new = upstream.push_oci(&second, REPO, "v1");
+    assert_ne!(old.top, new.top);
+    wait_for(
+        "the watching replica to see the tag move upstream",
+        Duration::from_secs(20),
+        Duration::from_millis(500),
+        || {
+            let r = http::get_manifest(watcher.port, &path);
+            (r.header("Docker-Content-Digest") == Some(new.top.as_str())).then_some(())
+        },
+    );
+    // The documented bound is one sync interval (10 s) plus a look at the bucket.
+    wait_for(
+        "the other replica to follow the moved tag",
+        Duration::from_secs(25),
+        Duration::from_millis(500),
+        || {
+            let r = http::get_manifest(other.port, &path);
+            (r.header("Docker-Content-Digest") == Some(new.top.as_str())).then_some(())
+        },
+    );
+}
+
+#[test]
+fn skopeo_and_containerd_pull_through_any_replica() {
+    let ceph = Ceph::shared();
+    let bucket = ceph.bucket("clients");
+    let upstream = Upstream::start();
+    let image = LocalImage::generate_for(&["1M", "256K"], "linux/amd64,linux/arm64");
+    let tree = upstream.push_oci(&image, REPO, "v1");
+    let replicas = start_replicas(3, &upstream.url(), ceph, &bucket);
+
+    let copy = SkopeoDir::new();
+    let out = copy.copy_all(&replicas[0].in_path_ref(REPO, "v1"));
+    assert!(out.success(), "{out}\n{}", replicas[0].log_tail());
+    copy.assert_matches(&tree);
+
+    let containerd = Containerd::start();
+    for replica in &replicas[1..] {
+        containerd.set_default_mirror(&replica.addr());
+        let reference = format!("{}/{REPO}:v1", support::UPSTREAM_NAME);
+        let out = containerd.pull(&reference, Some("linux/arm64"));
+        assert!(out.success(), "{out}\n{}", replica.log_tail());
+        assert_eq!(containerd.image_digest(&reference), tree.top);
+    }
+    for blob in tree.blob_digests() {
+        let gets = upstream.count_requests("GET", &format!("/blobs/{blob}"));
+        assert!(gets <= 1, "{blob} was fetched {gets} times");
+    }
+}
+
+#[test]
+fn wrong_credentials_and_a_missing_bucket_stop_the_server_at_start_with_a_clear_error() {
+    let ceph = Ceph::shared();
+    let bucket = ceph.bucket("creds");
+    let upstream = Upstream::start();
+
+    let out = serve_expecting_failure(
+        &upstream.url(),
+        &storage_yaml(ceph, &bucket, ACCESS_KEY, "not-the-secret"),
+    );
+    assert!(
+        out.stderr.contains("the credentials were refused") && out.stderr.contains(&bucket),
+        "{out}"
+    );
+
+    let out = serve_expecting_failure(
+        &upstream.url(),
+        &storage_yaml(ceph, "no-such-bucket-here", ACCESS_KEY, SECRET_KEY),
+    );
+    assert!(
+        out.stderr.contains("the bucket does not exist")
+            && out.stderr.contains("no-such-bucket-here"),
+        "{out}"
+    );
+}
