@@ -273,3 +273,107 @@ fn wrong_credentials_and_a_missing_bucket_stop_the_server_at_start_with_a_clear_
         "{out}"
     );
 }
+
+#[test]
+fn a_replica_killed_mid_download_is_taken_over_and_the_pull_completes() {
+    let ceph = Ceph::shared();
+    let bucket = ceph.bucket("takeover");
+    let upstream = Upstream::start();
+    let image = LocalImage::generate_for(&["2M"], "linux/amd64");
+    let tree = upstream.push_oci(&image, REPO, "v1");
+    let (layer, size) = tree.largest_layer();
+    // About four seconds per download: long enough to kill the holder in the middle.
+    let relay = Relay::start(upstream.port, 512 * 1024);
+    let mut replicas = start_replicas(2, &relay.url(), ceph, &bucket);
+    let path = replicas[0].blob_path(REPO, &layer);
+
+    let holder_port = replicas[0].port;
+    let holder_path = path.clone();
+    // Its client's connection dies with the holder; only the other replica's answer counts.
+    let doomed = thread::spawn(move || http::request(holder_port, "GET", &holder_path, &[]));
+    wait_for(
+        "the first replica to hold the blob's lease",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || (!ceph.keys(&bucket, "leases/").is_empty()).then_some(()),
+    );
+    replicas[0].crash();
+    let _ = doomed.join();
+
+    let r = http::request(replicas[1].port, "GET", &path, &[]).expect("GET through the survivor");
+    assert_eq!(r.status, 200, "{}\n{}", r.summary(), replicas[1].log_tail());
+    assert_eq!(r.body.len() as u64, size);
+    assert_eq!(format!("sha256:{}", support::sha256_hex(&r.body)), layer);
+    assert!(
+        replicas[1].log_text().contains("expired; taking it over"),
+        "{}",
+        replicas[1].log_tail()
+    );
+    replicas[1].settle();
+    let key = format!("blobs/{}", support::hex_of(&layer));
+    let stored = ceph.get(&bucket, &key).expect("the blob is in the bucket");
+    assert_eq!(format!("sha256:{}", support::sha256_hex(&stored)), layer);
+    assert!(
+        ceph.keys(&bucket, "leases/").is_empty(),
+        "{:?}",
+        ceph.keys(&bucket, "leases/")
+    );
+}
+
+#[test]
+fn a_store_that_goes_down_gives_503_with_retry_after_and_leaves_nothing_half_written() {
+    let ceph = Ceph::shared();
+    let bucket = ceph.bucket("down");
+    let upstream = Upstream::start();
+    let image = LocalImage::generate_for(&["1M"], "linux/amd64");
+    let tree = upstream.push_oci(&image, REPO, "v1");
+    let (layer, _) = tree.largest_layer();
+    let link = Relay::start(ceph.port, 0);
+    let mut options = replica_options(&upstream.url(), ceph, &bucket);
+    options.extra_yaml = options.extra_yaml.replace(&ceph.endpoint(), &link.url());
+    let mut server = Server::start_with(options.clone());
+
+    drop(link);
+    let path = server.blob_path(REPO, &layer);
+    let r = http::request(server.port, "GET", &path, &[]).expect("GET with the store down");
+    let tag = http::get_manifest(server.port, &server.manifest_path(REPO, "v1"));
+    for r in [&r, &tag] {
+        assert_eq!(r.status, 503, "{}\n{}", r.summary(), server.log_tail());
+        assert!(
+            r.header("Retry-After")
+                .is_some_and(|v| v.parse::<u32>().is_ok()),
+            "{}",
+            r.summary()
+        );
+        assert_eq!(
+            r.oci_error_codes(),
+            Some(vec!["UNAVAILABLE".to_string()]),
+            "{}",
+            r.summary()
+        );
+    }
+    server.settle();
+    for prefix in ["blobs/", "img/", "fat/", "leases/"] {
+        assert!(
+            ceph.keys(&bucket, prefix).is_empty(),
+            "{prefix}: {:?}",
+            ceph.keys(&bucket, prefix)
+        );
+    }
+    assert!(
+        support::checks::temp_files(server.cache_dir()).is_empty(),
+        "{:?}",
+        support::checks::temp_files(server.cache_dir())
+    );
+
+    // The store is back (behind a new link): the same request succeeds.
+    let link = Relay::start(ceph.port, 0);
+    options.extra_yaml =
+        storage_yaml(ceph, &bucket, ACCESS_KEY, SECRET_KEY).replace(&ceph.endpoint(), &link.url());
+    server.restart_with(options);
+    let r = http::request(server.port, "GET", &path, &[]).expect("GET with the store back");
+    assert_eq!(r.status, 200, "{}", r.summary());
+    assert_eq!(format!("sha256:{}", support::sha256_hex(&r.body)), layer);
+    let tag = http::get_manifest(server.port, &server.manifest_path(REPO, "v1"));
+    assert_eq!(tag.header("Docker-Content-Digest"), Some(tree.top.as_str()));
+}
