@@ -594,6 +594,14 @@ impl Engine {
         dry_run: bool,
         why: String,
     ) -> Result<PruneReport, EngineError> {
+        if self.store.is_shared() {
+            // Another replica may cache a manifest naming a blob this one would delete.
+            return Err(EngineError::NotSupported(
+                "pruning is not available on a shared bucket: no replica knows what the others \
+                 are about to cache"
+                    .into(),
+            ));
+        }
         self.pruner
             .send(Prune {
                 selector,

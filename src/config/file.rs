@@ -281,6 +281,9 @@ impl FileConfig {
             config.advertise = Some(storage::check_advertise(file, &url)?);
         }
         config.storage = storage::resolve(file, self.storage, config.advertise.as_deref())?;
+        if config.storage.is_some() {
+            storage::check_no_pruning(file, &config.ops)?;
+        }
         Ok(config)
     }
 }

@@ -7,6 +7,7 @@ use actors::config::S3Config;
 use serde::Deserialize;
 
 use super::error::{ConfigError, FileCtx};
+use super::OpsConfig;
 
 /// `storage` as written.
 #[derive(Debug, Deserialize)]
@@ -99,6 +100,21 @@ pub(super) fn resolve(
         secret_access_key,
         holder: holder_name(advertise),
     }))
+}
+
+/// Pruning and eviction delete from the bucket every replica serves, and a replica cannot
+/// know what another is about to cache: refused on a shared bucket rather than risk a
+/// manifest naming a deleted blob.
+pub(super) fn check_no_pruning(file: &FileCtx<'_>, ops: &OpsConfig) -> Result<(), ConfigError> {
+    let why = "is not available with storage.s3: pruning a shared bucket could delete a blob \
+               that another replica is caching a manifest for";
+    if ops.prune.is_some() {
+        return Err(file.invalid("pruneConfig", why));
+    }
+    if ops.cache_bound.is_some() {
+        return Err(file.invalid("maxCacheSize", why));
+    }
+    Ok(())
 }
 
 /// `advertise`: an `http://` or `https://` URL without a path.

@@ -14,6 +14,7 @@ use super::*;
 
 mod ops;
 mod pull_auth;
+mod storage;
 mod tls;
 mod upstreams;
 

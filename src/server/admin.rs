@@ -89,7 +89,9 @@ impl ResponseError for Refusal {
     fn status_code(&self) -> StatusCode {
         match self {
             Refusal::Forbidden => StatusCode::FORBIDDEN,
-            Refusal::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Refusal::BadRequest(_) | Refusal::Engine(actors::EngineError::NotSupported(_)) => {
+                StatusCode::BAD_REQUEST
+            }
             Refusal::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

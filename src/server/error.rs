@@ -174,6 +174,7 @@ impl ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
             }
             EngineError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unknown),
+            EngineError::NotSupported(_) => (StatusCode::BAD_REQUEST, ErrorCode::Unsupported),
             EngineError::FetchedElsewhere(_) => {
                 retry_after = Some(STORE_RETRY_AFTER_SECS);
                 (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
@@ -324,6 +325,25 @@ mod tests {
         );
         assert_eq!(without.status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(retry_after_header(&without), None);
+    }
+
+    #[test]
+    fn a_blob_another_replica_still_fetches_is_a_503_to_retry_and_a_store_fault_a_500() {
+        let e = EngineError::FetchedElsewhere("blob sha256:ab is still being fetched".into());
+        let a = ApiError::from_engine(e, Target::Blob);
+        assert_eq!(
+            (a.status, a.code),
+            (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
+        );
+        assert_eq!(
+            retry_after_header(&a),
+            Some(STORE_RETRY_AFTER_SECS.to_string())
+        );
+        // Not a failure to reach the store: trying again would not help.
+        let e = EngineError::Store(actors::store::StoreError::Setup("bad object".into()));
+        let a = ApiError::from_engine(e, Target::Blob);
+        assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(retry_after_header(&a), None);
     }
 
     #[test]

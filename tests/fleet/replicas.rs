@@ -148,6 +148,17 @@ fn a_fresh_replica_serves_everything_the_fleet_cached_with_the_upstream_stopped(
         "the fresh replica kept blobs on its own disk: {:?}",
         fresh.cached_blobs()
     );
+    // Pruning a bucket other replicas serve is refused, and deletes nothing.
+    let blobs = ceph.keys(&bucket, "blobs/");
+    let r = http::request(fresh.port, "DELETE", "/cmd/prune?type=pattern&expr=.*", &[])
+        .expect("admin prune");
+    assert_eq!(r.status, 400, "{}", r.summary());
+    assert!(
+        r.text().contains("not available on a shared bucket"),
+        "{}",
+        r.summary()
+    );
+    assert_eq!(ceph.keys(&bucket, "blobs/"), blobs);
 }
 
 #[test]
