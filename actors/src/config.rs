@@ -44,6 +44,30 @@ pub struct EngineConfig {
     /// The cache in an S3-compatible bucket shared by several replicas (`storage.s3`);
     /// `None`: the cache directory `image_path`, this process's alone.
     pub s3: Option<S3Config>,
+    /// What replicas of a shared store show each other on the internal route that streams a
+    /// download to the others (`fleetSecret`); `None`: the route is closed and replicas wait
+    /// for blobs to be stored instead.
+    pub fleet_secret: Option<FleetSecret>,
+}
+
+/// The fleet secret; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FleetSecret(String);
+
+impl FleetSecret {
+    pub fn new(secret: String) -> Self {
+        FleetSecret(secret)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for FleetSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FleetSecret(hidden)")
+    }
 }
 
 /// Where the bucket is and how to sign in. Fields left `None` come from the standard AWS
@@ -166,6 +190,7 @@ impl EngineConfig {
             max_blob_size: DEFAULT_MAX_BLOB_SIZE,
             min_free_space: DEFAULT_MIN_FREE_SPACE,
             s3: None,
+            fleet_secret: None,
         }
     }
 

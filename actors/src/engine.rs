@@ -405,6 +405,19 @@ impl Engine {
             .ok_or_else(|| EngineError::NotCached(format!("{registry}/{repo}@{digest}")))
     }
 
+    /// A blob for another replica of the shared store that follows this one's download: only
+    /// what this replica has or is fetching (`None` otherwise), never a new download.
+    pub async fn fleet_blob(&self, digest: &Digest) -> Result<Option<BlobReader>, EngineError> {
+        let status = self
+            .blobs
+            .send(Open {
+                digest: digest.clone(),
+                source: None,
+            })
+            .await?;
+        BlobReader::open(self.store.clone(), digest.clone(), status).await
+    }
+
     /// Refuses an upstream that `allowedUpstreams` does not list, before the cache or the
     /// network is consulted, so the answer does not depend on what happens to be cached.
     fn check_allowed(&self, registry: &str) -> Result<(), EngineError> {

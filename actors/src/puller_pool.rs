@@ -22,6 +22,7 @@ use crate::manifest_index::{CachedManifest, Insert, ManifestIndex};
 use crate::metrics::{self, metrics, Kind};
 use crate::oci::{Digest, ImageRef, Manifest, Reference};
 use crate::proxy::download::{self, count_error, Job, Limits, Table};
+use crate::proxy::peer::PeerClient;
 use crate::store::Store;
 use crate::upstream::{UpstreamClient, UpstreamError};
 
@@ -91,6 +92,9 @@ pub struct PullerPool {
     /// Which upstreams are found unreachable and not asked for now; every task that asked an
     /// upstream reports back ([`Reached`]).
     breakers: Breakers,
+    /// The other replicas of a shared store, reached to follow their downloads; `None`
+    /// without a fleet secret.
+    peers: Option<Rc<PeerClient>>,
 }
 
 impl PullerPool {
@@ -99,7 +103,13 @@ impl PullerPool {
         store: Arc<dyn Store>,
         index: Addr<ManifestIndex>,
     ) -> Self {
+        // Only a shared store has other replicas to follow.
+        let peers = match (&config.fleet_secret, store.is_shared()) {
+            (Some(secret), true) => Some(Rc::new(PeerClient::new(secret.clone()))),
+            _ => None,
+        };
         PullerPool {
+            peers,
             config,
             store,
             index,
@@ -628,6 +638,7 @@ impl Handler<Download> for PullerPool {
             min_free_space: self.config.min_free_space,
         };
         let downloads = self.downloads.clone();
+        let peers = self.peers.clone();
         downloads.set(downloads.get() + 1);
         actix_rt::spawn(async move {
             let upstream = download::Upstream {
@@ -635,6 +646,7 @@ impl Handler<Download> for PullerPool {
                 client,
                 limit,
                 reached,
+                peers,
             };
             download::run(upstream, store, limits, job).await;
             downloads.set(downloads.get().saturating_sub(1));

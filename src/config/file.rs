@@ -84,6 +84,8 @@ pub(super) struct FileConfig {
     pull_auth: Option<pull_auth::FilePullAuth>,
     storage: Option<storage::FileStorage>,
     advertise: Option<String>,
+    fleet_secret: Option<String>,
+    fleet_secret_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -284,6 +286,13 @@ impl FileConfig {
         if config.storage.is_some() {
             storage::check_no_pruning(file, &config.ops)?;
         }
+        config.fleet_secret = storage::fleet_secret(
+            file,
+            self.fleet_secret.filter(|s| !s.is_empty()),
+            self.fleet_secret_file,
+            config.storage.is_some(),
+            config.advertise.is_some(),
+        )?;
         Ok(config)
     }
 }

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use actors::allowlist::Allowlist;
 use actors::config::{
-    EngineConfig, FreeSpace, FreshnessRule, S3Config, UpstreamConfig, DEFAULT_MAX_BLOB_SIZE,
-    DEFAULT_MIN_FREE_SPACE,
+    EngineConfig, FleetSecret, FreeSpace, FreshnessRule, S3Config, UpstreamConfig,
+    DEFAULT_MAX_BLOB_SIZE, DEFAULT_MIN_FREE_SPACE,
 };
 
 use crate::cli::{Cli, LogLevel};
@@ -102,6 +102,9 @@ pub struct Config {
     pub storage: Option<S3Config>,
     /// How the other replicas reach this one (`advertise`): named in the leases it holds.
     pub advertise: Option<String>,
+    /// What replicas show each other on the internal route (`fleetSecret`,
+    /// `fleetSecretFile`); `None`: the route is closed.
+    pub fleet_secret: Option<FleetSecret>,
 }
 
 impl Default for Config {
@@ -129,6 +132,7 @@ impl Default for Config {
             ops: OpsConfig::default(),
             storage: None,
             advertise: None,
+            fleet_secret: None,
         }
     }
 }
@@ -250,6 +254,7 @@ impl Config {
         engine.max_blob_size = self.max_blob_size;
         engine.min_free_space = self.min_free_space;
         engine.s3 = self.storage.clone();
+        engine.fleet_secret = self.fleet_secret.clone();
         engine
     }
 }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use actors::config::S3Config;
+use actors::config::{FleetSecret, S3Config};
 use serde::Deserialize;
 
 use super::error::{ConfigError, FileCtx};
@@ -115,6 +115,51 @@ pub(super) fn check_no_pruning(file: &FileCtx<'_>, ops: &OpsConfig) -> Result<()
         return Err(file.invalid("maxCacheSize", why));
     }
     Ok(())
+}
+
+/// The shortest fleet secret accepted: it guards every cached blob.
+const MIN_SECRET: usize = 16;
+
+/// `fleetSecret` or `fleetSecretFile`: what replicas show each other on the internal route
+/// that streams a download to the others. Only with `storage.s3` and `advertise` (the others
+/// reach a replica by the URL it advertises).
+pub(super) fn fleet_secret(
+    file: &FileCtx<'_>,
+    inline: Option<String>,
+    from_file: Option<PathBuf>,
+    storage: bool,
+    advertise: bool,
+) -> Result<Option<FleetSecret>, ConfigError> {
+    let (key, secret) = match (inline, from_file) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            return Err(file.invalid(
+                "fleetSecretFile",
+                "give the fleet secret once: fleetSecret or fleetSecretFile",
+            ))
+        }
+        (Some(s), None) => ("fleetSecret", s),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                file.invalid(
+                    "fleetSecretFile",
+                    format!("{}: cannot read it: {e}", path.display()),
+                )
+            })?;
+            ("fleetSecretFile", text.trim().to_string())
+        }
+    };
+    if secret.chars().count() < MIN_SECRET {
+        return Err(file.invalid(key, format!("must be at least {MIN_SECRET} characters")));
+    }
+    if !storage || !advertise {
+        return Err(file.invalid(
+            key,
+            "needs storage.s3 and advertise: it guards the route other replicas of the \
+             bucket reach this one on",
+        ));
+    }
+    Ok(Some(FleetSecret::new(secret)))
 }
 
 /// `advertise`: an `http://` or `https://` URL without a path.

@@ -67,7 +67,7 @@ pub fn allowed(access: &AdminConfig, peer: Option<IpAddr>, authorization: Option
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

@@ -11,7 +11,10 @@ use std::thread;
 use std::time::Duration;
 
 use support::ceph::{Ceph, ACCESS_KEY, SECRET_KEY};
-use support::fleet::{replica_options, serve_expecting_failure, start_replicas, storage_yaml};
+use support::fleet::{
+    advertised_replica_options, replica_options, serve_expecting_failure, start_replicas,
+    storage_yaml,
+};
 use support::{http, wait_for, Containerd, LocalImage, Relay, Server, SkopeoDir, Upstream};
 
 const REPO: &str = "fleet/app";
@@ -387,4 +390,97 @@ fn a_store_that_goes_down_gives_503_with_retry_after_and_leaves_nothing_half_wri
     assert_eq!(format!("sha256:{}", support::sha256_hex(&r.body)), layer);
     let tag = http::get_manifest(server.port, &server.manifest_path(REPO, "v1"));
     assert_eq!(tag.header("Docker-Content-Digest"), Some(tree.top.as_str()));
+}
+
+#[test]
+fn a_client_of_another_replica_gets_bytes_before_the_holder_has_stored_the_blob() {
+    let ceph = Ceph::shared();
+    let bucket = ceph.bucket("follow");
+    let upstream = Upstream::start();
+    let image = LocalImage::generate_for(&["3M"], "linux/amd64");
+    let tree = upstream.push_oci(&image, REPO, "v1");
+    let (layer, size) = tree.largest_layer();
+    // About six seconds of download at the holder.
+    let relay = Relay::start(upstream.port, 512 * 1024);
+    let holder = Server::start_with(advertised_replica_options(&relay.url(), ceph, &bucket));
+    let other = Server::start_with(advertised_replica_options(&relay.url(), ceph, &bucket));
+    let path = holder.blob_path(REPO, &layer);
+
+    let (port, p) = (holder.port, path.clone());
+    let first = thread::spawn(move || http::request(port, "GET", &p, &[]));
+    wait_for(
+        "the first replica to hold the blob's lease",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || (!ceph.keys(&bucket, "leases/").is_empty()).then_some(()),
+    );
+    let mut stored_at_first_byte = None;
+    let mut body = Vec::new();
+    let (status, _) = http::request_streaming(other.port, "GET", &path, &[], |chunk| {
+        if stored_at_first_byte.is_none() && !chunk.is_empty() {
+            stored_at_first_byte = Some(!ceph.keys(&bucket, "blobs/").is_empty());
+        }
+        body.extend_from_slice(chunk);
+    })
+    .expect("GET through the other replica");
+    assert_eq!(status, 200, "{}", other.log_tail());
+    assert_eq!(body.len() as u64, size);
+    assert_eq!(format!("sha256:{}", support::sha256_hex(&body)), layer);
+    assert_eq!(
+        stored_at_first_byte,
+        Some(false),
+        "the other replica's client got its first byte only once the blob was stored"
+    );
+    assert!(
+        other.log_text().contains("following it"),
+        "{}",
+        other.log_tail()
+    );
+    let r = first.join().expect("client of the holder").expect("GET");
+    assert_eq!(format!("sha256:{}", support::sha256_hex(&r.body)), layer);
+    other.settle();
+    holder.settle();
+    assert_eq!(
+        upstream.count_requests("GET", &format!("/blobs/{layer}")),
+        1,
+        "the blob was fetched more than once"
+    );
+}
+
+#[test]
+fn the_internal_route_answers_only_the_fleet_secret() {
+    let ceph = Ceph::shared();
+    let bucket = ceph.bucket("route");
+    let upstream = Upstream::start();
+    let image = LocalImage::generate_for(&["256K"], "linux/amd64");
+    let tree = upstream.push_oci(&image, REPO, "v1");
+    let (layer, _) = tree.largest_layer();
+    let replica = Server::start_with(advertised_replica_options(&upstream.url(), ceph, &bucket));
+    let closed = Server::start_with(replica_options(&upstream.url(), ceph, &bucket));
+    let r = http::request(replica.port, "GET", &replica.blob_path(REPO, &layer), &[]).unwrap();
+    assert_eq!(r.status, 200);
+    replica.settle();
+
+    let route = format!("/internal/fleet/blobs/{layer}");
+    let right = format!("Bearer {}", support::fleet::FLEET_SECRET);
+    let r = http::request(replica.port, "GET", &route, &[]).unwrap();
+    assert_eq!(r.status, 401, "{}", r.summary());
+    let r = http::request(
+        replica.port,
+        "GET",
+        &route,
+        &[("Authorization", "Bearer not-the-fleet-secret")],
+    )
+    .unwrap();
+    assert_eq!(r.status, 401, "{}", r.summary());
+    let r = http::request(replica.port, "GET", &route, &[("Authorization", &right)]).unwrap();
+    assert_eq!(r.status, 200, "{}", r.summary());
+    assert_eq!(format!("sha256:{}", support::sha256_hex(&r.body)), layer);
+    // Nothing it does not have: the route never starts a download.
+    let unknown = format!("/internal/fleet/blobs/sha256:{}", "0".repeat(64));
+    let r = http::request(replica.port, "GET", &unknown, &[("Authorization", &right)]).unwrap();
+    assert_eq!(r.status, 404, "{}", r.summary());
+    // A replica without a fleet secret keeps the route closed.
+    let r = http::request(closed.port, "GET", &route, &[("Authorization", &right)]).unwrap();
+    assert_eq!(r.status, 404, "{}", r.summary());
 }

@@ -26,6 +26,25 @@ pub fn replica_options(upstream_endpoint: &str, ceph: &Ceph, bucket: &str) -> Se
     }
 }
 
+/// The fleet secret of the tests' replicas.
+pub const FLEET_SECRET: &str = "fleet-secret-for-the-tests";
+
+/// Options of a replica on `bucket` that advertises itself on its port and shares the fleet
+/// secret, so that the others follow its downloads.
+pub fn advertised_replica_options(
+    upstream_endpoint: &str,
+    ceph: &Ceph,
+    bucket: &str,
+) -> ServerOptions {
+    let port = free_port();
+    let mut options = replica_options(upstream_endpoint, ceph, bucket);
+    options.port = Some(port);
+    options.extra_yaml.push_str(&format!(
+        "advertise: http://127.0.0.1:{port}\nfleetSecret: {FLEET_SECRET}\n"
+    ));
+    options
+}
+
 /// `n` replicas on `bucket`, each its own process with its own scratch directory.
 pub fn start_replicas(n: usize, upstream_endpoint: &str, ceph: &Ceph, bucket: &str) -> Vec<Server> {
     (0..n)

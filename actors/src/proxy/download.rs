@@ -19,6 +19,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::{watch, Semaphore};
 
+use super::peer::{self, Followed, PeerClient};
 use crate::blob::{BlobSource, Progress, StatedSizes};
 use crate::breaker::{Outcome, Reached};
 use crate::config::FreeSpace;
@@ -95,6 +96,9 @@ pub struct Upstream {
     pub limit: Rc<Semaphore>,
     /// Where the breaker hears how the upstream answered.
     pub reached: Recipient<Reached>,
+    /// How to follow a download another replica of a shared store holds (`None`: no fleet
+    /// secret, so wait for the blob to be stored instead).
+    pub peers: Option<Rc<PeerClient>>,
 }
 
 /// How long a replica waits for a blob another replica is fetching before it gives up (the
@@ -115,8 +119,24 @@ pub async fn run(upstream: Upstream, store: Arc<dyn Store>, limits: Limits, job:
         client,
         limit,
         reached,
+        peers,
     } = upstream;
-    let result = match claim(store.as_ref(), &job.digest).await {
+    let mut claimed = claim(store.as_ref(), &job.digest, peers.is_some()).await;
+    if let (Ok(Claimed::Follow(url)), Some(peers)) = (&claimed, &peers) {
+        let expected = job.expected_size.as_ref();
+        let following = peer::Job {
+            digest: &job.digest,
+            bound: expected.map_or(limits.max_blob_size, |s| s.max().min(limits.max_blob_size)),
+            stated: expected.and_then(StatedSizes::agreed),
+            progress: &job.progress,
+        };
+        claimed = match peer::follow(peers, url, store.as_ref(), following).await {
+            Ok(Followed::Stored(size)) => Ok(Claimed::Stored(size)),
+            Ok(Followed::Fetch(lease)) => Ok(Claimed::Fetch(lease)),
+            Err(e) => Err(e),
+        };
+    }
+    let result = match claimed {
         Err(e) => Err(e),
         Ok(Claimed::Stored(size)) => {
             metrics().fetches_in_flight.get_or_create(&kind).dec();
@@ -124,6 +144,10 @@ pub async fn run(upstream: Upstream, store: Arc<dyn Store>, limits: Limits, job:
             conclude(&job.table, &job.progress, job.digest, Ok(size));
             return;
         }
+        Ok(Claimed::Follow(_)) => Err(EngineError::FetchedElsewhere(format!(
+            "blob {} has a holder this replica cannot reach",
+            job.digest
+        ))),
         Ok(Claimed::Fetch(lease)) => {
             let fetched = match (admission, client) {
                 (Err(e), _) | (_, Err(e)) => Err(e),
@@ -180,13 +204,16 @@ pub async fn run(upstream: Upstream, store: Arc<dyn Store>, limits: Limits, job:
 enum Claimed {
     Fetch(Option<Lease>),
     Stored(u64),
+    /// Another replica fetches and can be followed at this URL ([`peer::follow`]).
+    Follow(String),
 }
 
-/// Asks the store who fetches `digest` until it is this process or nobody: while another
-/// replica holds the lease, looks again every [`ELSEWHERE_POLL`] (the blob appears, or the
-/// lease expires and is taken over), for at most [`ELSEWHERE_WAIT`]. Readers meanwhile see the
+/// Asks the store who fetches `digest` until it is this process or nobody, or a holder that
+/// can be followed (`follow`, and the holder named itself by a URL): while another replica
+/// holds the lease, looks again every [`ELSEWHERE_POLL`] (the blob appears, or the lease
+/// expires and is taken over), for at most [`ELSEWHERE_WAIT`]. Readers meanwhile see the
 /// download queued.
-async fn claim(store: &dyn Store, digest: &Digest) -> Result<Claimed, EngineError> {
+async fn claim(store: &dyn Store, digest: &Digest, follow: bool) -> Result<Claimed, EngineError> {
     let deadline = std::time::Instant::now() + ELSEWHERE_WAIT;
     let mut told = false;
     loop {
@@ -194,6 +221,10 @@ async fn claim(store: &dyn Store, digest: &Digest) -> Result<Claimed, EngineErro
             Claim::Fetch(lease) => return Ok(Claimed::Fetch(lease)),
             Claim::Stored(size) => return Ok(Claimed::Stored(size)),
             Claim::Elsewhere(holder) => {
+                if let Some(url) = PeerClient::url(&holder, digest).filter(|_| follow) {
+                    log::info!("blob {digest} is being fetched by {holder}; following it");
+                    return Ok(Claimed::Follow(url));
+                }
                 if !told {
                     log::info!("blob {digest} is being fetched by {holder}; waiting for it");
                     told = true;

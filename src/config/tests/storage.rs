@@ -91,3 +91,29 @@ fn storage_mistakes_are_refused_naming_the_key() {
         &["key \"advertise\"", "http://"],
     );
 }
+
+#[test]
+fn the_fleet_secret_needs_a_bucket_and_an_address_and_is_never_printed() {
+    let config = load_yaml(
+        "storage:\n  s3:\n    bucket: ocicache\nadvertise: http://10.0.0.5:8080\n\
+         fleetSecret: a-secret-of-enough-length\n",
+    )
+    .unwrap();
+    let engine = config.engine_config();
+    let secret = engine.fleet_secret.as_ref().expect("fleetSecret");
+    assert_eq!(secret.expose(), "a-secret-of-enough-length");
+    assert!(!format!("{engine:?}").contains("a-secret-of-enough-length"));
+    load_err(
+        "storage:\n  s3:\n    bucket: ocicache\nadvertise: http://10.0.0.5:8080\n\
+         fleetSecret: short\n",
+        &["key \"fleetSecret\"", "at least 16"],
+    );
+    load_err(
+        "storage:\n  s3:\n    bucket: ocicache\nfleetSecret: a-secret-of-enough-length\n",
+        &["key \"fleetSecret\"", "advertise"],
+    );
+    load_err(
+        "advertise: http://10.0.0.5:8080\nfleetSecretFile: /no/such/secret\n",
+        &["key \"fleetSecretFile\"", "/no/such/secret"],
+    );
+}
