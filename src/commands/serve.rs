@@ -56,6 +56,12 @@ pub fn run(mut config: Config) -> Result<(), String> {
         let engine = Engine::start(config.engine_config())
             .await
             .map_err(|e| e.to_string())?;
+        if config.fleet_secret.is_some() && config.advertise.is_none() {
+            log::warn!(
+                "fleetSecret is set but this replica advertises no address (advertise, \
+                 --advertise): the others cannot follow its downloads and wait for them instead"
+            );
+        }
         held.before_serving(&config, &engine).await?;
         let addr = (config.host.as_str(), config.port);
         let listener = TcpListener::bind(addr)

@@ -291,7 +291,6 @@ impl FileConfig {
             self.fleet_secret.filter(|s| !s.is_empty()),
             self.fleet_secret_file,
             config.storage.is_some(),
-            config.advertise.is_some(),
         )?;
         Ok(config)
     }

@@ -228,6 +228,16 @@ impl Config {
         if let Some(v) = serve.always_pull_latest {
             self.always_pull_latest = v;
         }
+        if let Some(url) = &serve.advertise {
+            let url = storage::check_url(url).map_err(|message| ConfigError::InvalidOption {
+                option: "advertise",
+                message,
+            })?;
+            if let Some(s3) = &mut self.storage {
+                s3.holder = url.clone();
+            }
+            self.advertise = Some(url);
+        }
         if let Some(ns) = &serve.default_ns {
             check_registry_host(ns).map_err(|message| ConfigError::InvalidOption {
                 option: "default-ns",

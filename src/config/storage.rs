@@ -121,14 +121,13 @@ pub(super) fn check_no_pruning(file: &FileCtx<'_>, ops: &OpsConfig) -> Result<()
 const MIN_SECRET: usize = 16;
 
 /// `fleetSecret` or `fleetSecretFile`: what replicas show each other on the internal route
-/// that streams a download to the others. Only with `storage.s3` and `advertise` (the others
-/// reach a replica by the URL it advertises).
+/// that streams a download to the others. Only with `storage.s3`; the others reach a replica
+/// by the URL it advertises (`advertise`, or `serve --advertise`, which `serve` checks).
 pub(super) fn fleet_secret(
     file: &FileCtx<'_>,
     inline: Option<String>,
     from_file: Option<PathBuf>,
     storage: bool,
-    advertise: bool,
 ) -> Result<Option<FleetSecret>, ConfigError> {
     let (key, secret) = match (inline, from_file) {
         (None, None) => return Ok(None),
@@ -152,11 +151,11 @@ pub(super) fn fleet_secret(
     if secret.chars().count() < MIN_SECRET {
         return Err(file.invalid(key, format!("must be at least {MIN_SECRET} characters")));
     }
-    if !storage || !advertise {
+    if !storage {
         return Err(file.invalid(
             key,
-            "needs storage.s3 and advertise: it guards the route other replicas of the \
-             bucket reach this one on",
+            "needs storage.s3: it guards the route other replicas of the bucket reach this \
+             one on",
         ));
     }
     Ok(Some(FleetSecret::new(secret)))
@@ -167,7 +166,7 @@ pub(super) fn check_advertise(file: &FileCtx<'_>, url: &str) -> Result<String, C
     check_url(url).map_err(|m| file.invalid("advertise", m))
 }
 
-fn check_url(url: &str) -> Result<String, String> {
+pub(super) fn check_url(url: &str) -> Result<String, String> {
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))

@@ -109,11 +109,39 @@ fn the_fleet_secret_needs_a_bucket_and_an_address_and_is_never_printed() {
         &["key \"fleetSecret\"", "at least 16"],
     );
     load_err(
-        "storage:\n  s3:\n    bucket: ocicache\nfleetSecret: a-secret-of-enough-length\n",
-        &["key \"fleetSecret\"", "advertise"],
+        "advertise: http://10.0.0.5:8080\nfleetSecret: a-secret-of-enough-length\n",
+        &["key \"fleetSecret\"", "storage.s3"],
     );
     load_err(
         "advertise: http://10.0.0.5:8080\nfleetSecretFile: /no/such/secret\n",
         &["key \"fleetSecretFile\"", "/no/such/secret"],
     );
+}
+
+#[test]
+fn serve_advertise_overrides_the_file_and_names_the_lease_holder() {
+    let f = write_yaml("storage:\n  s3:\n    bucket: ocicache\nadvertise: http://10.0.0.5:8080\n");
+    let path = f.path().to_str().unwrap().to_string();
+    let config = load(&cli(&[
+        "--config-file",
+        &path,
+        "serve",
+        "--advertise",
+        "http://10.0.0.9:8080/",
+    ]))
+    .unwrap();
+    assert_eq!(config.advertise.as_deref(), Some("http://10.0.0.9:8080"));
+    assert_eq!(
+        config.storage.expect("storage.s3").holder,
+        "http://10.0.0.9:8080"
+    );
+    let err = load(&cli(&[
+        "--config-file",
+        &path,
+        "serve",
+        "--advertise",
+        "10.0.0.9",
+    ]))
+    .expect_err("an address without a scheme");
+    assert!(err.to_string().contains("advertise"), "{err}");
 }
