@@ -463,10 +463,12 @@ impl Handler<Insert> for ManifestIndex {
     }
 }
 
-/// Manifests another replica of a shared store wrote or changed: new ones are added, tags
-/// follow each holder (the holders come in the order they were written, so the later write
-/// wins). Answers the image manifests that are new here, with the blobs they name, for the
-/// blob table's counts. Nothing is written back: the store has them already.
+/// Manifests another replica of a shared store wrote or changed: new ones are added, and a
+/// tag a holder names moves to it when the holder checked it upstream later than the manifest
+/// the tag points at here was (a replica rewriting an older manifest, for its `pulled` time,
+/// must not move a tag back). A tag no holder claims stays where it is. Answers the image
+/// manifests that are new here, with the blobs they name, for the blob table's counts.
+/// Nothing is written back: the store has them already.
 #[derive(Message)]
 #[rtype(result = "Vec<(Digest, Vec<crate::blob::NamedBlob>)>")]
 pub struct Adopt {
@@ -488,33 +490,32 @@ impl Handler<Adopt> for ManifestIndex {
             };
             let digest = entry.manifest.digest.clone();
             let tags = std::mem::take(&mut entry.tags);
-            match self.by_digest.get_mut(&digest) {
-                Some(known) => {
-                    // Tags its writer moved away from it.
-                    let gone: Vec<String> = known.tags.difference(&tags).cloned().collect();
-                    for t in gone {
-                        known.tags.remove(&t);
-                        if self.by_tag.get(&t) == Some(&digest) {
-                            self.by_tag.remove(&t);
-                        }
-                    }
+            let their_checks = std::mem::take(&mut entry.checked);
+            if !self.by_digest.contains_key(&digest) {
+                if !entry.manifest.kind().is_list() {
+                    new_images.push((digest.clone(), entry.manifest.named_blobs()));
                 }
-                None => {
-                    if !entry.manifest.kind().is_list() {
-                        new_images.push((digest.clone(), entry.manifest.named_blobs()));
-                    }
-                    crate::metrics::metrics().cached_manifests.inc();
-                    self.by_digest.insert(digest.clone(), entry);
-                }
+                crate::metrics::metrics().cached_manifests.inc();
+                self.by_digest.insert(digest.clone(), entry);
             }
             for t in tags {
-                if let Some(old) = self.by_tag.insert(t.clone(), digest.clone()) {
-                    if let Some(o) = self.by_digest.get_mut(&old).filter(|_| old != digest) {
+                let theirs = their_checks.get(&t).copied();
+                if let Some(old) = self.by_tag.get(&t).filter(|d| **d != digest).cloned() {
+                    let ours = self.by_digest.get(&old).and_then(|o| o.checked.get(&t));
+                    if ours.is_some_and(|ours| theirs.is_none_or(|theirs| *ours >= theirs)) {
+                        continue;
+                    }
+                    if let Some(o) = self.by_digest.get_mut(&old) {
                         o.tags.remove(&t);
                         o.checked.remove(&t);
                     }
                 }
+                self.by_tag.insert(t.clone(), digest.clone());
                 if let Some(e) = self.by_digest.get_mut(&digest) {
+                    if let Some(theirs) = theirs {
+                        let at = e.checked.entry(t.clone()).or_insert(theirs);
+                        *at = (*at).max(theirs);
+                    }
                     e.tags.insert(t);
                 }
             }

@@ -66,8 +66,11 @@ impl Drop for Lease {
         if let Some(r) = self.renewal.take() {
             r.abort();
         }
-        if let Some(release) = self.release.take() {
-            tokio::spawn(release);
+        // Outside a runtime (the process is ending) the lease is left to expire.
+        if let (Some(release), Ok(runtime)) =
+            (self.release.take(), tokio::runtime::Handle::try_current())
+        {
+            runtime.spawn(release);
         }
     }
 }
