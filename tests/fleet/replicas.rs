@@ -263,7 +263,8 @@ fn skopeo_and_containerd_pull_through_any_replica() {
 }
 
 #[test]
-fn wrong_credentials_and_a_missing_bucket_stop_the_server_at_start_with_a_clear_error() {
+fn wrong_credentials_a_missing_bucket_or_a_store_down_stop_the_server_at_start_with_a_clear_error()
+{
     let ceph = Ceph::shared();
     let bucket = ceph.bucket("creds");
     let upstream = Upstream::start();
@@ -284,6 +285,17 @@ fn wrong_credentials_and_a_missing_bucket_stop_the_server_at_start_with_a_clear_
     assert!(
         out.stderr.contains("the bucket does not exist")
             && out.stderr.contains("no-such-bucket-here"),
+        "{out}"
+    );
+
+    // Nothing listens there: the store is down at start.
+    let closed = format!("http://127.0.0.1:{}", support::free_port());
+    let out = serve_expecting_failure(
+        &upstream.url(),
+        &storage_yaml(ceph, &bucket, ACCESS_KEY, SECRET_KEY).replace(&ceph.endpoint(), &closed),
+    );
+    assert!(
+        out.stderr.contains("storage.s3: cannot use") && out.stderr.contains(&closed),
         "{out}"
     );
 }
