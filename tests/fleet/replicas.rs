@@ -15,7 +15,9 @@ use support::fleet::{
     advertised_replica_options, replica_options, serve_expecting_failure, start_replicas,
     storage_yaml,
 };
-use support::{http, wait_for, Containerd, LocalImage, Relay, Server, SkopeoDir, Upstream};
+use support::{
+    http, wait_for, Containerd, DockerImage, LocalImage, Relay, Server, SkopeoDir, Upstream,
+};
 
 const REPO: &str = "fleet/app";
 
@@ -235,7 +237,7 @@ fn a_tag_moved_through_one_replica_reaches_the_others_within_the_sync_interval()
 }
 
 #[test]
-fn skopeo_and_containerd_pull_through_any_replica() {
+fn skopeo_containerd_and_docker_pull_through_any_replica() {
     let ceph = Ceph::shared();
     let bucket = ceph.bucket("clients");
     let upstream = Upstream::start();
@@ -256,6 +258,14 @@ fn skopeo_and_containerd_pull_through_any_replica() {
         assert!(out.success(), "{out}\n{}", replica.log_tail());
         assert_eq!(containerd.image_digest(&reference), tree.top);
     }
+    let reference = replicas[2].in_path_ref(REPO, "v1");
+    let (image, out) = DockerImage::pull(&reference);
+    assert!(out.success(), "{out}\n{}", replicas[2].log_tail());
+    // Docker's image ID is the digest of the (amd64) image config.
+    assert_eq!(
+        image.inspect()["Id"].as_str(),
+        Some(tree.platform("amd64").config.as_str())
+    );
     for blob in tree.blob_digests() {
         let gets = upstream.count_requests("GET", &format!("/blobs/{blob}"));
         assert!(gets <= 1, "{blob} was fetched {gets} times");
