@@ -201,6 +201,13 @@ pub struct ServeArgs {
     #[arg(long, bool_flag())]
     pub hello_world: Option<bool>,
 
+    /// How the other replicas of a shared bucket (`storage.s3`) reach this one, e.g.
+    /// `http://10.0.0.5:8080`: named in the leases it holds, so that they can stream its
+    /// downloads (with `fleetSecret`). Overrides `advertise` in the config file; in Kubernetes
+    /// set it from the pod's IP. [default: none]
+    #[arg(long, value_name = "URL", env = "OCIREGISTRY_ADVERTISE")]
+    pub advertise: Option<String>,
+
     #[command(flatten)]
     pub platforms: PlatformArgs,
 }

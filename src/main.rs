@@ -32,6 +32,18 @@ fn main() -> ExitCode {
             eprintln!("ociregistry: warning: {notice}");
         }
     }
+    let directory_only = match cli.command {
+        Command::Export(_) => Some("export"),
+        Command::Import(_) => Some("import"),
+        Command::Load(ref args) if args.archive.is_some() => Some("load --archive"),
+        Command::List(_) => Some("list"),
+        Command::Prune(_) => Some("prune"),
+        _ => None,
+    };
+    if let Some(Err(e)) = directory_only.map(|c| commands::directory_only(&config, c)) {
+        eprintln!("ociregistry: {e}");
+        return ExitCode::from(2);
+    }
     let result = match cli.command {
         Command::Serve(_) => commands::serve::run(config),
         Command::Load(ref args) => commands::load::run(config, args),

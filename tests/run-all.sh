@@ -25,6 +25,10 @@ declare -A NEEDED=(
     [pip3]=python3-pip
     [systemd-analyze]=systemd
     [debootstrap]=debootstrap
+    # a real S3-compatible store for the fleet tests (tests/support/ceph.rs)
+    [radosgw]=radosgw
+    [ceph-mon]=ceph-mon
+    [ceph-osd]=ceph-osd
 )
 
 missing=()

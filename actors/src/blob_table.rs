@@ -116,6 +116,13 @@ impl BlobTable {
 
     /// Lets [`Remove`] delete blobs from `store`; without it, removal only forgets them.
     pub fn with_store(mut self, store: Arc<dyn Store>) -> Self {
+        if store.trusts_stored_blobs() {
+            for state in self.blobs.values_mut() {
+                if let State::Present { verified, .. } = state {
+                    *verified = true;
+                }
+            }
+        }
         self.store = Some(store);
         self
     }

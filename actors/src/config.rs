@@ -45,6 +45,69 @@ pub struct EngineConfig {
     /// client fetches a list by tag (`os`/`arch`/`--platform`; the host's by default), so a
     /// later disconnect finds the image whole; `None`: only what clients ask for.
     pub complete_platforms: Option<crate::oci::Platforms>,
+    /// The cache in an S3-compatible bucket shared by several replicas (`storage.s3`);
+    /// `None`: the cache directory `image_path`, this process's alone.
+    pub s3: Option<S3Config>,
+    /// What replicas of a shared store show each other on the internal route that streams a
+    /// download to the others (`fleetSecret`); `None`: the route is closed and replicas wait
+    /// for blobs to be stored instead.
+    pub fleet_secret: Option<FleetSecret>,
+}
+
+/// The fleet secret; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FleetSecret(String);
+
+impl FleetSecret {
+    pub fn new(secret: String) -> Self {
+        FleetSecret(secret)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for FleetSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FleetSecret(hidden)")
+    }
+}
+
+/// Where the bucket is and how to sign in. Fields left `None` come from the standard AWS
+/// environment variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
+/// `AWS_ENDPOINT_URL`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Config {
+    /// `None`: AWS itself (or `AWS_ENDPOINT_URL`).
+    pub endpoint: Option<String>,
+    pub bucket: String,
+    pub region: Option<String>,
+    /// Keys start with it; empty or ending in `/`.
+    pub prefix: String,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// How this replica names itself in the leases it holds (its `advertise` URL, or host
+    /// name and process id).
+    pub holder: String,
+}
+
+/// The secret is never printed.
+impl fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("prefix", &self.prefix)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "(hidden)"),
+            )
+            .field("holder", &self.holder)
+            .finish()
+    }
 }
 
 /// The largest blob a download may write unless configured: above any real layer (the
@@ -133,6 +196,8 @@ impl EngineConfig {
             complete_platforms: Some(crate::oci::Platforms::Only(vec![
                 crate::oci::PlatformSpec::host(),
             ])),
+            s3: None,
+            fleet_secret: None,
         }
     }
 

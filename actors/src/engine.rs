@@ -13,7 +13,7 @@ use crate::config::EngineConfig;
 use crate::config::Ttl;
 use crate::error::EngineError;
 use crate::manifest_index::{
-    self, CachedManifest, Hit, IndexView, ManifestIndex, Resolve, Validated,
+    self, Adopt, CachedManifest, Hit, IndexView, ManifestIndex, Resolve, Validated,
 };
 use crate::metrics::{metrics, UpstreamKind};
 use crate::oci::{Digest, ImageRef, RepoName};
@@ -23,7 +23,7 @@ use crate::pruner::{EvictTo, Prune, PruneReport, Pruner};
 use crate::puller_pool::{
     ActiveDownloads, FetchManifest, FetchReferrers, FetchTags, ImageCached, PullerPool, Revalidate,
 };
-use crate::store::{FsStore, Store};
+use crate::store::{FsStore, S3Store, Store};
 
 /// How recently pulled an image must be to be kept by an eviction asked for without a
 /// configured `maxCacheSize` (whose `evictionGrace` applies otherwise): as being pulled.
@@ -74,14 +74,31 @@ pub struct Engine {
     blobs: Addr<BlobTable>,
     puller: Addr<PullerPool>,
     pruner: Addr<Pruner>,
+    /// One look at a shared store at a time ([`Engine::sync_shared`]).
+    shared_sync: Arc<SharedSync>,
+}
+
+/// How often a replica of a shared store picks up what the others wrote: the bound on how
+/// long a tag moved by one replica takes to reach the others (plus one look at the bucket).
+pub const SHARED_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+#[derive(Default)]
+struct SharedSync {
+    running: tokio::sync::Mutex<()>,
+    /// Looks completed.
+    done: std::sync::atomic::AtomicU64,
 }
 
 impl Engine {
-    /// Opens the cache directory `config.image_path` (sweeping temp files) and starts the
-    /// engine on it (see [`Engine::with_store`]). Must run inside an actix `System`.
+    /// Opens the cache directory `config.image_path` (sweeping temp files), or connects to the
+    /// bucket of `config.s3` (staging downloads in that directory), and starts the engine on
+    /// it (see [`Engine::with_store`]). Must run inside an actix `System`.
     pub async fn start(config: EngineConfig) -> Result<Engine, EngineError> {
-        let store = FsStore::open(&config.image_path)?;
-        Engine::with_store(config, Arc::new(store)).await
+        let store: Arc<dyn Store> = match &config.s3 {
+            Some(s3) => Arc::new(S3Store::connect(s3, &config.image_path).await?),
+            None => Arc::new(FsStore::open(&config.image_path)?),
+        };
+        Engine::with_store(config, store).await
     }
 
     /// Loads every manifest from `store` and starts the actors, the puller pool on an arbiter
@@ -153,7 +170,7 @@ impl Engine {
                 source: Some(source),
             });
         }
-        Ok(Engine {
+        let engine = Engine {
             config,
             store,
             view,
@@ -161,7 +178,25 @@ impl Engine {
             blobs,
             puller,
             pruner,
-        })
+            shared_sync: Arc::default(),
+        };
+        if engine.store.is_shared() {
+            let e = engine.clone();
+            actix_rt::spawn(async move {
+                loop {
+                    tokio::time::sleep(SHARED_SYNC_INTERVAL).await;
+                    if let Err(err) = e.sync_shared().await {
+                        log::warn!("shared store: cannot pick up other replicas' writes ({err})");
+                    }
+                }
+            });
+        }
+        Ok(engine)
+    }
+
+    /// Where the cache lives, for log lines: a directory, or a bucket.
+    pub fn location(&self) -> String {
+        self.store.location()
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -210,11 +245,57 @@ impl Engine {
             metrics().cache_hits.get_or_create(&label).inc();
             return Ok(hit.manifest);
         }
+        if self.store.is_shared() {
+            // Another replica may have cached it: the bucket before the upstream.
+            if let Err(e) = self.sync_shared().await {
+                log::warn!("{image}: cannot look in the shared store ({e})");
+            }
+            // What the sync adopted is in the snapshot once it returns.
+            if let Some(hit) = self.view.resolve(image) {
+                metrics().cache_hits.get_or_create(&label).inc();
+                return Ok(hit.manifest);
+            }
+        }
         metrics().cache_misses.get_or_create(&label).inc();
         if self.config.air_gapped {
             return Err(EngineError::NotCached(image.to_string()));
         }
         self.fetch(image).await
+    }
+
+    /// Picks up the manifests other replicas of a shared store wrote or changed since the
+    /// last look: new ones join the index (and the blob table's counts), tags follow the
+    /// latest write. One look at a time; a caller that waited while another ran takes its
+    /// result rather than listing the bucket again.
+    pub async fn sync_shared(&self) -> Result<(), EngineError> {
+        use std::sync::atomic::Ordering;
+        let before = self.shared_sync.done.load(Ordering::SeqCst);
+        let _one = self.shared_sync.running.lock().await;
+        if self.shared_sync.done.load(Ordering::SeqCst) != before {
+            return Ok(());
+        }
+        let changed = self.store.changed_manifests().await;
+        self.shared_sync.done.fetch_add(1, Ordering::SeqCst);
+        let changed = changed?;
+        for problem in &changed.problems {
+            log::warn!("shared store: {problem}");
+        }
+        if !changed.holders.is_empty() {
+            log::debug!(
+                "shared store: {} manifests written by other replicas",
+                changed.holders.len()
+            );
+            let new_images = self
+                .index
+                .send(Adopt {
+                    holders: changed.holders,
+                })
+                .await?;
+            self.blobs.do_send(AddRefs {
+                manifests: new_images,
+            });
+        }
+        Ok(())
     }
 
     /// Serves a cached tag after checking it upstream: the cached manifest when the tag has
@@ -321,6 +402,19 @@ impl Engine {
         BlobReader::open(self.store.clone(), digest.clone(), status)
             .await?
             .ok_or_else(|| EngineError::NotCached(format!("{registry}/{repo}@{digest}")))
+    }
+
+    /// A blob for another replica of the shared store that follows this one's download: only
+    /// what this replica has or is fetching (`None` otherwise), never a new download.
+    pub async fn fleet_blob(&self, digest: &Digest) -> Result<Option<BlobReader>, EngineError> {
+        let status = self
+            .blobs
+            .send(Open {
+                digest: digest.clone(),
+                source: None,
+            })
+            .await?;
+        BlobReader::open(self.store.clone(), digest.clone(), status).await
     }
 
     /// Refuses an upstream that `allowedUpstreams` does not list, before the cache or the
@@ -551,6 +645,14 @@ impl Engine {
         dry_run: bool,
         why: String,
     ) -> Result<PruneReport, EngineError> {
+        if self.store.is_shared() {
+            // Another replica may cache a manifest naming a blob this one would delete.
+            return Err(EngineError::NotSupported(
+                "pruning is not available on a shared bucket: no replica knows what the others \
+                 are about to cache"
+                    .into(),
+            ));
+        }
         self.pruner
             .send(Prune {
                 selector,

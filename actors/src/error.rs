@@ -79,6 +79,12 @@ pub enum EngineError {
     #[error("cache storage: {0}")]
     Store(#[from] StoreError),
     /// An actor went away (only during shutdown).
+    /// The operation is not available on this kind of store (pruning a shared bucket).
+    #[error("{0}")]
+    NotSupported(String),
+    /// Another replica of the shared store fetches it and has not finished.
+    #[error("{0}")]
+    FetchedElsewhere(String),
     #[error("server is shutting down: {0}")]
     Unavailable(String),
 }

@@ -12,3 +12,18 @@ pub mod prune;
 pub mod remote;
 pub mod serve;
 pub mod summary;
+
+/// `export`, `import`, `list` and `prune` read and write a cache directory. With `storage.s3`
+/// the cache is the bucket, which they do not reach: refused, rather than working silently on
+/// the replica's scratch directory.
+pub fn directory_only(config: &crate::config::Config, command: &str) -> Result<(), String> {
+    match &config.storage {
+        None => Ok(()),
+        Some(s3) => Err(format!(
+            "`{command}` works on a cache directory, and this configuration keeps the cache in \
+             the bucket {} (storage.s3); copy the bucket to a directory (its keys are the \
+             directory's layout) and run it there, or pull through `serve`",
+            s3.bucket
+        )),
+    }
+}

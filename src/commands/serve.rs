@@ -56,6 +56,12 @@ pub fn run(mut config: Config) -> Result<(), String> {
         let engine = Engine::start(config.engine_config())
             .await
             .map_err(|e| e.to_string())?;
+        if config.fleet_secret.is_some() && config.advertise.is_none() {
+            log::warn!(
+                "fleetSecret is set but this replica advertises no address (advertise, \
+                 --advertise): the others cannot follow its downloads and wait for them instead"
+            );
+        }
         held.before_serving(&config, &engine).await?;
         let addr = (config.host.as_str(), config.port);
         let listener = TcpListener::bind(addr)
@@ -70,7 +76,7 @@ pub fn run(mut config: Config) -> Result<(), String> {
              cache {}, config {}, pid {}{})",
             env!("CARGO_PKG_VERSION"),
             limit.total(),
-            config.image_path.display(),
+            engine.location(),
             config
                 .config_file
                 .as_ref()
@@ -173,15 +179,18 @@ async fn next_signal() -> bool {
 /// What `serve` holds for its whole life besides the server.
 pub struct Held {
     /// The cache lock: `prune`, `load` and `list` find it held and ask this server instead
-    /// (through the admin API it advertises in the lock file).
-    lock: CacheLock,
+    /// (through the admin API it advertises in the lock file). None on a shared bucket:
+    /// several replicas use it at once by design, and their own directories hold only staging
+    /// files.
+    lock: Option<CacheLock>,
     /// The temporary hello-world cache, deleted on exit.
     _hello_world: Option<tempfile::TempDir>,
     readiness: Readiness,
     stop: Arc<Notify>,
 }
 
-/// Before the engine starts: sets up the hello-world cache when asked, and locks the cache.
+/// Before the engine starts: sets up the hello-world cache when asked, and locks the cache
+/// directory (unless the cache is a shared bucket).
 fn prepare(config: &mut Config) -> Result<Held, String> {
     let hello_world = if config.ops.hello_world {
         let dir = tempfile::Builder::new()
@@ -192,6 +201,7 @@ fn prepare(config: &mut Config) -> Result<Held, String> {
         config.image_path = dir.path().to_path_buf();
         config.air_gapped = true;
         config.ops.prune = None;
+        config.storage = None;
         if config.ops.preload_images.take().is_some() {
             log::warn!("--hello-world: preloading is skipped (the server is air-gapped)");
         }
@@ -204,7 +214,10 @@ fn prepare(config: &mut Config) -> Result<Held, String> {
     } else {
         None
     };
-    let lock = CacheLock::acquire(&config.image_path).map_err(|e| e.to_string())?;
+    let lock = match config.storage {
+        Some(_) => None,
+        None => Some(CacheLock::acquire(&config.image_path).map_err(|e| e.to_string())?),
+    };
     Ok(Held {
         lock,
         _hello_world: hello_world,
@@ -224,9 +237,12 @@ impl Held {
                 std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
             });
         }
-        self.lock
-            .advertise(&format!("http://{at}"))
-            .map_err(|e| e.to_string())
+        match &mut self.lock {
+            Some(lock) => lock
+                .advertise(&format!("http://{at}"))
+                .map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
     }
 
     /// What the admin API needs.

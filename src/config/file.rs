@@ -22,7 +22,7 @@ use super::validate::{
     check_listen_host, check_registry_host, max_blob_size, max_connections, min_free_space,
     parse_endpoint, parse_ttl, pull_timeout,
 };
-use super::{ops, pull_auth, Config};
+use super::{ops, pull_auth, storage, Config};
 use crate::cli::{LogFormat, LogLevel};
 use crate::server::tls::{ClientAuth, ServerTls};
 
@@ -83,6 +83,10 @@ pub(super) struct FileConfig {
     server_tls_config: Option<FileServerTls>,
     admin_api: Option<ops::FileAdmin>,
     pull_auth: Option<pull_auth::FilePullAuth>,
+    storage: Option<storage::FileStorage>,
+    advertise: Option<String>,
+    fleet_secret: Option<String>,
+    fleet_secret_file: Option<PathBuf>,
     /// The Go server's own record of `--config-file`; the file cannot name itself, so the key
     /// has no effect (a warning says so at start).
     config_file: Option<IgnoredAny>,
@@ -324,6 +328,19 @@ impl FileConfig {
             config.registries.push(upstream);
         }
         config.pull_auth = pull_auth::resolve(file, self.pull_auth, private)?;
+        if let Some(url) = self.advertise.filter(|a| !a.is_empty()) {
+            config.advertise = Some(storage::check_advertise(file, &url)?);
+        }
+        config.storage = storage::resolve(file, self.storage, config.advertise.as_deref())?;
+        if config.storage.is_some() {
+            storage::check_no_pruning(file, &config.ops)?;
+        }
+        config.fleet_secret = storage::fleet_secret(
+            file,
+            self.fleet_secret.filter(|s| !s.is_empty()),
+            self.fleet_secret_file,
+            config.storage.is_some(),
+        )?;
         Ok(config)
     }
 }
@@ -589,6 +606,12 @@ fn check_keys(file: &FileCtx<'_>, root: &Map<String, Value>) -> Result<(), Confi
     }
     if let Some(t) = mapping(file, "listConfig", root.get("listConfig"))? {
         check_table(file, "listConfig", t, field_names::<FileListConfig>())?;
+    }
+    if let Some(t) = mapping(file, "storage", root.get("storage"))? {
+        check_table(file, "storage", t, field_names::<storage::FileStorage>())?;
+        if let Some(s3) = mapping(file, "storage.s3", t.get("s3"))? {
+            check_table(file, "storage.s3", s3, field_names::<storage::FileS3>())?;
+        }
     }
     if let Some(t) = mapping(file, "pullAuth", root.get("pullAuth"))? {
         check_table(

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use actors::allowlist::Allowlist;
 use actors::config::{
-    EngineConfig, FreeSpace, FreshnessRule, UpstreamConfig, DEFAULT_MAX_BLOB_SIZE,
-    DEFAULT_MIN_FREE_SPACE,
+    EngineConfig, FleetSecret, FreeSpace, FreshnessRule, S3Config, UpstreamConfig,
+    DEFAULT_MAX_BLOB_SIZE, DEFAULT_MIN_FREE_SPACE,
 };
 
 use crate::cli::{Cli, LogFormat, LogLevel};
@@ -25,6 +25,7 @@ mod error;
 mod file;
 mod ops;
 mod pull_auth;
+mod storage;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -98,6 +99,14 @@ pub struct Config {
     pub config_file: Option<PathBuf>,
     /// Preloading, platforms, hello-world, health, pruning, admin API access.
     pub ops: OpsConfig,
+    /// The cache in a bucket shared by several replicas (`storage.s3`); `None`: the cache
+    /// directory, this process's alone.
+    pub storage: Option<S3Config>,
+    /// How the other replicas reach this one (`advertise`): named in the leases it holds.
+    pub advertise: Option<String>,
+    /// What replicas show each other on the internal route (`fleetSecret`,
+    /// `fleetSecretFile`); `None`: the route is closed.
+    pub fleet_secret: Option<FleetSecret>,
     /// What `list` shows by default (`listConfig`, `list --header`, `list --pattern`).
     pub list: ListSettings,
     /// Keys of the file that were accepted but change nothing here (the Go server's own
@@ -140,6 +149,9 @@ impl Default for Config {
             ops: OpsConfig::default(),
             list: ListSettings::default(),
             notices: Vec::new(),
+            storage: None,
+            advertise: None,
+            fleet_secret: None,
         }
     }
 }
@@ -256,6 +268,16 @@ impl Config {
         if let Some(v) = serve.always_pull_latest {
             self.always_pull_latest = v;
         }
+        if let Some(url) = &serve.advertise {
+            let url = storage::check_url(url).map_err(|message| ConfigError::InvalidOption {
+                option: "advertise",
+                message,
+            })?;
+            if let Some(s3) = &mut self.storage {
+                s3.holder = url.clone();
+            }
+            self.advertise = Some(url);
+        }
         if let Some(ns) = &serve.default_ns {
             check_registry_host(ns).map_err(|message| ConfigError::InvalidOption {
                 option: "default-ns",
@@ -282,6 +304,8 @@ impl Config {
         engine.max_blob_size = self.max_blob_size;
         engine.min_free_space = self.min_free_space;
         engine.complete_platforms = Some(self.ops.platforms.clone());
+        engine.s3 = self.storage.clone();
+        engine.fleet_secret = self.fleet_secret.clone();
         engine
     }
 }

@@ -15,6 +15,7 @@ use super::*;
 mod go_keys;
 mod ops;
 mod pull_auth;
+mod storage;
 mod tls;
 mod upstreams;
 

@@ -91,7 +91,7 @@ pub fn allowed(access: &AdminConfig, peer: Option<IpAddr>, authorization: Option
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -113,7 +113,9 @@ impl ResponseError for Refusal {
     fn status_code(&self) -> StatusCode {
         match self {
             Refusal::Forbidden => StatusCode::FORBIDDEN,
-            Refusal::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Refusal::BadRequest(_) | Refusal::Engine(actors::EngineError::NotSupported(_)) => {
+                StatusCode::BAD_REQUEST
+            }
             Refusal::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

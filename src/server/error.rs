@@ -11,6 +11,11 @@ use actors::upstream::UpstreamError;
 use actors::EngineError;
 use serde::{Serialize, Serializer};
 
+/// The `Retry-After` of a 503 for a shared store that failed a request (down, or a blob
+/// another replica is still fetching): the store client's own retries took about this long
+/// already, and most outages of a store are short.
+const STORE_RETRY_AFTER_SECS: u32 = 5;
+
 /// The codes this server answers with: the distribution spec's, plus `UNKNOWN` and
 /// `UNAVAILABLE`, which the distribution registry also sends and clients already know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,7 +169,16 @@ impl ApiError {
             EngineError::InsufficientStorage(_) => {
                 (StatusCode::INSUFFICIENT_STORAGE, ErrorCode::Unavailable)
             }
+            EngineError::Store(s) if s.is_unavailable() => {
+                retry_after = Some(STORE_RETRY_AFTER_SECS);
+                (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
+            }
             EngineError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unknown),
+            EngineError::NotSupported(_) => (StatusCode::BAD_REQUEST, ErrorCode::Unsupported),
+            EngineError::FetchedElsewhere(_) => {
+                retry_after = Some(STORE_RETRY_AFTER_SECS);
+                (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
+            }
             EngineError::Unavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
             }
@@ -311,6 +325,25 @@ mod tests {
         );
         assert_eq!(without.status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(retry_after_header(&without), None);
+    }
+
+    #[test]
+    fn a_blob_another_replica_still_fetches_is_a_503_to_retry_and_a_store_fault_a_500() {
+        let e = EngineError::FetchedElsewhere("blob sha256:ab is still being fetched".into());
+        let a = ApiError::from_engine(e, Target::Blob);
+        assert_eq!(
+            (a.status, a.code),
+            (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
+        );
+        assert_eq!(
+            retry_after_header(&a),
+            Some(STORE_RETRY_AFTER_SECS.to_string())
+        );
+        // Not a failure to reach the store: trying again would not help.
+        let e = EngineError::Store(actors::store::StoreError::Setup("bad object".into()));
+        let a = ApiError::from_engine(e, Target::Blob);
+        assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(retry_after_header(&a), None);
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod connections;
 mod distribution;
 pub mod error;
+mod fleet;
 pub mod health;
 mod metrics;
 mod plain;
@@ -74,6 +75,7 @@ pub fn run_with_tls(
             .route("/metrics", web::get().to(metrics::scrape))
             .configure(distribution::routes(pull_auth.is_some()))
             .configure(admin::routes)
+            .configure(fleet::routes)
             .default_service(web::to(distribution::unsupported))
     };
     match tls {

@@ -45,7 +45,14 @@ pub fn install_crypto_provider() {
 pub fn server_config(tls: &ServerTls) -> Result<ServerConfig, (&'static str, String)> {
     let chain = load_certs(&tls.cert, "server certificate").map_err(|m| ("cert", m))?;
     let key = load_key(&tls.key, "server key").map_err(|m| ("key", m))?;
-    let builder = ServerConfig::builder();
+    // Named, not guessed from crate features: the object store's HTTP client brings a second
+    // provider into the build, and rustls then refuses to pick one by itself.
+    let provider = rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ("cert", format!("TLS setup: {e}")))?;
     let builder = match tls.client_auth {
         ClientAuth::None => builder.with_no_client_auth(),
         ClientAuth::Verify => {
@@ -53,7 +60,7 @@ pub fn server_config(tls: &ServerTls) -> Result<ServerConfig, (&'static str, Str
                 Some(ca) => Arc::new(load_roots(ca, "client CA file").map_err(|m| ("ca", m))?),
                 None => default_roots(),
             };
-            let verifier = WebPkiClientVerifier::builder(roots)
+            let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider)
                 .build()
                 .map_err(|e| ("ca", format!("cannot verify client certificates: {e}")))?;
             builder.with_client_cert_verifier(verifier)

@@ -7,10 +7,12 @@
 // Each test file uses a different subset of the harness.
 #![allow(dead_code, unused_imports)]
 
+pub mod ceph;
 pub mod checks;
 pub mod clients;
 pub mod container;
 pub mod fault_proxy;
+pub mod fleet;
 pub mod helm;
 pub mod http;
 pub mod image;

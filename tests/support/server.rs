@@ -34,6 +34,9 @@ pub struct ServerOptions {
     pub probe_authorization: Option<String>,
     /// The server speaks HTTPS: readiness is a TCP connection, not `GET /v2/` over HTTP.
     pub https: bool,
+    /// Listen on this port (one from [`super::free_port`]), for a configuration that names
+    /// it; `None`: a free one.
+    pub port: Option<u16>,
 }
 
 impl ServerOptions {
@@ -72,7 +75,7 @@ impl Server {
             .unwrap_or_else(|| dir.path().join("cache"));
         std::fs::create_dir_all(&cache).expect("cache dir");
         let mut server = Server {
-            port: free_port(),
+            port: options.port.unwrap_or_else(free_port),
             options,
             config: dir.path().join("config.yaml"),
             log: dir.path().join("server.log"),

@@ -8,8 +8,10 @@
 //! Handlers read hits from the snapshot the actor publishes ([`IndexView`], `snapshot.rs`)
 //! without a message; the actor stays the one writer.
 
+mod adopt;
 mod snapshot;
 
+pub use adopt::Adopt;
 pub use snapshot::{CheckClock, Hit, IndexView, PullClock};
 use snapshot::{Published, PublishedTag, Snapshot};
 

@@ -14,10 +14,12 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use tokio::sync::{watch, Semaphore};
 
+use super::peer::{self, Followed, PeerClient};
 use crate::blob::{BlobSource, Progress, StatedSizes};
 use crate::breaker::{Outcome, Reached};
 use crate::config::FreeSpace;
@@ -25,7 +27,7 @@ use crate::error::EngineError;
 use crate::metrics::{self, metrics, Kind};
 use crate::oci::Digest;
 use crate::prune::human_size;
-use crate::store::{Space, Store, StoreError};
+use crate::store::{Claim, Lease, Space, Store, StoreError};
 use crate::upstream::{UpstreamClient, UpstreamError};
 
 /// The most bytes gathered from the upstream before one write to the staging file.
@@ -85,25 +87,80 @@ pub struct Limits {
 /// two looks at the free space: small against any disk, large against a batch.
 const GROWTH_STEP: u64 = 16 * 1024 * 1024;
 
-/// Runs one download to its end: waits for a free connection to the upstream (`limit`),
-/// fetches, writes, verifies, commits, and concludes.
-pub async fn run(
-    client: Result<Rc<UpstreamClient>, EngineError>,
-    limit: Rc<Semaphore>,
-    store: Arc<dyn Store>,
-    limits: Limits,
-    reached: Recipient<Reached>,
-    job: Job,
-) {
+/// The upstream side of a download, as the pool hands it over.
+pub struct Upstream {
+    /// The breaker's word: `Err` when the upstream is not to be asked now.
+    pub admission: Result<(), EngineError>,
+    pub client: Result<Rc<UpstreamClient>, EngineError>,
+    /// Free connections to the upstream.
+    pub limit: Rc<Semaphore>,
+    /// Where the breaker hears how the upstream answered.
+    pub reached: Recipient<Reached>,
+    /// How to follow a download another replica of a shared store holds (`None`: no fleet
+    /// secret, so wait for the blob to be stored instead).
+    pub peers: Option<Rc<PeerClient>>,
+}
+
+/// How long a replica waits for a blob another replica is fetching before it gives up (the
+/// holder's lease is renewed while its download makes progress, and taken over when not).
+const ELSEWHERE_WAIT: Duration = Duration::from_secs(30 * 60);
+/// How often a replica looks whether a blob fetched elsewhere has arrived.
+const ELSEWHERE_POLL: Duration = Duration::from_millis(300);
+
+/// Runs one download to its end: asks the store who fetches (on a store shared by several
+/// replicas, maybe another one, or nobody since the blob is there), then waits for a free
+/// connection to the upstream (`limit`), fetches, writes, verifies, commits, and concludes.
+pub async fn run(upstream: Upstream, store: Arc<dyn Store>, limits: Limits, job: Job) {
     let kind = Kind { kind: "blob" };
     metrics().fetches_in_flight.get_or_create(&kind).inc();
     let started = std::time::Instant::now();
-    let result = match client {
+    let Upstream {
+        admission,
+        client,
+        limit,
+        reached,
+        peers,
+    } = upstream;
+    let mut claimed = claim(store.as_ref(), &job.digest, peers.is_some()).await;
+    if let (Ok(Claimed::Follow(url)), Some(peers)) = (&claimed, &peers) {
+        let expected = job.expected_size.as_ref();
+        let following = peer::Job {
+            digest: &job.digest,
+            bound: expected.map_or(limits.max_blob_size, |s| s.max().min(limits.max_blob_size)),
+            stated: expected.and_then(StatedSizes::agreed),
+            progress: &job.progress,
+        };
+        claimed = match peer::follow(peers, url, store.as_ref(), following).await {
+            Ok(Followed::Stored(size)) => Ok(Claimed::Stored(size)),
+            Ok(Followed::Fetch(lease)) => Ok(Claimed::Fetch(lease)),
+            Err(e) => Err(e),
+        };
+    }
+    let result = match claimed {
         Err(e) => Err(e),
-        Ok(client) => match limit.acquire().await {
-            Ok(_permit) => fetch(&client, store.as_ref(), limits, &reached, &job).await,
-            Err(_) => Err(EngineError::Unavailable("download limiter closed".into())),
-        },
+        Ok(Claimed::Stored(size)) => {
+            metrics().fetches_in_flight.get_or_create(&kind).dec();
+            log::info!("blob {} is in the shared store ({size} bytes)", job.digest);
+            conclude(&job.table, &job.progress, job.digest, Ok(size));
+            return;
+        }
+        Ok(Claimed::Follow(_)) => Err(EngineError::FetchedElsewhere(format!(
+            "blob {} has a holder this replica cannot reach",
+            job.digest
+        ))),
+        Ok(Claimed::Fetch(lease)) => {
+            let fetched = match (admission, client) {
+                (Err(e), _) | (_, Err(e)) => Err(e),
+                (Ok(()), Ok(client)) => match limit.acquire().await {
+                    Ok(_permit) => fetch(&client, store.as_ref(), limits, &reached, &job).await,
+                    Err(_) => Err(EngineError::Unavailable("download limiter closed".into())),
+                },
+            };
+            if let Some(lease) = lease {
+                lease.end().await;
+            }
+            fetched
+        }
     };
     metrics().fetches_in_flight.get_or_create(&kind).dec();
     let Job { digest, source, .. } = &job;
@@ -141,6 +198,46 @@ pub async fn run(
         }
     }
     conclude(&job.table, &job.progress, job.digest, result);
+}
+
+/// Who fetches, as [`claim`] settles it.
+enum Claimed {
+    Fetch(Option<Lease>),
+    Stored(u64),
+    /// Another replica fetches and can be followed at this URL ([`peer::follow`]).
+    Follow(String),
+}
+
+/// Asks the store who fetches `digest` until it is this process or nobody, or a holder that
+/// can be followed (`follow`, and the holder named itself by a URL): while another replica
+/// holds the lease, looks again every [`ELSEWHERE_POLL`] (the blob appears, or the lease
+/// expires and is taken over), for at most [`ELSEWHERE_WAIT`]. Readers meanwhile see the
+/// download queued.
+async fn claim(store: &dyn Store, digest: &Digest, follow: bool) -> Result<Claimed, EngineError> {
+    let deadline = std::time::Instant::now() + ELSEWHERE_WAIT;
+    let mut told = false;
+    loop {
+        match store.claim_blob(digest.clone()).await? {
+            Claim::Fetch(lease) => return Ok(Claimed::Fetch(lease)),
+            Claim::Stored(size) => return Ok(Claimed::Stored(size)),
+            Claim::Elsewhere(holder) => {
+                if let Some(url) = PeerClient::url(&holder, digest).filter(|_| follow) {
+                    log::info!("blob {digest} is being fetched by {holder}; following it");
+                    return Ok(Claimed::Follow(url));
+                }
+                if !told {
+                    log::info!("blob {digest} is being fetched by {holder}; waiting for it");
+                    told = true;
+                }
+                if std::time::Instant::now() >= deadline {
+                    return Err(EngineError::FetchedElsewhere(format!(
+                        "blob {digest} is still being fetched by {holder}"
+                    )));
+                }
+                tokio::time::sleep(ELSEWHERE_POLL).await;
+            }
+        }
+    }
 }
 
 /// Fetches the blob into the store: the algorithm, top to bottom.

@@ -43,10 +43,48 @@ impl std::fmt::Display for Staged {
     }
 }
 
-/// An open blob and the position of the next read. Reads go by offset (`pread`), so the file
+/// An open blob, positioned where the reader asked.
+#[derive(Debug)]
+pub enum BlobFile {
+    /// A file on this machine (a stored blob, or the staging file of a download).
+    Local(LocalFile),
+    /// A blob in an object store: the body of one ranged GET, read as it arrives, a chunk at
+    /// a time (never the whole object in memory).
+    Remote(RemoteBody),
+}
+
+impl BlobFile {
+    pub(super) fn new(file: std::fs::File, offset: u64) -> Self {
+        BlobFile::Local(LocalFile {
+            file: Arc::new(file),
+            pos: offset,
+            nowait: cfg!(target_os = "linux"),
+            blocking_reads: 0,
+        })
+    }
+
+    /// Up to `want` bytes from the current position (fewer at the end of a file, and from a
+    /// remote body when its chunk ends; empty only at the end).
+    pub async fn read(&mut self, want: usize) -> std::io::Result<Bytes> {
+        match self {
+            BlobFile::Local(f) => f.read(want).await,
+            BlobFile::Remote(body) => body.read(want).await,
+        }
+    }
+
+    /// How many reads of this file had to wait on the blocking pool (none for a remote body).
+    pub fn blocking_reads(&self) -> u64 {
+        match self {
+            BlobFile::Local(f) => f.blocking_reads,
+            BlobFile::Remote(_) => 0,
+        }
+    }
+}
+
+/// An open file and the position of the next read. Reads go by offset (`pread`), so the file
 /// can be shared with a blocking-pool read without a seek.
 #[derive(Debug)]
-pub struct BlobFile {
+pub struct LocalFile {
     file: Arc<std::fs::File>,
     pos: u64,
     /// Reads of cached pages without waiting work on this file; cleared when the kernel or the
@@ -56,19 +94,10 @@ pub struct BlobFile {
     blocking_reads: u64,
 }
 
-impl BlobFile {
-    pub(super) fn new(file: std::fs::File, offset: u64) -> Self {
-        BlobFile {
-            file: Arc::new(file),
-            pos: offset,
-            nowait: cfg!(target_os = "linux"),
-            blocking_reads: 0,
-        }
-    }
-
+impl LocalFile {
     /// Up to `want` bytes from the current position (fewer only at the end of the file), into
     /// uninitialised capacity: no zero-filling of every chunk.
-    pub async fn read(&mut self, want: usize) -> std::io::Result<Bytes> {
+    async fn read(&mut self, want: usize) -> std::io::Result<Bytes> {
         let mut buf = BytesMut::with_capacity(want);
         if self.nowait {
             match nowait::read(&self.file, &mut buf, self.pos, want) {
@@ -92,10 +121,44 @@ impl BlobFile {
         self.pos += buf.len() as u64;
         Ok(buf.freeze())
     }
+}
 
-    /// How many reads of this file had to wait on the blocking pool.
-    pub fn blocking_reads(&self) -> u64 {
-        self.blocking_reads
+/// The streamed body of an object GET, and the part of its last chunk not yet read.
+pub struct RemoteBody {
+    body: futures_util::stream::BoxStream<'static, object_store::Result<Bytes>>,
+    pending: Bytes,
+}
+
+impl RemoteBody {
+    pub(super) fn new(
+        body: futures_util::stream::BoxStream<'static, object_store::Result<Bytes>>,
+    ) -> Self {
+        RemoteBody {
+            body,
+            pending: Bytes::new(),
+        }
+    }
+
+    /// Up to `want` bytes; empty only at the end of the body.
+    async fn read(&mut self, want: usize) -> std::io::Result<Bytes> {
+        use futures_util::StreamExt as _;
+        while self.pending.is_empty() {
+            match self.body.next().await {
+                Some(Ok(chunk)) => self.pending = chunk,
+                Some(Err(e)) => return Err(std::io::Error::other(e)),
+                None => return Ok(Bytes::new()),
+            }
+        }
+        let n = want.min(self.pending.len());
+        Ok(self.pending.split_to(n))
+    }
+}
+
+impl std::fmt::Debug for RemoteBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteBody")
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
     }
 }
 

@@ -1,16 +1,31 @@
 //! Streaming a blob into the cache: bytes go to a temp file as they arrive, are hashed on the
-//! way, and only a verified, fsynced file is renamed into `blobs/`.
+//! way, and only a verified file is made visible: fsynced and renamed into `blobs/`, or
+//! uploaded to the object store.
 
-#[cfg(test)]
-use std::path::Path;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 use tokio::fs::File;
 use tokio::io::AsyncWriteExt;
 
-use super::{Staged, StoreError};
+use super::{Staged, StoreError, StoreFuture};
 use crate::oci::Digest;
+
+/// Where a verified blob goes.
+#[derive(Debug, Clone)]
+pub(super) enum Destination {
+    /// Renamed into this directory (`blobs/`), on the same filesystem as the temp file.
+    Dir(PathBuf),
+    /// Handed to a remote store; the temp file is removed once it is there.
+    Remote(Arc<dyn Upload>),
+}
+
+/// A store that takes a verified staging file and makes it visible under its digest, whole
+/// or not at all.
+pub(super) trait Upload: Send + Sync + std::fmt::Debug {
+    fn upload<'a>(&'a self, file: &'a Path, digest: &'a Digest, size: u64) -> StoreFuture<'a, ()>;
+}
 
 /// An in-progress blob download. Create it with [`super::FsStore::create_blob_writer`].
 ///
@@ -20,22 +35,28 @@ use crate::oci::Digest;
 pub struct BlobWriter {
     file: Option<File>,
     temp_path: PathBuf,
-    blobs_dir: PathBuf,
+    dest: Destination,
     hasher: Sha256,
     written: u64,
     finished: bool,
 }
 
 impl BlobWriter {
-    pub(super) fn new(file: File, temp_path: PathBuf, blobs_dir: PathBuf) -> Self {
+    pub(super) fn new(file: File, temp_path: PathBuf, dest: Destination) -> Self {
         BlobWriter {
             file: Some(file),
             temp_path,
-            blobs_dir,
+            dest,
             hasher: Sha256::new(),
             written: 0,
             finished: false,
         }
+    }
+
+    /// Sends the verified blob to `dest` instead of where its store would put it.
+    pub(super) fn with_destination(mut self, dest: Destination) -> Self {
+        self.dest = dest;
+        self
     }
 
     /// Where the blob is being written. Only the store's own tests look at the path.
@@ -122,8 +143,10 @@ impl VerifiedBlob {
         &self.writer.temp_path
     }
 
-    /// Makes the content durable and moves it to `blobs/<hex>`: fsync, rename, fsync of the
-    /// directory, so a crash leaves either no blob or a complete one. Returns the blob size.
+    /// Makes the content durable and visible under its digest: fsync, rename into `blobs/`,
+    /// fsync of the directory; or, for a remote store, the upload (visible only once whole),
+    /// then the temp file removed. A crash leaves either no blob or a complete one. Returns
+    /// the blob size.
     pub async fn persist(mut self) -> Result<u64, StoreError> {
         self.writer.finished = true;
         let result = self.finish().await;
@@ -135,21 +158,34 @@ impl VerifiedBlob {
 
     async fn finish(&mut self) -> Result<u64, StoreError> {
         let path = self.writer.temp_path.clone();
+        let blobs_dir = match &self.writer.dest {
+            Destination::Dir(dir) => dir.clone(),
+            Destination::Remote(store) => {
+                self.file
+                    .flush()
+                    .await
+                    .map_err(|e| StoreError::io(&path, e))?;
+                store
+                    .upload(&path, &self.digest, self.writer.written)
+                    .await?;
+                let _ = tokio::fs::remove_file(&path).await;
+                return Ok(self.writer.written);
+            }
+        };
         self.file
             .sync_all()
             .await
             .map_err(|e| StoreError::io(&path, e))?;
-        let dest = self.writer.blobs_dir.join(self.digest.hex());
+        let dest = blobs_dir.join(self.digest.hex());
         tokio::fs::rename(&path, &dest)
             .await
             .map_err(|e| StoreError::io(&dest, e))?;
-        let blobs_dir = &self.writer.blobs_dir;
-        let dir = File::open(blobs_dir)
+        let dir = File::open(&blobs_dir)
             .await
-            .map_err(|e| StoreError::io(blobs_dir, e))?;
+            .map_err(|e| StoreError::io(&blobs_dir, e))?;
         dir.sync_all()
             .await
-            .map_err(|e| StoreError::io(blobs_dir, e))?;
+            .map_err(|e| StoreError::io(&blobs_dir, e))?;
         Ok(self.writer.written)
     }
 }

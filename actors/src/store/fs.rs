@@ -70,7 +70,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use time::OffsetDateTime;
 
-use super::blob_writer::BlobWriter;
+use super::blob_writer::{BlobWriter, Destination};
 use super::holder::{to_local, ManifestHolder};
 use super::{BlobFile, LoadProblem, LoadedCache, Space, Store, StoreError, StoreFuture};
 use crate::oci::Digest;
@@ -89,10 +89,10 @@ pub const TMP_DIR: &str = "tmp";
 pub const REFERRERS_DIR: &str = "referrers";
 
 /// The manifest directories, in the order they are read.
-const MANIFEST_DIRS: [&str; 3] = [FAT_DIR, IMG_DIR, LTS_DIR];
+pub(super) const MANIFEST_DIRS: [&str; 3] = [FAT_DIR, IMG_DIR, LTS_DIR];
 
 /// A manifest file larger than this is not a manifest.
-const MAX_MANIFEST_FILE: u64 = 16 * 1024 * 1024;
+pub(super) const MAX_MANIFEST_FILE: u64 = 16 * 1024 * 1024;
 
 /// The on-disk cache rooted at one directory. Its own methods block (the command-line tools
 /// that work on a cache directory call them directly); the engine uses it as a [`Store`].
@@ -146,7 +146,10 @@ impl FsStore {
                 .open(&path)
                 .await
             {
-                Ok(file) => return Ok(BlobWriter::new(file, path, self.root.join(BLOBS_DIR))),
+                Ok(file) => {
+                    let dest = Destination::Dir(self.root.join(BLOBS_DIR));
+                    return Ok(BlobWriter::new(file, path, dest));
+                }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(StoreError::io(&path, e)),
             }
@@ -419,23 +422,37 @@ fn load_manifest_file(path: &Path) -> Result<Option<ManifestHolder>, String> {
         ));
     }
     let text = fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
-    let mut h: ManifestHolder =
-        serde_json::from_slice(&text).map_err(|e| format!("not a usable manifest holder: {e}"))?;
-    if h.digest() != &name_digest {
-        return Err(format!("holds digest {} but is named {name}", h.digest()));
-    }
-    let actual = Digest::of(h.bytes());
-    if actual != name_digest {
-        return Err(format!(
-            "manifest bytes hash to {actual}, not to the file name"
-        ));
-    }
     let mtime = meta
         .modified()
         .map(OffsetDateTime::from)
         .unwrap_or_else(|_| OffsetDateTime::now_utc());
+    parse_holder(&name_digest, &text, mtime).map(Some)
+}
+
+/// A manifest file's content, named `name` (its digest), written at `mtime`: the holder, or
+/// why it cannot be used. Alike for a file and an object.
+pub(super) fn parse_holder(
+    name: &Digest,
+    text: &[u8],
+    mtime: OffsetDateTime,
+) -> Result<ManifestHolder, String> {
+    let mut h: ManifestHolder =
+        serde_json::from_slice(text).map_err(|e| format!("not a usable manifest holder: {e}"))?;
+    if h.digest() != name {
+        return Err(format!(
+            "holds digest {} but is named {}",
+            h.digest(),
+            name.hex()
+        ));
+    }
+    let actual = Digest::of(h.bytes());
+    if &actual != name {
+        return Err(format!(
+            "manifest bytes hash to {actual}, not to the file name"
+        ));
+    }
     h.fill_missing_times(to_local(mtime));
-    Ok(Some(h))
+    Ok(h)
 }
 
 fn remove_if_present(path: &Path) -> Result<bool, StoreError> {

@@ -19,12 +19,16 @@
 //! - `blob_writer.rs`: streaming a blob in; `blob_file.rs`: reading one out.
 //! - `holder.rs`: the manifest file format ([`ManifestHolder`]) and its times.
 //! - `lock.rs`: the [`CacheLock`] that keeps two writers off one directory.
+//! - `s3/`: [`S3Store`], the cache in an S3-compatible bucket shared by several replicas.
+//! - `lease.rs`: [`Claim`] and [`Lease`], how processes sharing a store agree on who fetches.
 
 mod blob_file;
 mod blob_writer;
 mod fs;
 mod holder;
+mod lease;
 mod lock;
+mod s3;
 #[cfg(test)]
 mod tests;
 
@@ -39,7 +43,9 @@ pub use fs::{FsStore, BLOBS_DIR, FAT_DIR, IMG_DIR, LTS_DIR, REFERRERS_DIR, TMP_D
 pub use holder::{
     format_time, now_local, parse_time, tag_of_image_url, to_local, ManifestHolder, ManifestKind,
 };
+pub use lease::{Claim, Lease};
 pub use lock::{CacheLock, LockError, LOCK_FILE};
+pub use s3::S3Store;
 
 use crate::oci::Digest;
 
@@ -87,6 +93,33 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// How much room is left, for the free-space floor; `None` for storage without a notion of
     /// it.
     fn space(&self) -> StoreFuture<'_, Option<Space>>;
+
+    /// Whether other processes write to this store at the same time (replicas on one bucket):
+    /// then the engine looks in the store before the upstream, and picks up what the others
+    /// wrote ([`Store::changed_manifests`]).
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// Whether a blob found in the store can be served without hashing it first. A file on
+    /// disk cannot (a power cut, or a cache written without fsync, leaves damaged files); an
+    /// object store makes an object visible only whole, and this cache uploads only verified
+    /// blobs.
+    fn trusts_stored_blobs(&self) -> bool {
+        false
+    }
+
+    /// Who fetches `digest` (see [`Claim`]). A store of one process: always this one.
+    fn claim_blob(&self, digest: Digest) -> StoreFuture<'_, Claim> {
+        let _ = digest;
+        Box::pin(async { Ok(Claim::Fetch(None)) })
+    }
+
+    /// The manifests other processes wrote or changed since the last call (the first call:
+    /// since [`Store::load_manifests`]). A store of one process: none.
+    fn changed_manifests(&self) -> StoreFuture<'_, LoadedCache> {
+        Box::pin(async { Ok(LoadedCache::default()) })
+    }
 }
 
 /// The room on a store's filesystem.
@@ -118,6 +151,16 @@ pub enum StoreError {
         #[source]
         source: Arc<serde_json::Error>,
     },
+    /// An object store request failed (after the client's own retries).
+    #[error("object store, {key}: {source}")]
+    Object {
+        key: String,
+        #[source]
+        source: Arc<object_store::Error>,
+    },
+    /// The object store cannot be used at all (checked at start).
+    #[error("{0}")]
+    Setup(String),
     /// The blocking task doing the work was lost (only when the runtime shuts down).
     #[error("storage task failed: {0}")]
     Task(String),
@@ -128,6 +171,26 @@ impl StoreError {
         StoreError::Io {
             path: path.to_path_buf(),
             source: Arc::new(source),
+        }
+    }
+
+    pub(crate) fn object(key: &object_store::path::Path, source: object_store::Error) -> Self {
+        StoreError::Object {
+            key: key.to_string(),
+            source: Arc::new(source),
+        }
+    }
+
+    /// Whether the storage could not be reached or answered with a failure of its own (not
+    /// a missing object): the request may succeed later, so clients are told to retry.
+    pub fn is_unavailable(&self) -> bool {
+        use object_store::Error as E;
+        match self {
+            StoreError::Object { source, .. } => !matches!(
+                **source,
+                E::NotFound { .. } | E::AlreadyExists { .. } | E::InvalidPath { .. }
+            ),
+            _ => false,
         }
     }
 

@@ -134,11 +134,18 @@ impl ServerCertVerifier for AcceptAnyServerCert {
 
 /// The rustls configuration for one upstream, or an error naming the file at fault.
 pub fn build_client_config(tls: &UpstreamTls) -> Result<ClientConfig, String> {
+    // Named, not guessed from crate features: the object store's HTTP client brings a second
+    // provider into the build, and rustls then refuses to pick one by itself.
+    let versions = || {
+        ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS setup: {e}"))
+    };
     let builder = if tls.insecure_skip_verify {
         let verifier = AcceptAnyServerCert {
             algorithms: provider().signature_verification_algorithms,
         };
-        ClientConfig::builder()
+        versions()?
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(verifier))
     } else {
@@ -146,7 +153,7 @@ pub fn build_client_config(tls: &UpstreamTls) -> Result<ClientConfig, String> {
             Some(ca) => Arc::new(load_roots(ca, "CA file")?),
             None => default_roots(),
         };
-        ClientConfig::builder().with_root_certificates(roots)
+        versions()?.with_root_certificates(roots)
     };
     let mut cfg = match (&tls.client_cert, &tls.client_key) {
         (Some(cert), Some(key)) => {

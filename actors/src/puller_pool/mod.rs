@@ -6,6 +6,8 @@
 //! registers, a bounded number at a time per upstream. Outcomes come back to the actor as
 //! messages; nothing here blocks the arbiter.
 
+mod breakers;
+
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -15,15 +17,17 @@ use actix::prelude::*;
 use tokio::sync::{oneshot, watch, Semaphore};
 
 use crate::blob::{BlobSource, NamedBlob, Progress, StatedSizes};
-use crate::breaker::{Breakers, Change, Reached};
+use crate::breaker::Breakers;
 use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::manifest_index::{CachedManifest, Insert, ManifestIndex, Resolve};
 use crate::metrics::{self, metrics, Kind};
 use crate::oci::{Digest, ImageRef, Manifest, Reference};
 use crate::proxy::download::{self, count_error, Job, Limits, Table};
+use crate::proxy::peer::PeerClient;
 use crate::store::Store;
 use crate::upstream::{UpstreamClient, UpstreamError};
+use breakers::report;
 
 /// An empty referrers list: what the distribution spec answers for a subject with none.
 const EMPTY_INDEX: &[u8] =
@@ -91,6 +95,9 @@ pub struct PullerPool {
     /// Which upstreams are found unreachable and not asked for now; every task that asked an
     /// upstream reports back ([`Reached`]).
     breakers: Breakers,
+    /// The other replicas of a shared store, reached to follow their downloads; `None`
+    /// without a fleet secret.
+    peers: Option<Rc<PeerClient>>,
 }
 
 impl PullerPool {
@@ -99,7 +106,13 @@ impl PullerPool {
         store: Arc<dyn Store>,
         index: Addr<ManifestIndex>,
     ) -> Self {
+        // Only a shared store has other replicas to follow.
+        let peers = match (&config.fleet_secret, store.is_shared()) {
+            (Some(secret), true) => Some(Rc::new(PeerClient::new(secret.clone()))),
+            _ => None,
+        };
         PullerPool {
+            peers,
             config,
             store,
             index,
@@ -654,10 +667,9 @@ impl Handler<Download> for PullerPool {
     type Result = ();
 
     fn handle(&mut self, Download(job): Download, ctx: &mut Context<Self>) {
-        if let Err(e) = self.admit(&job.source.registry) {
-            download::conclude(&job.table, &job.progress, job.digest, Err(e));
-            return;
-        }
+        // Decided now, heeded only when this process is the one to fetch: a blob another
+        // replica stored needs no upstream.
+        let admission = self.admit(&job.source.registry);
         let reached = ctx.address().recipient();
         let client = self.client(&job.source.registry);
         let limit = self.limit(&job.source.registry);
@@ -667,9 +679,17 @@ impl Handler<Download> for PullerPool {
             min_free_space: self.config.min_free_space,
         };
         let downloads = self.downloads.clone();
+        let peers = self.peers.clone();
         downloads.set(downloads.get() + 1);
         actix_rt::spawn(async move {
-            download::run(client, limit, store, limits, reached, job).await;
+            let upstream = download::Upstream {
+                admission,
+                client,
+                limit,
+                reached,
+                peers,
+            };
+            download::run(upstream, store, limits, job).await;
             downloads.set(downloads.get().saturating_sub(1));
         });
     }
@@ -685,114 +705,5 @@ impl Handler<ActiveDownloads> for PullerPool {
 
     fn handle(&mut self, _: ActiveDownloads, _: &mut Context<Self>) -> usize {
         self.downloads.get()
-    }
-}
-
-/// Tells the breakers what an upstream request taught (nothing when no upstream was asked).
-fn report<T>(me: &Addr<PullerPool>, upstream: &str, result: &Result<T, EngineError>) {
-    if let Some(outcome) = EngineError::breaker_outcome(result) {
-        me.do_send(Reached {
-            upstream: upstream.to_string(),
-            outcome,
-        });
-    }
-}
-
-/// Records an upstream's news in its breaker.
-impl Handler<Reached> for PullerPool {
-    type Result = ();
-
-    fn handle(&mut self, msg: Reached, ctx: &mut Context<Self>) {
-        let now = std::time::Instant::now();
-        let change = self.breakers.record(&msg.upstream, msg.outcome, now);
-        self.changed(msg.upstream, change, ctx);
-    }
-}
-
-/// The outcome of a breaker's probe.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Probed {
-    upstream: String,
-    outcome: crate::breaker::Outcome,
-}
-
-impl Handler<Probed> for PullerPool {
-    type Result = ();
-
-    fn handle(&mut self, msg: Probed, ctx: &mut Context<Self>) {
-        let now = std::time::Instant::now();
-        let change = self.breakers.probed(&msg.upstream, msg.outcome, now);
-        self.changed(msg.upstream, change, ctx);
-    }
-}
-
-impl PullerPool {
-    /// Logs a breaker's change once, shows it in the metrics, and schedules the probe of an
-    /// opened one.
-    fn changed(&mut self, upstream: String, change: Option<Change>, ctx: &mut Context<Self>) {
-        let Some(change) = change else {
-            return;
-        };
-        let gauge = metrics()
-            .breaker_open
-            .get_or_create(&metrics::Upstream {
-                upstream: upstream.clone(),
-            })
-            .clone();
-        match change {
-            Change::Opened { wait, why } => {
-                gauge.set(1);
-                log::warn!(
-                    "upstream {upstream}: unreachable ({why}); serving from the cache without \
-                     asking it for {:.1} s",
-                    wait.as_secs_f64()
-                );
-                ctx.run_later(wait, move |act, ctx| act.probe(upstream, ctx));
-            }
-            Change::Closed => {
-                gauge.set(0);
-                log::warn!("upstream {upstream}: reachable again");
-            }
-        }
-    }
-
-    /// Sends the one probe of an open breaker whose wait is over: `GET /v2/`, bounded by
-    /// `pullTimeout`. No client waits for it.
-    fn probe(&mut self, upstream: String, ctx: &mut Context<Self>) {
-        if !self
-            .breakers
-            .probe_due(&upstream, std::time::Instant::now())
-        {
-            return;
-        }
-        let me = ctx.address();
-        let client = self.client(&upstream);
-        let timeout = self.config.pull_timeout;
-        actix_rt::spawn(async move {
-            let ping = async {
-                let client = client?;
-                client
-                    .ping()
-                    .await
-                    .map_err(|e| EngineError::upstream(client.name(), e))
-            };
-            let result = tokio::time::timeout(timeout, ping)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(EngineError::PullTimeout {
-                        upstream: upstream.clone(),
-                        what: "GET /v2/".into(),
-                        millis: timeout.as_millis(),
-                    })
-                });
-            // A client that cannot even be built: the breaker stays open, probed again later.
-            let outcome = match (EngineError::breaker_outcome(&result), result) {
-                (Some(outcome), _) => outcome,
-                (None, Err(e)) => crate::breaker::Outcome::Unreachable(e.to_string()),
-                (None, Ok(())) => crate::breaker::Outcome::Answered,
-            };
-            me.do_send(Probed { upstream, outcome });
-        });
     }
 }
