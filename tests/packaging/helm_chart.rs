@@ -581,3 +581,99 @@ fn every_value_a_template_references_exists_in_values_yaml_and_the_schema() {
         missing.join("\n")
     );
 }
+
+#[test]
+fn fleet_mode_runs_replicas_on_the_bucket_each_advertising_its_pod_ip() {
+    let values = Values::set(&[
+        "fleet.enabled=true",
+        "fleet.s3.endpoint=https://s3.example:7480",
+        "fleet.s3.bucket=ocicache",
+        "fleet.s3.credentialsSecret=cache-s3",
+        "fleet.fleetSecretName=cache-fleet",
+    ]);
+    let out = helm::lint(&values);
+    assert!(out.success(), "{out}");
+    let r = helm::template("r", &values);
+
+    let deployment = r.one("Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    assert_eq!(deployment["spec"]["strategy"]["type"], "RollingUpdate");
+    let pod_labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    let selects_the_pods = |selector: &Value| {
+        let map = selector.as_object().expect("matchLabels");
+        !map.is_empty() && map.iter().all(|(k, v)| &pod_labels[k] == v)
+    };
+    let pdb = r.one("PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+    assert!(
+        selects_the_pods(&pdb["spec"]["selector"]["matchLabels"]),
+        "the disruption budget selects other pods: {pdb:#}"
+    );
+    let spread = &r.pod()["affinity"]["podAntiAffinity"]
+        ["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"];
+    assert_eq!(spread["topologyKey"], "kubernetes.io/hostname");
+    assert!(
+        selects_the_pods(&spread["labelSelector"]["matchLabels"]),
+        "the anti-affinity selects other pods: {spread:#}"
+    );
+
+    // Each pod names itself by its IP, signs in with the Secret's keys, and stages downloads in
+    // an emptyDir: the cache is the bucket.
+    let container = r.server_container();
+    let env = container["env"].as_array().expect("env");
+    let advertise = env
+        .iter()
+        .find(|e| e["name"] == "OCIREGISTRY_ADVERTISE")
+        .expect("OCIREGISTRY_ADVERTISE");
+    assert_eq!(advertise["value"], "http://$(POD_IP):8080");
+    assert!(env.iter().any(
+        |e| e["name"] == "POD_IP" && e["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    ));
+    assert_eq!(container["envFrom"][0]["secretRef"]["name"], "cache-s3");
+    assert!(r.volume("cache")["emptyDir"].is_object());
+    assert!(r.all("PersistentVolumeClaim").is_empty());
+    assert_eq!(r.volume("fleet")["secret"]["secretName"], "cache-fleet");
+
+    let config = r.config();
+    assert_eq!(config["storage"]["s3"]["bucket"], "ocicache");
+    assert_eq!(
+        config["storage"]["s3"]["endpoint"],
+        "https://s3.example:7480"
+    );
+    assert_eq!(
+        config["fleetSecretFile"],
+        format!("{}/fleetSecret", r.mount_path("fleet"))
+    );
+
+    // The server reads the rendered file: the directory commands then say the cache is the
+    // bucket, which they say only after the file was accepted.
+    let dir = tempfile::Builder::new()
+        .prefix("e2e-chart-fleet-")
+        .tempdir()
+        .expect("temp dir");
+    let file = dir.path().join("config.yaml");
+    std::fs::write(
+        &file,
+        r.config_text()
+            .replace("fleetSecretFile", "# fleetSecretFile"),
+    )
+    .unwrap();
+    let out = run(
+        Command::new(env!("CARGO_BIN_EXE_ociregistry"))
+            .arg("--config-file")
+            .arg(&file)
+            .arg("list"),
+        Duration::from_secs(30),
+    );
+    assert!(
+        !out.success() && out.stderr.contains("the bucket ocicache (storage.s3)"),
+        "the server did not read the rendered fleet config: {out}"
+    );
+
+    let single = helm::template("r", &Values::set(&[]));
+    assert!(single.all("PodDisruptionBudget").is_empty());
+    assert_eq!(
+        single.one("Deployment")["spec"]["strategy"]["type"],
+        "Recreate"
+    );
+}
