@@ -113,39 +113,17 @@ pub fn prune(config: &Config, admin_url: &str, args: &PruneArgs) -> Result<Prune
         "the cache {} is in use by a running server: pruning through it ({admin_url})",
         config.image_path.display()
     );
-    let token = config.ops.admin.token.as_ref().map(|t| t.0.clone());
-    let system = actix_web::rt::System::new();
-    let report: serde_json::Value = system.block_on(async move {
-        let client = awc::Client::builder()
-            .timeout(std::time::Duration::from_secs(600))
-            .finish();
-        let mut request = client
-            .delete(&url)
-            .insert_header(("Accept", "application/json"))
-            .query(&query)
-            .map_err(|e| e.to_string())?;
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let mut response = request
-            .send()
-            .await
-            .map_err(|e| format!("cannot reach the running server at {admin_url}: {e}"))?;
-        let body = response
-            .body()
-            .limit(64 << 20)
-            .await
-            .map_err(|e| format!("the running server at {admin_url}: {e}"))?;
-        if !response.status().is_success() {
-            return Err(format!(
-                "the running server at {admin_url} refused the prune: {} {}",
-                response.status(),
-                String::from_utf8_lossy(&body).trim()
-            ));
-        }
-        serde_json::from_slice(&body)
-            .map_err(|e| format!("the running server at {admin_url} answered no report: {e}"))
-    })?;
+    let report: serde_json::Value = ask_json(
+        config,
+        awc::http::Method::DELETE,
+        &url,
+        &query,
+        Limits {
+            timeout: std::time::Duration::from_secs(600),
+            body: 64 << 20,
+        },
+        "prune",
+    )?;
     let bad = |what: &str| format!("the running server at {admin_url}: a report without {what}");
     let mut out = PruneOutcome::default();
     for m in report["manifests"].as_array().into_iter().flatten() {
@@ -186,14 +164,42 @@ pub fn manifests(
         query.push(("pattern", p.to_string()));
     }
     let url = format!("{}/cmd/manifest/list", admin_url.trim_end_matches('/'));
+    ask_json(
+        config,
+        awc::http::Method::GET,
+        &url,
+        &query,
+        Limits {
+            timeout: std::time::Duration::from_secs(60),
+            body: 256 << 20,
+        },
+        "list",
+    )
+}
+
+/// How long a request to the running server may take, and how large its answer may be.
+struct Limits {
+    timeout: std::time::Duration,
+    body: usize,
+}
+
+/// One request to the running server's admin API at `url` (its admin token from the config
+/// file, when set) whose JSON answer is a `T`; `what` names the operation in errors.
+fn ask_json<T: serde::de::DeserializeOwned>(
+    config: &Config,
+    method: awc::http::Method,
+    url: &str,
+    query: &[(&str, String)],
+    limits: Limits,
+    what: &str,
+) -> Result<T, String> {
     let token = config.ops.admin.token.as_ref().map(|t| t.0.clone());
+    let at = url.split("/cmd/").next().unwrap_or(url);
     let system = actix_web::rt::System::new();
     system.block_on(async move {
-        let client = awc::Client::builder()
-            .timeout(std::time::Duration::from_secs(60))
-            .finish();
+        let client = awc::Client::builder().timeout(limits.timeout).finish();
         let mut request = client
-            .get(&url)
+            .request(method, url)
             .insert_header(("Accept", "application/json"))
             .query(&query)
             .map_err(|e| e.to_string())?;
@@ -203,20 +209,20 @@ pub fn manifests(
         let mut response = request
             .send()
             .await
-            .map_err(|e| format!("cannot reach the running server at {admin_url}: {e}"))?;
+            .map_err(|e| format!("cannot reach the running server at {at}: {e}"))?;
         let body = response
             .body()
-            .limit(256 << 20)
+            .limit(limits.body)
             .await
-            .map_err(|e| format!("the running server at {admin_url}: {e}"))?;
+            .map_err(|e| format!("the running server at {at}: {e}"))?;
         if !response.status().is_success() {
             return Err(format!(
-                "the running server at {admin_url} refused the list: {} {}",
+                "the running server at {at} refused the {what}: {} {}",
                 response.status(),
                 String::from_utf8_lossy(&body).trim()
             ));
         }
         serde_json::from_slice(&body)
-            .map_err(|e| format!("the running server at {admin_url} answered no list: {e}"))
+            .map_err(|e| format!("the running server at {at} answered no {what} report: {e}"))
     })
 }
