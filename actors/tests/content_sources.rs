@@ -10,7 +10,7 @@ use actors::config::EngineConfig;
 use actors::oci::{Digest, ManifestKind, OCI_INDEX};
 use actors::store::FsStore;
 use actors::Engine;
-use support::cache::{image, write};
+use support::cache::{image, write, write_tagged};
 
 fn set(names: &[&str]) -> BTreeSet<String> {
     names.iter().map(|s| s.to_string()).collect()
@@ -82,4 +82,39 @@ async fn a_digest_is_known_from_every_registry_whose_cached_manifests_are_it_or_
         .await
         .unwrap()
         .is_empty());
+}
+
+#[actix_web::test]
+async fn an_image_first_pulled_through_a_private_list_is_known_from_an_open_tag_of_that_list() {
+    // A list fetched through the private name first (its image manifest then fetched by digest
+    // through that name), then by an open name's tag: the image manifest's own record names
+    // only the private registry, the list reaching it names both.
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStore::open(dir.path()).unwrap();
+    let layer: &[u8] = b"a layer both names serve";
+    let config: &[u8] = b"{\"both\":1}";
+    let img = image(config, &[layer]);
+    let di = write(
+        &store,
+        ManifestKind::OciManifest,
+        "private.test:5000/team/app@first",
+        &img,
+    );
+    let list = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"digest":"{di}","size":{},"platform":{{"os":"linux","architecture":"amd64"}}}}]}}"#,
+        img.len()
+    );
+    write_tagged(
+        &store,
+        ManifestKind::OciIndex,
+        "private.test:5000/team/app:v1",
+        &["private.test:5000/team/app:v1", "docker.io/team/app:v1"],
+        list.as_bytes(),
+    );
+    let mut cfg = EngineConfig::new(dir.path().to_path_buf());
+    cfg.air_gapped = true;
+    let engine = Engine::start(cfg).await.unwrap();
+    let both = set(&["docker.io", "private.test:5000"]);
+    assert_eq!(engine.sources(&Digest::of(layer)).await.unwrap(), both);
+    assert_eq!(engine.sources(&di).await.unwrap(), both);
 }

@@ -28,12 +28,17 @@ fn sigterm_lets_a_running_download_finish_and_exits_zero() {
     let m = http::get_manifest(server.port, &server.manifest_path(REPO, platform));
     assert_eq!(m.status, 200, "{}", m.summary());
     let tmp = server.cache_dir().join("tmp");
+    // The layer's staging file, under way: past what the config blob (or a manifest being
+    // written) could put there.
     wait_for(
         "the layer download to start",
         Duration::from_secs(20),
         Duration::from_millis(20),
         || {
-            let busy = std::fs::read_dir(&tmp).ok()?.next().is_some();
+            let busy = std::fs::read_dir(&tmp).ok()?.flatten().any(|e| {
+                e.file_name().to_string_lossy().starts_with("blob-")
+                    && e.metadata().is_ok_and(|m| m.len() >= 64 * 1024)
+            });
             busy.then_some(())
         },
     );

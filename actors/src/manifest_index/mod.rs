@@ -598,10 +598,13 @@ impl Handler<Tags> for ManifestIndex {
 }
 
 /// The registries a digest is known from: those of every cached manifest that is it or names it
-/// (a child manifest, a config, a layer), by where it was first pulled and by its tags. Pull
+/// (a child manifest, a config, a layer), by where it was first pulled and by its tags, and of
+/// every list that names such a manifest (an image manifest first pulled through a private
+/// registry's list is still reached through an open one's tag of the same list). Pull
 /// credentials use it: content is addressed by digest and shared across upstreams, so a digest
 /// that only private upstreams served must not be handed out under an open upstream's name.
-/// A scan of the index: asked only for anonymous digest requests when private upstreams exist.
+/// Two scans of the index: asked only for anonymous digest requests when private upstreams
+/// exist.
 #[derive(Message)]
 #[rtype(result = "BTreeSet<String>")]
 pub struct Sources {
@@ -612,19 +615,30 @@ impl Handler<Sources> for ManifestIndex {
     type Result = MessageResult<Sources>;
 
     fn handle(&mut self, msg: Sources, _: &mut Context<Self>) -> Self::Result {
-        let mut registries = BTreeSet::new();
-        for e in self.by_digest.values() {
-            let m = &e.manifest;
-            let names = m.digest == msg.digest
-                || m.manifest.children.iter().any(|c| c.digest == msg.digest);
-            if !names {
-                continue;
+        let names = |e: &IndexEntry, d: &Digest| {
+            e.manifest.digest == *d || e.manifest.manifest.children.iter().any(|c| c.digest == *d)
+        };
+        let own = |e: &IndexEntry| -> Vec<String> {
+            std::iter::once(&e.manifest.image_url)
+                .chain(e.tags.iter())
+                .filter_map(|u| u.split_once('/'))
+                .map(|(r, _)| r.to_string())
+                .collect()
+        };
+        let holding: Vec<&IndexEntry> = self
+            .by_digest
+            .values()
+            .filter(|e| names(e, &msg.digest))
+            .collect();
+        let mut registries: BTreeSet<String> = holding.iter().flat_map(|e| own(e)).collect();
+        for list in self
+            .by_digest
+            .values()
+            .filter(|e| e.manifest.kind().is_list())
+        {
+            if holding.iter().any(|e| names(list, &e.manifest.digest)) {
+                registries.extend(own(list));
             }
-            let urls = std::iter::once(&m.image_url).chain(e.tags.iter());
-            registries.extend(
-                urls.filter_map(|u| u.split_once('/'))
-                    .map(|(r, _)| r.to_string()),
-            );
         }
         MessageResult(registries)
     }

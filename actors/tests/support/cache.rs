@@ -21,6 +21,17 @@ pub fn image(config: &[u8], layers: &[&[u8]]) -> Vec<u8> {
 
 /// Keeps `bytes` as a manifest of `kind` first pulled as `url`, created and pulled now.
 pub fn write(store: &FsStore, kind: ManifestKind, url: &str, bytes: &[u8]) -> Digest {
+    write_tagged(store, kind, url, &[], bytes)
+}
+
+/// [`write`], with `tags` (`registry/repo:tag`) pointing at it.
+pub fn write_tagged(
+    store: &FsStore,
+    kind: ManifestKind,
+    url: &str,
+    tags: &[&str],
+    bytes: &[u8],
+) -> Digest {
     let d = Digest::of(bytes);
     let now = now_local();
     store
@@ -31,7 +42,7 @@ pub fn write(store: &FsStore, kind: ManifestKind, url: &str, bytes: &[u8]) -> Di
             bytes.to_vec(),
             now,
             now,
-            vec![],
+            tags.iter().map(|t| t.to_string()).collect(),
         ))
         .unwrap();
     d
