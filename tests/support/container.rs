@@ -127,49 +127,42 @@ pub struct BuiltImage {
     pub tag: String,
     /// What `docker build` printed.
     pub output: Output,
-    _context: Option<tempfile::TempDir>,
 }
 
 impl BuiltImage {
     /// Runs `build_args` (a `docker build` command line without the leading `docker`, its
-    /// context the last argument) in the checkout, after putting `binary` where the build
-    /// context can reach it: the build argument `BINARY` names it. When `binary` lies outside
-    /// the checkout (a `CARGO_TARGET_DIR` elsewhere), the build uses a context of its own
-    /// holding the `Containerfile`, the ignore files and the binary.
+    /// context the last argument) in the checkout, after staging `binary` where the ignore file
+    /// lets it into the context: `target/image-context/<unique>/ociregistry`, a hard link (or a
+    /// copy) removed after the build. The build argument `BINARY` names it.
     pub fn build(build_args: &[String], tag: &str, binary: &Path) -> BuiltImage {
         let root = repo_root();
-        let (context, relative, temp) = match binary.strip_prefix(&root) {
-            Ok(rel) => (root.clone(), rel.to_path_buf(), None),
-            Err(_) => {
-                let dir = tempfile::Builder::new()
-                    .prefix("e2e-context-")
-                    .tempdir()
-                    .expect("build context dir");
-                let rel = PathBuf::from("target/debug/ociregistry");
-                std::fs::create_dir_all(dir.path().join("target/debug")).expect("context dirs");
-                std::fs::copy(binary, dir.path().join(&rel)).expect("copy binary into context");
-                for f in ["Containerfile", ".containerignore", ".dockerignore"] {
-                    std::fs::copy(root.join(f), dir.path().join(f)).expect("copy build file");
-                }
-                (dir.path().to_path_buf(), rel, Some(dir))
-            }
-        };
+        let staging_root = root.join("target/image-context");
+        std::fs::create_dir_all(&staging_root).expect("create target/image-context");
+        let staging = tempfile::Builder::new()
+            .prefix("e2e-")
+            .tempdir_in(&staging_root)
+            .expect("staging dir");
+        let staged = staging.path().join("ociregistry");
+        if std::fs::hard_link(binary, &staged).is_err() {
+            std::fs::copy(binary, &staged).expect("copy the binary into the build context");
+        }
+        let relative = staged.strip_prefix(&root).expect("staged in the checkout");
         let (last, rest) = build_args.split_last().expect("a build command line");
         assert_eq!(
             last, ".",
             "the build context is the checkout: {build_args:?}"
         );
         let mut cmd = Command::new("docker");
-        cmd.current_dir(&context)
+        cmd.current_dir(&root)
             .args(rest)
             .arg("--build-arg")
             .arg(format!("BINARY={}", relative.display()))
             .arg(".");
         let output = run(&mut cmd, Duration::from_secs(600));
+        drop(staging);
         let image = BuiltImage {
             tag: tag.to_string(),
             output,
-            _context: temp,
         };
         assert!(image.output.success(), "docker build: {}", image.output);
         image
