@@ -218,18 +218,22 @@ impl S3Store {
     async fn list_manifests(&self) -> Result<Vec<object_store::ObjectMeta>, StoreError> {
         let mut out = Vec::new();
         for dir in MANIFEST_DIRS {
-            let prefix = self.key(dir);
-            let mut listed: Vec<_> = self
-                .inner
-                .client
-                .list(Some(&prefix))
-                .try_collect()
-                .await
-                .map_err(|e| StoreError::object(&prefix, e))?;
+            let mut listed = self.list_under(dir).await?;
             listed.sort_by(|a, b| a.location.cmp(&b.location));
             out.extend(listed);
         }
         Ok(out)
+    }
+
+    /// Every object under the directory `dir` of the layout.
+    async fn list_under(&self, dir: &str) -> Result<Vec<object_store::ObjectMeta>, StoreError> {
+        let prefix = self.key(dir);
+        self.inner
+            .client
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| StoreError::object(&prefix, e))
     }
 
     /// Reads the manifest objects `metas`, merging a digest found under two keys as the
@@ -459,14 +463,7 @@ impl Store for S3Store {
 
     fn list_blobs(&self) -> StoreFuture<'_, Vec<(Digest, u64)>> {
         Box::pin(async move {
-            let prefix = self.key(BLOBS_DIR);
-            let listed: Vec<_> = self
-                .inner
-                .client
-                .list(Some(&prefix))
-                .try_collect()
-                .await
-                .map_err(|e| StoreError::object(&prefix, e))?;
+            let listed = self.list_under(BLOBS_DIR).await?;
             let mut out: Vec<(Digest, u64)> = listed
                 .into_iter()
                 .filter_map(|m| {
