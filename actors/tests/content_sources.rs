@@ -7,10 +7,10 @@ use std::collections::BTreeSet;
 mod support;
 
 use actors::config::EngineConfig;
-use actors::oci::{Digest, ManifestKind, OCI_INDEX};
+use actors::oci::{Digest, ManifestKind};
 use actors::store::FsStore;
 use actors::Engine;
-use support::cache::{image, write, write_tagged};
+use support::cache::{amd64_list, image, write, write_tagged};
 
 fn set(names: &[&str]) -> BTreeSet<String> {
     names.iter().map(|s| s.to_string()).collect()
@@ -38,15 +38,12 @@ async fn a_digest_is_known_from_every_registry_whose_cached_manifests_are_it_or_
         "docker.io/library/base:1",
         &open_image,
     );
-    let list = format!(
-        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"digest":"{ds}","size":{},"platform":{{"os":"linux","architecture":"amd64"}}}}]}}"#,
-        secret_image.len()
-    );
+    let list = amd64_list(&secret_image);
     let dl = write(
         &store,
         ManifestKind::OciIndex,
         "private.test:5000/team/app:v1",
-        list.as_bytes(),
+        &list,
     );
 
     let mut cfg = EngineConfig::new(dir.path().to_path_buf());
@@ -100,16 +97,13 @@ async fn an_image_first_pulled_through_a_private_list_is_known_from_an_open_tag_
         "private.test:5000/team/app@first",
         &img,
     );
-    let list = format!(
-        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"digest":"{di}","size":{},"platform":{{"os":"linux","architecture":"amd64"}}}}]}}"#,
-        img.len()
-    );
+    let list = amd64_list(&img);
     write_tagged(
         &store,
         ManifestKind::OciIndex,
         "private.test:5000/team/app:v1",
         &["private.test:5000/team/app:v1", "docker.io/team/app:v1"],
-        list.as_bytes(),
+        &list,
     );
     let mut cfg = EngineConfig::new(dir.path().to_path_buf());
     cfg.air_gapped = true;

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actors::config::{EngineConfig, Scheme, UpstreamConfig};
-use actors::oci::{Digest, ImageRef, ManifestKind, OCI_INDEX};
+use actors::oci::{Digest, ImageRef, ManifestKind};
 use actors::prune::{parse_patterns, Selector};
 use actors::store::{
     BlobFile, BlobWriter, FsStore, LoadedCache, ManifestHolder, Space, Store, StoreFuture,
 };
 use actors::Engine;
-use support::cache::{image, write};
+use support::cache::{amd64_list, image, write};
 use support::fake::{manifest_body, Body, Fake, BLOB};
 
 fn pattern(p: &str) -> Selector {
@@ -40,16 +40,8 @@ async fn prune_takes_list_children_and_only_unshared_blobs() {
     let m2 = image(cfg2, &[shared, two]);
     let d1 = write(&store, ManifestKind::OciManifest, "reg.test/a/one@x", &m1);
     let d2 = write(&store, ManifestKind::OciManifest, "reg.test/a/two:v1", &m2);
-    let index = format!(
-        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"digest":"{d1}","size":{},"platform":{{"os":"linux","architecture":"amd64"}}}}]}}"#,
-        m1.len()
-    );
-    let di = write(
-        &store,
-        ManifestKind::OciIndex,
-        "reg.test/a/one:v1",
-        index.as_bytes(),
-    );
+    let index = amd64_list(&m1);
+    let di = write(&store, ManifestKind::OciIndex, "reg.test/a/one:v1", &index);
 
     let mut cfg = EngineConfig::new(dir.path().to_path_buf());
     cfg.air_gapped = true;

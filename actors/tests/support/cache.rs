@@ -1,7 +1,7 @@
 //! A cache written straight to disk before an engine starts on it: image manifests of given
 //! blobs, kept under a given image URL.
 
-use actors::oci::{Digest, ManifestKind, OCI_MANIFEST};
+use actors::oci::{Digest, ManifestKind, OCI_INDEX, OCI_MANIFEST};
 use actors::store::{now_local, FsStore, ManifestHolder};
 
 /// The bytes of an OCI image manifest naming `config` and `layers`.
@@ -15,6 +15,17 @@ pub fn image(config: &[u8], layers: &[&[u8]]) -> Vec<u8> {
         Digest::of(config),
         config.len(),
         layers.join(",")
+    )
+    .into_bytes()
+}
+
+/// The bytes of an OCI image index whose one entry, for linux/amd64, is the image manifest
+/// `image` (its bytes).
+pub fn amd64_list(image: &[u8]) -> Vec<u8> {
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"digest":"{}","size":{},"platform":{{"os":"linux","architecture":"amd64"}}}}]}}"#,
+        Digest::of(image),
+        image.len()
     )
     .into_bytes()
 }
