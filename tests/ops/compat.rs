@@ -487,18 +487,8 @@ fn a_tag_request_alone_leaves_the_platform_image_whole_for_an_export_after_the_u
     server.kill();
     upstream.stop();
     let list = ws.file("images", &format!("{UPSTREAM_NAME}/{repo}:v1\n"));
-    let out_dir = tempfile::Builder::new()
-        .prefix("e2e-compat-export-")
-        .tempdir()
-        .expect("temp dir");
-    let bundle = out_dir.path().join("whole.tar");
-    let out = ws.run(&[
-        "export",
-        "--image-file",
-        list.to_str().unwrap(),
-        "-o",
-        bundle.to_str().unwrap(),
-    ]);
+    let out_dir = export_dir();
+    let (_, out) = export(&ws, &list, &out_dir, "whole.tar");
     assert!(out.success(), "export with the upstream gone: {out}");
     assert!(out.stdout.contains("1 image(s) exported"), "{out}");
 }
@@ -577,18 +567,8 @@ fn load_beside_a_running_server_asks_it_and_the_image_is_served_at_once() {
 
     // export beside the server, the upstream still gone: the cached image is written and
     // imports into a fresh cache; one the cache lacks fails the export, as on disk.
-    let out_dir = tempfile::Builder::new()
-        .prefix("e2e-compat-live-export-")
-        .tempdir()
-        .expect("temp dir");
-    let bundle = out_dir.path().join("live.tar");
-    let out = ws.run(&[
-        "export",
-        "--image-file",
-        list.to_str().unwrap(),
-        "-o",
-        bundle.to_str().unwrap(),
-    ]);
+    let out_dir = export_dir();
+    let (bundle, out) = export(&ws, &list, &out_dir, "live.tar");
     assert!(out.success(), "{out}");
     assert!(out.stdout.contains("1 image(s) exported"), "{out}");
     let fresh = Workspace::new(&upstream.url());
@@ -599,14 +579,33 @@ fn load_beside_a_running_server_asks_it_and_the_image_is_served_at_once() {
         "{out}"
     );
     let missing = ws.file("missing", &format!("{UPSTREAM_NAME}/{repo}:v2\n"));
-    let none = out_dir.path().join("none.tar");
+    let (none, out) = export(&ws, &missing, &out_dir, "none.tar");
+    assert_eq!(support::ops::code(&out), 1, "{out}");
+    assert!(!none.exists(), "{out}");
+}
+
+/// Where the exports of one test go.
+fn export_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("e2e-compat-export-")
+        .tempdir()
+        .expect("temp dir")
+}
+
+/// `export --image-file LIST -o DIR/NAME`: the archive's path and the command's output.
+fn export(
+    ws: &Workspace,
+    list: &std::path::Path,
+    dir: &tempfile::TempDir,
+    name: &str,
+) -> (std::path::PathBuf, support::proc::Output) {
+    let archive = dir.path().join(name);
     let out = ws.run(&[
         "export",
         "--image-file",
-        missing.to_str().unwrap(),
+        list.to_str().unwrap(),
         "-o",
-        none.to_str().unwrap(),
+        archive.to_str().unwrap(),
     ]);
-    assert_eq!(support::ops::code(&out), 1, "{out}");
-    assert!(!none.exists(), "{out}");
+    (archive, out)
 }
