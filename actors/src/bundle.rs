@@ -100,7 +100,7 @@ pub async fn collect(
     platforms: &Platforms,
     meter: &preload::LoadMeter,
 ) -> Result<BundleImage, EngineError> {
-    preload::load_image_metered(engine, image, platforms, meter).await?;
+    preload::load_image(engine, image, platforms, meter).await?;
     let cached = |i: ImageRef| async move {
         engine
             .cached_manifest(&i)

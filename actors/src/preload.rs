@@ -85,17 +85,9 @@ impl LoadMeter {
     }
 }
 
-/// Makes `image` complete in the cache for `platforms`; returns when every piece is on disk.
+/// Makes `image` complete in the cache for `platforms`, counting the bytes of its blobs into
+/// `meter` as they land; returns when every piece is on disk.
 pub async fn load_image(
-    engine: &Engine,
-    image: &ImageRef,
-    platforms: &Platforms,
-) -> Result<Loaded, EngineError> {
-    load_image_metered(engine, image, platforms, &LoadMeter::default()).await
-}
-
-/// [`load_image`], counting the bytes of its blobs into `meter` as they land.
-pub async fn load_image_metered(
     engine: &Engine,
     image: &ImageRef,
     platforms: &Platforms,

@@ -229,7 +229,7 @@ pub async fn load_images_reporting(
                 let r = line
                     .follow(
                         &meter,
-                        preload::load_image_metered(&engine, &li.image, &platforms, &meter),
+                        preload::load_image(&engine, &li.image, &platforms, &meter),
                     )
                     .await;
                 (li, r, line.finish(&meter))
