@@ -518,8 +518,14 @@ pub async fn guard(
     let need = auth.need(target);
     let presented = Presented::from_headers(req.headers());
     let url = token_url(&req.connection_info());
-    let digest = addressed_digest(&req);
-    let engine = req.app_data::<web::Data<Engine>>().cloned();
+    // Only asked where some registries are open and others private.
+    let (digest, engine) = match need {
+        Need::Nothing => (
+            addressed_digest(&req),
+            req.app_data::<web::Data<Engine>>().cloned(),
+        ),
+        Need::Credentials => (None, None),
+    };
     let private_content = || async {
         let (Some(digest), Some(engine)) = (digest, engine) else {
             return Ok(false);
