@@ -17,8 +17,8 @@
 //!   with the filesystem store, and the registry client (auth, TLS, timeouts).
 //! - Vocabulary at the bottom: [`blob`] (what the blob actors and the proxy share), [`breaker`]
 //!   (when an upstream is not asked), [`prune`] (what a prune removes, pure), [`oci`] (digests,
-//!   names, references, media types, manifests), [`allowlist`], [`config`], [`error`],
-//!   [`metrics`].
+//!   names, references, media types, manifests), [`duration`] (the one duration syntax),
+//!   [`allowlist`], [`config`], [`error`], [`metrics`].
 
 pub mod allowlist;
 pub mod blob;
@@ -26,6 +26,7 @@ pub mod blob_table;
 pub mod breaker;
 pub mod bundle;
 pub mod config;
+pub mod duration;
 pub mod engine;
 pub mod error;
 pub mod manifest_index;

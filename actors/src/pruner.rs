@@ -108,7 +108,7 @@ impl Actor for Pruner {
                 } else {
                     format!(", never evicting images matching {}", pins.join(","))
                 },
-                crate::prune::humanize(b.grace)
+                crate::duration::format(b.grace)
             );
             // A cache already too big at start is trimmed right away.
             ctx.notify(OverBound { total: 0 });
@@ -118,7 +118,7 @@ impl Actor for Pruner {
         };
         log::info!(
             "prune: every {} remove manifests {}{}{}",
-            crate::prune::humanize(s.frequency),
+            crate::duration::format(s.frequency),
             s.rule,
             s.count
                 .map(|n| format!(", at most {n} a run"))

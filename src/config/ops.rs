@@ -8,8 +8,9 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use actors::duration;
 use actors::preload::{PlatformSpec, Platforms};
-use actors::prune::{parse_age, parse_patterns, parse_size, CacheBound, PruneRule};
+use actors::prune::{parse_patterns, parse_size, CacheBound, PruneRule};
 use actors::pruner::PruneSchedule;
 use serde::Deserialize;
 
@@ -247,7 +248,7 @@ impl FileOps {
         }
         let grace = match non_empty(self.eviction_grace) {
             None => DEFAULT_EVICTION_GRACE,
-            Some(g) => parse_age(&g).map_err(|m| file.invalid("evictionGrace", m))?,
+            Some(g) => duration::parse(&g).map_err(|m| file.invalid("evictionGrace", m))?,
         };
         if let Some(size) = non_empty(self.max_cache_size) {
             let max_bytes = match parse_size(&size) {
@@ -276,7 +277,7 @@ impl FilePruneConfig {
     fn resolve(self, file: &FileCtx<'_>) -> Result<Option<PruneSettings>, ConfigError> {
         let age = |key: &str, v: Option<String>, default: &str| {
             let v = non_empty(v).unwrap_or_else(|| default.to_string());
-            match parse_age(&v) {
+            match duration::parse(&v) {
                 Ok(d) if !d.is_zero() => Ok(d),
                 Ok(_) => Err(file.invalid(format!("pruneConfig.{key}"), "must be more than 0")),
                 Err(m) => Err(file.invalid(format!("pruneConfig.{key}"), m)),

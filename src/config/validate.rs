@@ -180,7 +180,7 @@ pub(super) fn parse_ttl(value: &str) -> Result<Ttl, String> {
     if value.trim() == "never" {
         return Ok(Ttl::Never);
     }
-    humantime::parse_duration(value.trim())
+    actors::duration::parse(value)
         .map(Ttl::After)
-        .map_err(|e| format!("{value:?} is neither `never` nor a duration like 10m, 12h, 1d: {e}"))
+        .map_err(|e| format!("neither `never` nor a duration: {e}"))
 }

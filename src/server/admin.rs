@@ -16,7 +16,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use actors::manifest_index::IndexEntry;
 use actors::preload::{PlatformSpec, Platforms};
-use actors::prune::{parse_age, parse_patterns, parse_size, PruneRule, Selector};
+use actors::prune::{parse_patterns, parse_size, PruneRule, Selector};
 use actors::pruner::PruneReport;
 use actors::store::{format_time, now_local, parse_time};
 use actors::Engine;
@@ -234,7 +234,7 @@ async fn prune(
     check(&req, &admin)?;
     let dur = || {
         let d = q.dur.as_deref().unwrap_or("");
-        parse_age(d).map_err(|m| bad_request(format!("dur: {m}")))
+        actors::duration::parse(d).map_err(|m| bad_request(format!("dur: {m}")))
     };
     let dry_run = match q.dry_run.as_deref() {
         None => false,

@@ -34,49 +34,6 @@ pub struct PruneSchedule {
     pub dry_run: bool,
 }
 
-/// Parses a prune age: a whole number followed by `d` (days), `h` (hours), `m` (minutes) or
-/// `s` (seconds), e.g. `30d`, `12h`, `10m`. Several parts may follow each other (`1d12h`).
-pub fn parse_age(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    if t.is_empty() {
-        return Err("an empty duration; use e.g. 30d, 12h or 10m".into());
-    }
-    let mut total: u64 = 0;
-    let mut digits = String::new();
-    for c in t.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let unit: u64 = match c {
-            'd' => 86_400,
-            'h' => 3_600,
-            'm' => 60,
-            's' => 1,
-            _ => {
-                return Err(format!(
-                    "\"{text}\": unknown unit '{c}'; use d (days), h (hours), m (minutes) or s \
-                     (seconds), e.g. 30d"
-                ))
-            }
-        };
-        let n: u64 = digits
-            .parse()
-            .map_err(|_| format!("\"{text}\": a number must come before '{c}'"))?;
-        digits.clear();
-        total = n
-            .checked_mul(unit)
-            .and_then(|s| total.checked_add(s))
-            .ok_or_else(|| format!("\"{text}\" is too long"))?;
-    }
-    if !digits.is_empty() {
-        return Err(format!(
-            "\"{text}\": the number {digits} has no unit; use d, h, m or s, e.g. 30d"
-        ));
-    }
-    Ok(Duration::from_secs(total))
-}
-
 /// Compiles comma-separated regular expressions (`calico,cilium`). Empty parts are skipped.
 pub fn parse_patterns(text: &str) -> Result<Vec<Regex>, String> {
     let mut out = Vec::new();
@@ -181,7 +138,7 @@ impl PruneRule {
 
 impl fmt::Display for PruneRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secs = |d: &Duration| humanize(*d);
+        let secs = |d: &Duration| crate::duration::format(*d);
         match self {
             PruneRule::Accessed(d) => write!(f, "not pulled for {}", secs(d)),
             PruneRule::Created(d) => write!(f, "created more than {} ago", secs(d)),
@@ -191,22 +148,6 @@ impl fmt::Display for PruneRule {
             }
         }
     }
-}
-
-/// `90061s` -> `1d1h1m1s`, the form [`parse_age`] reads.
-pub fn humanize(d: Duration) -> String {
-    let mut s = d.as_secs();
-    if s == 0 {
-        return "0s".into();
-    }
-    let mut out = String::new();
-    for (unit, n) in [('d', 86_400), ('h', 3_600), ('m', 60), ('s', 1)] {
-        if s >= n {
-            out.push_str(&format!("{}{unit}", s / n));
-            s %= n;
-        }
-    }
-    out
 }
 
 /// One cached manifest as pruning sees it.

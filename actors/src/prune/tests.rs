@@ -1,4 +1,5 @@
 use super::*;
+use crate::duration;
 use time::macros::datetime;
 
 fn d(c: char) -> Digest {
@@ -22,28 +23,15 @@ fn cand(c: char, url: &str, list: bool, children: &[char], day: u8) -> Candidate
 }
 
 #[test]
-fn ages_parse_in_days_hours_minutes() {
-    assert_eq!(parse_age("30d").unwrap(), Duration::from_secs(30 * 86_400));
-    assert_eq!(parse_age("12h").unwrap(), Duration::from_secs(12 * 3_600));
-    assert_eq!(parse_age("10m").unwrap(), Duration::from_secs(600));
-    assert_eq!(parse_age("1d12h").unwrap(), Duration::from_secs(36 * 3_600));
-    assert_eq!(parse_age(" 5s ").unwrap(), Duration::from_secs(5));
-    for bad in ["", "30", "d", "3w", "-1d", "1.5h", "99999999999999999999d"] {
-        assert!(parse_age(bad).is_err(), "{bad:?} should be refused");
-    }
-}
-
-#[test]
 fn rules_turn_into_cutoffs_relative_to_now() {
     let now = datetime!(2025-03-31 12:00:00);
-    let sel = PruneRule::Accessed(parse_age("1d").unwrap()).selector(now);
+    let sel = PruneRule::Accessed(duration::parse("1d").unwrap()).selector(now);
     assert_eq!(sel.pulled_before, Some(datetime!(2025-03-30 12:00:00)));
     assert!(sel.created_before.is_none() && sel.patterns.is_none());
-    let sel = PruneRule::Created(parse_age("10m").unwrap()).selector(now);
+    let sel = PruneRule::Created(duration::parse("10m").unwrap()).selector(now);
     assert_eq!(sel.created_before, Some(datetime!(2025-03-31 11:50:00)));
-    assert_eq!(humanize(parse_age("1d1h1m1s").unwrap()), "1d1h1m1s");
     assert_eq!(
-        PruneRule::Created(parse_age("30d").unwrap()).to_string(),
+        PruneRule::Created(duration::parse("30d").unwrap()).to_string(),
         "created more than 30d ago"
     );
 }

@@ -83,7 +83,11 @@ fn prune_config_is_checked_and_read_when_enabled() {
         &["pruneConfig.expr"],
     );
     load_err("pruneConfig:\n  expr: \"(\"\n", &["pruneConfig.expr"]);
-    load_err("pruneConfig:\n  duration: 3w\n", &["pruneConfig.duration"]);
+    load_err("pruneConfig:\n  duration: 3x\n", &["pruneConfig.duration"]);
+    load_err(
+        "pruneConfig:\n  frequency: 30\n",
+        &["pruneConfig.frequency"],
+    );
     load_err("pruneConfig:\n  type: sometimes\n", &["pruneConfig.type"]);
     load_err("pruneConfig:\n  count: -2\n", &["pruneConfig.count"]);
 }
