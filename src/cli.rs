@@ -106,6 +106,20 @@ pub enum Command {
     Prune(PruneArgs),
     /// Print the version and exit.
     Version,
+    /// Print a shell completion script: `source <(ociregistry completions bash)`, or save it
+    /// where the shell looks (e.g. `/usr/share/bash-completion/completions/ociregistry`,
+    /// `~/.config/fish/completions/ociregistry.fish`, a `_ociregistry` file on zsh's `fpath`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page in roff: `ociregistry man | man -l -`, or save it as
+    /// `ociregistry.1`. With a subcommand, that subcommand's page (`ociregistry-serve.1`).
+    Man {
+        /// The subcommand whose page to print, e.g. `serve`.
+        #[arg(value_name = "SUBCOMMAND")]
+        subcommand: Option<String>,
+    },
 }
 
 /// `--NAME` alone is `true`; `--NAME=true` and `--NAME=false` set it either way, so that the

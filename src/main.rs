@@ -9,9 +9,15 @@ use ociregistry::{commands, config, logging, server};
 fn main() -> ExitCode {
     server::tls::install_crypto_provider();
     let cli = ociregistry::cli::parse();
-    if let Command::Version = cli.command {
-        println!("ociregistry {}", env!("CARGO_PKG_VERSION"));
-        return ExitCode::SUCCESS;
+    // These need no configuration: they answer from the binary alone.
+    match cli.command {
+        Command::Version => {
+            println!("ociregistry {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Command::Completions { shell } => return commands::shell::completions(shell),
+        Command::Man { ref subcommand } => return commands::shell::man(subcommand.as_deref()),
+        _ => {}
     }
     let config = match config::load(&cli) {
         Ok(c) => c,
@@ -51,7 +57,7 @@ fn main() -> ExitCode {
         Command::Import(ref args) => commands::import::run(config, &args.archive),
         Command::List(ref args) => commands::list::run(config, args),
         Command::Prune(ref args) => commands::prune::run(config, args),
-        Command::Version => Ok(()),
+        Command::Version | Command::Completions { .. } | Command::Man { .. } => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -25,6 +25,12 @@ declare -A NEEDED=(
     [pip3]=python3-pip
     [systemd-analyze]=systemd
     [debootstrap]=debootstrap
+    # the shells and man tools the completion scripts and manual pages are tried with
+    [bash]=bash
+    [zsh]=zsh
+    [fish]=fish
+    [groff]=groff-base
+    [man]=man-db
     # a real S3-compatible store for the fleet tests (tests/support/ceph.rs)
     [radosgw]=radosgw
     [ceph-mon]=ceph-mon

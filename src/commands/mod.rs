@@ -1,6 +1,8 @@
 //! The subcommands, one file each (`serve.rs` runs the HTTP front end of `server` and what goes
 //! around it), plus the per-image report `load`, `export` and `import` share (`summary.rs`)
-//! and the client that asks a running server to do a command's work (`remote.rs`).
+//! and the client that asks a running server to do a command's work (`remote.rs`), and the
+//! completion scripts and manual pages generated from the command line's own description
+//! (`shell.rs`).
 
 pub mod export;
 pub mod import;
@@ -11,6 +13,7 @@ pub mod progress;
 pub mod prune;
 pub mod remote;
 pub mod serve;
+pub mod shell;
 pub mod summary;
 
 /// `export`, `import`, `list` and `prune` read and write a cache directory. With `storage.s3`
