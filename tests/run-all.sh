@@ -67,13 +67,32 @@ if ! docker info >/dev/null 2>&1; then
     echo "run-all: warning: no reachable Docker Engine; the docker pull tests will fail" >&2
 fi
 
+# Build scripts and probes send their noise to /dev/null, and cargo asks rustc about the
+# target with /dev/null as the program to compile. Where something has replaced the device
+# with a plain file, that file fills with the noise and every later cargo command fails with
+# rustc errors about it: put the device back (as root) before each step.
+null_device() {
+    [ -c /dev/null ] && return 0
+    echo "run-all: /dev/null is a plain file here, not the null device; recreating it" >&2
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "run-all: recreating /dev/null needs root" >&2
+        exit 1
+    fi
+    rm -f /dev/null
+    mknod -m 666 /dev/null c 1 3
+}
+
+null_device
 echo "run-all: cargo fmt --check"
 cargo fmt --all -- --check
+null_device
 echo "run-all: cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 if [ $# -eq 0 ]; then
+    null_device
     echo "run-all: fuzz targets (short, fixed budget)"
     tests/fuzz-smoke.sh
 fi
+null_device
 echo "run-all: cargo test"
 cargo test --workspace "$@"
