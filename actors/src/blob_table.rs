@@ -215,7 +215,7 @@ impl Handler<Usage> for BlobTable {
 }
 
 /// Finds a blob, joining or starting its download when `source` allows.
-#[derive(Message)]
+#[derive(Message, Clone)]
 #[rtype(result = "BlobStatus")]
 pub struct Open {
     pub digest: Digest,
@@ -575,6 +575,91 @@ impl Handler<Strays> for BlobTable {
             .collect();
         out.sort();
         MessageResult(out)
+    }
+}
+
+/// What a shared store holds now, as listed by the replica about to prune it (blob, size, how
+/// long ago it was stored): blobs other replicas stored are adopted as present (one stored
+/// within [`STRAY_GRACE`] counts as landed then), and blobs this table holds as present that
+/// the store no longer lists (another replica's prune removed them) are forgotten. So the
+/// prune decides over the whole store, not over what this replica happened to see.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AdoptStored {
+    pub blobs: Vec<(Digest, u64, Duration)>,
+}
+
+impl Handler<AdoptStored> for BlobTable {
+    type Result = ();
+
+    fn handle(&mut self, msg: AdoptStored, _: &mut Context<Self>) {
+        let listed: HashSet<&Digest> = msg.blobs.iter().map(|(d, _, _)| d).collect();
+        let vanished: Vec<(Digest, u64)> = self
+            .blobs
+            .iter()
+            .filter_map(|(d, s)| match s {
+                // One this replica stored after the listing is not gone.
+                State::Present { size, .. }
+                    if !listed.contains(d)
+                        && self
+                            .landed
+                            .get(d)
+                            .is_none_or(|t| t.elapsed() >= STRAY_GRACE) =>
+                {
+                    Some((d.clone(), *size))
+                }
+                _ => None,
+            })
+            .collect();
+        for (d, size) in vanished {
+            self.forget(&d, size);
+        }
+        let m = crate::metrics::metrics();
+        for (d, size, age) in msg.blobs {
+            if self.blobs.contains_key(&d) {
+                continue;
+            }
+            if let Some(at) = Instant::now()
+                .checked_sub(age)
+                .filter(|_| age < STRAY_GRACE)
+            {
+                self.landed.insert(d.clone(), at);
+            }
+            self.blobs.insert(
+                d,
+                State::Present {
+                    size,
+                    verified: true,
+                },
+            );
+            self.bytes += size;
+            m.cached_blobs.inc();
+            m.cached_blob_bytes.inc_by(size as i64);
+        }
+    }
+}
+
+/// A blob this table holds as present that the store no longer has (another replica of a
+/// shared store pruned it): forgotten, so the next [`Open`] fetches it again rather than
+/// failing every reader.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Vanished {
+    pub digest: Digest,
+}
+
+impl Handler<Vanished> for BlobTable {
+    type Result = ();
+
+    fn handle(&mut self, msg: Vanished, _: &mut Context<Self>) {
+        if let Some(State::Present { size, .. }) = self.blobs.get(&msg.digest) {
+            let size = *size;
+            log::warn!(
+                "blob {}: gone from the shared store (pruned by another replica); fetching it again",
+                msg.digest
+            );
+            self.forget(&msg.digest, size);
+        }
     }
 }
 

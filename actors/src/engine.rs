@@ -12,8 +12,9 @@ use crate::blob_table::{self, AddRefs, BlobTable, Open};
 use crate::config::EngineConfig;
 use crate::config::Ttl;
 use crate::error::EngineError;
+use crate::fleet::Fleet;
 use crate::manifest_index::{
-    self, Adopt, CachedManifest, Hit, IndexView, ManifestIndex, Resolve, Validated,
+    self, CachedManifest, Hit, IndexView, ManifestIndex, Resolve, Validated,
 };
 use crate::metrics::{metrics, UpstreamKind};
 use crate::oci::{Digest, ImageRef, RepoName};
@@ -74,19 +75,8 @@ pub struct Engine {
     blobs: Addr<BlobTable>,
     puller: Addr<PullerPool>,
     pruner: Addr<Pruner>,
-    /// One look at a shared store at a time ([`Engine::sync_shared`]).
-    shared_sync: Arc<SharedSync>,
-}
-
-/// How often a replica of a shared store picks up what the others wrote: the bound on how
-/// long a tag moved by one replica takes to reach the others (plus one look at the bucket).
-pub const SHARED_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
-
-#[derive(Default)]
-struct SharedSync {
-    running: tokio::sync::Mutex<()>,
-    /// Looks completed.
-    done: std::sync::atomic::AtomicU64,
+    /// On a shared store: this replica's link to the others ([`crate::fleet`]).
+    fleet: Option<Arc<Fleet>>,
 }
 
 impl Engine {
@@ -147,10 +137,15 @@ impl Engine {
             BlobTable::new(p, present).with_store(st)
         });
         blobs.do_send(AddRefs { manifests: refs });
+        let fleet = store
+            .is_shared()
+            .then(|| Arc::new(Fleet::new(store.clone(), index.clone(), blobs.clone())));
         let (ix, bl, schedule) = (index.clone(), blobs.clone(), config.prune.clone());
-        let bound = config.cache_bound.clone();
+        let (bound, f) = (config.cache_bound.clone(), fleet.clone());
         let pruner = Pruner::start_in_arbiter(&bookkeeping, move |_| {
-            Pruner::new(ix, bl, schedule).with_bound(bound)
+            Pruner::new(ix, bl, schedule)
+                .with_bound(bound)
+                .with_fleet(f)
         });
         if let Some(b) = &config.cache_bound {
             blobs.do_send(blob_table::AttachBound {
@@ -178,14 +173,13 @@ impl Engine {
             blobs,
             puller,
             pruner,
-            shared_sync: Arc::default(),
+            fleet,
         };
-        if engine.store.is_shared() {
-            let e = engine.clone();
+        if let Some(fleet) = engine.fleet.clone() {
             actix_rt::spawn(async move {
                 loop {
-                    tokio::time::sleep(SHARED_SYNC_INTERVAL).await;
-                    if let Err(err) = e.sync_shared().await {
+                    tokio::time::sleep(crate::fleet::SYNC_INTERVAL).await;
+                    if let Err(err) = fleet.sync().await {
                         log::warn!("shared store: cannot pick up other replicas' writes ({err})");
                     }
                 }
@@ -263,39 +257,13 @@ impl Engine {
         self.fetch(image).await
     }
 
-    /// Picks up the manifests other replicas of a shared store wrote or changed since the
-    /// last look: new ones join the index (and the blob table's counts), tags follow the
-    /// latest write. One look at a time; a caller that waited while another ran takes its
-    /// result rather than listing the bucket again.
+    /// Picks up what the other replicas of a shared store wrote or removed since the last
+    /// look (see [`Fleet::sync`]); nothing on a store of one process.
     pub async fn sync_shared(&self) -> Result<(), EngineError> {
-        use std::sync::atomic::Ordering;
-        let before = self.shared_sync.done.load(Ordering::SeqCst);
-        let _one = self.shared_sync.running.lock().await;
-        if self.shared_sync.done.load(Ordering::SeqCst) != before {
-            return Ok(());
+        match &self.fleet {
+            Some(f) => f.sync().await,
+            None => Ok(()),
         }
-        let changed = self.store.changed_manifests().await;
-        self.shared_sync.done.fetch_add(1, Ordering::SeqCst);
-        let changed = changed?;
-        for problem in &changed.problems {
-            log::warn!("shared store: {problem}");
-        }
-        if !changed.holders.is_empty() {
-            log::debug!(
-                "shared store: {} manifests written by other replicas",
-                changed.holders.len()
-            );
-            let new_images = self
-                .index
-                .send(Adopt {
-                    holders: changed.holders,
-                })
-                .await?;
-            self.blobs.do_send(AddRefs {
-                manifests: new_images,
-            });
-        }
-        Ok(())
     }
 
     /// Serves a cached tag after checking it upstream: the cached manifest when the tag has
@@ -382,17 +350,25 @@ impl Engine {
             registry: registry.to_string(),
             repo: repo.clone(),
         });
-        let status = self
-            .blobs
-            .send(Open {
-                digest: digest.clone(),
-                source,
-            })
-            .await?;
+        let open = Open {
+            digest: digest.clone(),
+            source,
+        };
+        let mut status = self.blobs.send(open.clone()).await?;
         let label = UpstreamKind {
             upstream: registry.to_string(),
             kind: "blob",
         };
+        if let (crate::blob::BlobStatus::Present { .. }, Some(_)) = (&status, &self.fleet) {
+            // Another replica's prune may have removed it: then it is fetched again.
+            if !self.store.still_has_blob(digest.clone()).await? {
+                let vanished = blob_table::Vanished {
+                    digest: digest.clone(),
+                };
+                self.blobs.send(vanished).await?;
+                status = self.blobs.send(open).await?;
+            }
+        }
         match &status {
             crate::blob::BlobStatus::Present { .. } => {
                 metrics().cache_hits.get_or_create(&label).inc()
@@ -645,14 +621,6 @@ impl Engine {
         dry_run: bool,
         why: String,
     ) -> Result<PruneReport, EngineError> {
-        if self.store.is_shared() {
-            // Another replica may cache a manifest naming a blob this one would delete.
-            return Err(EngineError::NotSupported(
-                "pruning is not available on a shared bucket: no replica knows what the others \
-                 are about to cache"
-                    .into(),
-            ));
-        }
         self.pruner
             .send(Prune {
                 selector,

@@ -82,6 +82,9 @@ pub enum EngineError {
     /// The operation is not available on this kind of store (pruning a shared bucket).
     #[error("{0}")]
     NotSupported(String),
+    /// Another replica of the shared store runs a task one replica at a time may run.
+    #[error("{0}")]
+    Busy(String),
     /// Another replica of the shared store fetches it and has not finished.
     #[error("{0}")]
     FetchedElsewhere(String),

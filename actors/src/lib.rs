@@ -10,6 +10,8 @@
 //!   times; and the snapshot it publishes, which handlers read without a message), [`blob_table`] (digest -> present | being fetched | being removed; reference
 //!   counts), [`puller_pool`] (upstream clients, single-flight manifest fetches, the downloads
 //!   the table starts, the breakers), [`pruner`] (prunes on a schedule or when asked).
+//! - [`fleet`]: one replica among several on a shared store: the sync with the others, and the
+//!   lease under which one of them prunes.
 //! - [`proxy`]: the blob proxy, "fetched once, streamed to every waiter", in two files:
 //!   [`proxy::download`] and [`proxy::reader`].
 //! - [`preload`] and [`bundle`]: completing images in the cache; OCI image layout archives.
@@ -29,6 +31,7 @@ pub mod config;
 pub mod duration;
 pub mod engine;
 pub mod error;
+pub mod fleet;
 pub mod manifest_index;
 pub mod metrics;
 pub mod oci;

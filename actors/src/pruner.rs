@@ -13,11 +13,16 @@
 //! pull running during a prune still completes. Prunes run one at a time. Every decision is
 //! logged at `warn` level, so it shows at the usual log levels.
 //!
+//! On a store shared with other replicas, each prune runs under the fleet's prune lease, after
+//! a fresh look at the whole store, and deletes only blobs no manifest in the store names at
+//! that moment ([`crate::fleet`]).
+//!
 //! Eviction (`maxCacheSize`) is a prune of type size: the blob table reports that the total
 //! crossed the bound ([`OverBound`]), and the pruner, in turn with every other prune, asks the
 //! index for the least recently pulled images that may go ([`SelectBySize`]) and removes them
 //! the same way.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -26,6 +31,7 @@ use crate::blob_table::{
     self, BlobTable, OverBound, ReleaseRefs, Remove as BlobRemove, Strays, STRAY_GRACE,
 };
 use crate::error::EngineError;
+use crate::fleet::Fleet;
 use crate::manifest_index::{
     ManifestIndex, Remove as ManifestRemove, Select, SelectBySize, Selection,
 };
@@ -62,6 +68,9 @@ pub struct Pruner {
     evict_queued: bool,
     /// When the cache was last found over its bound with nothing left to evict.
     warned: Option<Instant>,
+    /// On a shared store: the lease that lets one replica prune at a time, and the store's
+    /// own word on which blobs its manifests name (see [`crate::fleet`]).
+    fleet: Option<Arc<Fleet>>,
 }
 
 /// How often the warning that nothing more may be evicted repeats while it holds.
@@ -80,7 +89,14 @@ impl Pruner {
             bound: None,
             evict_queued: false,
             warned: None,
+            fleet: None,
         }
+    }
+
+    /// Prunes a store shared with other replicas (see [`crate::fleet`]).
+    pub fn with_fleet(mut self, fleet: Option<Arc<Fleet>>) -> Self {
+        self.fleet = fleet;
+        self
     }
 
     /// Keeps the cache under `bound` (see [`Evict`]).
@@ -155,11 +171,14 @@ impl Handler<Prune> for Pruner {
     fn handle(&mut self, msg: Prune, _: &mut Context<Self>) -> Self::Result {
         let index = self.index.clone();
         let blobs = self.blobs.clone();
+        let fleet = self.fleet.clone();
         AtomicResponse::new(Box::pin(
             async move {
-                let result = prune(&index, &blobs, &msg).await;
-                if let Err(e) = &result {
-                    log::error!("{}: failed: {e}", msg.why);
+                let result = in_turn(fleet.as_deref(), |f| prune(&index, &blobs, f, &msg)).await;
+                match &result {
+                    Err(e @ EngineError::Busy(_)) => log::info!("{}: not now: {e}", msg.why),
+                    Err(e) => log::error!("{}: failed: {e}", msg.why),
+                    Ok(_) => {}
                 }
                 result
             }
@@ -194,12 +213,13 @@ impl Handler<Evict> for Pruner {
         let index = self.index.clone();
         let blobs = self.blobs.clone();
         let bound = self.bound.clone();
+        let fleet = self.fleet.clone();
         AtomicResponse::new(Box::pin(
             async move {
                 let Some(bound) = bound else {
                     return Ok((PruneReport::default(), None));
                 };
-                evict(&index, &blobs, bound, false).await
+                in_turn(fleet.as_deref(), |f| evict(&index, &blobs, f, bound, false)).await
             }
             .into_actor(self)
             .map(|result, act, _| match result {
@@ -216,6 +236,10 @@ impl Handler<Evict> for Pruner {
                         act.warned = None;
                     }
                     Ok(report)
+                }
+                Err(e @ EngineError::Busy(_)) => {
+                    log::info!("size bound: eviction not now: {e}");
+                    Err(e)
                 }
                 Err(e) => {
                     log::error!("size bound: eviction failed: {e}");
@@ -242,9 +266,13 @@ impl Handler<EvictTo> for Pruner {
     fn handle(&mut self, msg: EvictTo, _: &mut Context<Self>) -> Self::Result {
         let index = self.index.clone();
         let blobs = self.blobs.clone();
+        let fleet = self.fleet.clone();
         AtomicResponse::new(Box::pin(
             async move {
-                let (report, stuck) = evict(&index, &blobs, msg.bound, msg.dry_run).await?;
+                let (report, stuck) = in_turn(fleet.as_deref(), |f| {
+                    evict(&index, &blobs, f, msg.bound, msg.dry_run)
+                })
+                .await?;
                 if let Some(message) = stuck {
                     log::warn!("{message}");
                 }
@@ -259,6 +287,7 @@ impl Handler<EvictTo> for Pruner {
 async fn evict(
     index: &Addr<ManifestIndex>,
     blobs: &Addr<BlobTable>,
+    fleet: Option<&Fleet>,
     bound: CacheBound,
     dry_run: bool,
 ) -> Result<(PruneReport, Option<String>), EngineError> {
@@ -284,7 +313,7 @@ async fn evict(
         dry_run,
         ..PruneReport::default()
     };
-    strays(blobs, &why, &mut freed).await?;
+    strays(blobs, fleet, &why, &mut freed).await?;
     if !freed.blobs.is_empty() && !dry_run {
         usage = blobs.send(blob_table::Usage).await?;
         total = usage.total;
@@ -295,7 +324,7 @@ async fn evict(
     }
     let (selection, plan) = index.send(SelectBySize { bound, usage }).await?;
     let report = if plan.images > 0 {
-        let mut report = apply(index, blobs, &why, selection, dry_run).await?;
+        let mut report = apply(index, blobs, fleet, &why, selection, dry_run).await?;
         // A dry run's strays were reported twice: by `freed` and by `apply`.
         report.blobs.retain(|b| !freed.blobs.contains(b));
         report.blobs.splice(0..0, freed.blobs);
@@ -327,6 +356,7 @@ async fn evict(
 async fn prune(
     index: &Addr<ManifestIndex>,
     blobs: &Addr<BlobTable>,
+    fleet: Option<&Fleet>,
     msg: &Prune,
 ) -> Result<PruneReport, EngineError> {
     let selection = index
@@ -335,7 +365,43 @@ async fn prune(
             count: msg.count,
         })
         .await?;
-    apply(index, blobs, &msg.why, selection, msg.dry_run).await
+    apply(index, blobs, fleet, &msg.why, selection, msg.dry_run).await
+}
+
+/// Runs `work` in this replica's turn: on a shared store, under the fleet's prune lease and
+/// after a fresh look at the whole store (see [`Fleet::begin_prune`]); elsewhere, at once.
+async fn in_turn<'a, T, F, Fut>(fleet: Option<&'a Fleet>, work: F) -> Result<T, EngineError>
+where
+    F: FnOnce(Option<&'a Fleet>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, EngineError>>,
+{
+    let Some(f) = fleet else {
+        return work(None).await;
+    };
+    let lease = f.begin_prune().await?;
+    let result = work(Some(f)).await;
+    if let Some(lease) = lease {
+        lease.end().await;
+    }
+    result
+}
+
+/// The blobs of `digests` that may go: on a shared store, only those no manifest in the store
+/// names now; the others are added to `report` as kept, with the reason.
+async fn deletable(
+    fleet: Option<&Fleet>,
+    digests: Vec<Digest>,
+    report: &mut PruneReport,
+) -> Result<Vec<Digest>, EngineError> {
+    let Some(f) = fleet else {
+        return Ok(digests);
+    };
+    let (free, kept) = f.unnamed(digests).await?;
+    for (d, why) in kept {
+        log::warn!("kept blob {d}: {why}");
+        report.kept_blobs.push((d, why));
+    }
+    Ok(free)
 }
 
 /// Removes what a selection chose: the manifests, then the blobs no remaining image manifest
@@ -343,6 +409,7 @@ async fn prune(
 async fn apply(
     index: &Addr<ManifestIndex>,
     blobs: &Addr<BlobTable>,
+    fleet: Option<&Fleet>,
     why: &str,
     selection: Selection,
     dry_run: bool,
@@ -362,13 +429,13 @@ async fn apply(
             .into_iter()
             .map(|b| (b.digest, b.size))
             .collect();
-        for d in selection.blobs {
+        for d in deletable(fleet, selection.blobs, &mut report).await? {
             let size = sizes.get(&d).copied().flatten();
             log::warn!("{why}: would remove blob {d}: no other cached image manifest names it");
             report.blobs.push((d, size));
         }
         report.manifests = selection.manifests;
-        strays(blobs, why, &mut report).await?;
+        strays(blobs, fleet, why, &mut report).await?;
         log_summary(why, &report);
         return Ok(report);
     }
@@ -397,9 +464,10 @@ async fn apply(
                 .collect(),
         })
         .await?;
+    let digests = deletable(fleet, released, &mut report).await?;
     let removal = blobs
         .send(BlobRemove {
-            digests: released,
+            digests,
             dry_run: false,
         })
         .await?;
@@ -411,7 +479,7 @@ async fn apply(
         log::warn!("{why}: kept blob {d}: {reason}");
         report.kept_blobs.push((d, reason));
     }
-    strays(blobs, why, &mut report).await?;
+    strays(blobs, fleet, why, &mut report).await?;
     log_summary(why, &report);
     Ok(report)
 }
@@ -421,10 +489,12 @@ async fn apply(
 /// stray any more.
 async fn strays(
     blobs: &Addr<BlobTable>,
+    fleet: Option<&Fleet>,
     why: &str,
     report: &mut PruneReport,
 ) -> Result<(), EngineError> {
     let digests = blobs.send(Strays { grace: STRAY_GRACE }).await?;
+    let digests = deletable(fleet, digests, report).await?;
     if digests.is_empty() {
         return Ok(());
     }

@@ -24,8 +24,10 @@ pub fn directory_only(config: &crate::config::Config, command: &str) -> Result<(
         None => Ok(()),
         Some(s3) => Err(format!(
             "`{command}` works on a cache directory, and this configuration keeps the cache in \
-             the bucket {} (storage.s3); copy the bucket to a directory (its keys are the \
-             directory's layout) and run it there, or pull through `serve`",
+             the bucket {} (storage.s3); ask a running replica through its admin API instead \
+             (`curl -X DELETE 'http://REPLICA:8080/cmd/prune?type=...'` prunes the whole \
+             bucket, `GET /cmd/manifest/list` lists it), or copy the bucket to a directory \
+             (its keys are the directory's layout) and run it there",
             s3.bucket
         )),
     }

@@ -333,7 +333,7 @@ impl FileConfig {
         }
         config.storage = storage::resolve(file, self.storage, config.advertise.as_deref())?;
         if config.storage.is_some() {
-            storage::check_no_pruning(file, &config.ops)?;
+            storage::check_no_eviction(file, &config.ops)?;
         }
         config.fleet_secret = storage::fleet_secret(
             file,

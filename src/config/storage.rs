@@ -102,17 +102,18 @@ pub(super) fn resolve(
     }))
 }
 
-/// Pruning and eviction delete from the bucket every replica serves, and a replica cannot
-/// know what another is about to cache: refused on a shared bucket rather than risk a
-/// manifest naming a deleted blob.
-pub(super) fn check_no_pruning(file: &FileCtx<'_>, ops: &OpsConfig) -> Result<(), ConfigError> {
-    let why = "is not available with storage.s3: pruning a shared bucket could delete a blob \
-               that another replica is caching a manifest for";
-    if ops.prune.is_some() {
-        return Err(file.invalid("pruneConfig", why));
-    }
+/// Eviction by size weighs the blobs a replica knows, and on a shared bucket each replica
+/// knows only part of it (a prune, which adopts the bucket's whole listing first, does not have
+/// this problem): `maxCacheSize` is refused on a bucket rather than evicting on a partial
+/// count. A lifecycle rule on the bucket bounds it instead.
+pub(super) fn check_no_eviction(file: &FileCtx<'_>, ops: &OpsConfig) -> Result<(), ConfigError> {
     if ops.cache_bound.is_some() {
-        return Err(file.invalid("maxCacheSize", why));
+        return Err(file.invalid(
+            "maxCacheSize",
+            "is not available with storage.s3: a replica sees only part of the bucket, so it \
+             cannot tell when the whole crosses the bound; prune the bucket by age or \
+             pattern instead (pruneConfig, or DELETE /cmd/prune on any replica)",
+        ));
     }
     Ok(())
 }

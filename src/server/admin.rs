@@ -116,6 +116,8 @@ impl ResponseError for Refusal {
             Refusal::BadRequest(_) | Refusal::Engine(actors::EngineError::NotSupported(_)) => {
                 StatusCode::BAD_REQUEST
             }
+            // Another replica of the shared store is pruning it.
+            Refusal::Engine(actors::EngineError::Busy(_)) => StatusCode::CONFLICT,
             Refusal::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

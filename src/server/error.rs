@@ -182,6 +182,10 @@ impl ApiError {
             EngineError::Unavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
             }
+            EngineError::Busy(_) => {
+                retry_after = Some(STORE_RETRY_AFTER_SECS);
+                (StatusCode::CONFLICT, ErrorCode::Unavailable)
+            }
         };
         ApiError {
             retry_after,

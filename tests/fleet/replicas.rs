@@ -24,14 +24,19 @@ use support::{
 
 const REPO: &str = "fleet/app";
 
-/// Every manifest and blob of `tree`, fetched over plain HTTP from `port`, each checked
-/// against its digest; the failures, as text.
+/// Every manifest and blob of `tree` (in `REPO`), fetched over plain HTTP from `port`, each
+/// checked against its digest; the failures, as text.
 fn pull_over_http(port: u16, tree: &support::ImageTree) -> Vec<String> {
+    pull_repo_over_http(port, REPO, tree)
+}
+
+/// [`pull_over_http`] of `tree` in `repo`.
+fn pull_repo_over_http(port: u16, repo: &str, tree: &support::ImageTree) -> Vec<String> {
     let mut failures = Vec::new();
     let top = format!(
         "/v2/{}/{}/manifests/{}",
         support::UPSTREAM_NAME,
-        REPO,
+        repo,
         tree.tag
     );
     let r = http::get_manifest(port, &top);
@@ -40,7 +45,7 @@ fn pull_over_http(port: u16, tree: &support::ImageTree) -> Vec<String> {
     }
     for p in &tree.platforms {
         let path = format!(
-            "/v2/{}/{REPO}/manifests/{}",
+            "/v2/{}/{repo}/manifests/{}",
             support::UPSTREAM_NAME,
             p.manifest
         );
@@ -49,7 +54,7 @@ fn pull_over_http(port: u16, tree: &support::ImageTree) -> Vec<String> {
             failures.push(format!("{path}: {}", r.summary()));
         }
         for blob in p.blobs() {
-            let path = format!("/v2/{}/{REPO}/blobs/{blob}", support::UPSTREAM_NAME);
+            let path = format!("/v2/{}/{repo}/blobs/{blob}", support::UPSTREAM_NAME);
             match http::request(port, "GET", &path, &[]) {
                 Ok(r) if r.status == 200 => {
                     let got = format!("sha256:{}", support::sha256_hex(&r.body));
@@ -156,17 +161,157 @@ fn a_fresh_replica_serves_everything_the_fleet_cached_with_the_upstream_stopped(
         "the fresh replica kept blobs on its own disk: {:?}",
         fresh.cached_blobs()
     );
-    // Pruning a bucket other replicas serve is refused, and deletes nothing.
-    let blobs = ceph.keys(&bucket, "blobs/");
-    let r = http::request(fresh.port, "DELETE", "/cmd/prune?type=pattern&expr=.*", &[])
-        .expect("admin prune");
-    assert_eq!(r.status, 400, "{}", r.summary());
-    assert!(
-        r.text().contains("not available on a shared bucket"),
-        "{}",
-        r.summary()
+}
+
+/// The bucket's keys under `prefix` that name one of `digests` (`sha256:...`).
+fn keys_of(ceph: &Ceph, bucket: &str, prefix: &str, digests: &[String]) -> Vec<String> {
+    let wanted: Vec<String> = digests
+        .iter()
+        .map(|d| format!("{prefix}{}", support::hex_of(d)))
+        .collect();
+    ceph.keys(bucket, prefix)
+        .into_iter()
+        .filter(|k| wanted.contains(k))
+        .collect()
+}
+
+#[test]
+fn a_prune_on_one_replica_takes_the_fleets_lease_and_leaves_every_manifest_in_the_bucket_whole() {
+    const OTHER: &str = "fleet/other";
+    let ceph = Ceph::shared();
+    let bucket = ceph.bucket("prune");
+    let upstream = Upstream::start();
+    let kept = upstream.push_oci(
+        &LocalImage::generate_for(&["1M", "512K"], "linux/amd64"),
+        REPO,
+        "v1",
     );
-    assert_eq!(ceph.keys(&bucket, "blobs/"), blobs);
+    let gone = upstream.push_oci(
+        &LocalImage::generate_for(&["768K"], "linux/amd64"),
+        OTHER,
+        "v1",
+    );
+    let replicas = start_replicas(3, &upstream.url(), ceph, &bucket);
+    assert_eq!(
+        pull_over_http(replicas[0].port, &kept),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        pull_repo_over_http(replicas[1].port, OTHER, &gone),
+        Vec::<String>::new()
+    );
+    for r in &replicas {
+        r.settle();
+    }
+    let kept_manifests: Vec<String> = std::iter::once(kept.top.clone())
+        .chain(kept.platforms.iter().map(|p| p.manifest.clone()))
+        .collect();
+    let gone_manifests: Vec<String> = std::iter::once(gone.top.clone())
+        .chain(gone.platforms.iter().map(|p| p.manifest.clone()))
+        .collect();
+    let kept_blobs: Vec<String> = kept.blob_digests().into_iter().collect();
+    let gone_blobs: Vec<String> = gone
+        .blob_digests()
+        .into_iter()
+        .filter(|b| !kept_blobs.contains(b))
+        .collect();
+    let manifest_keys = |digests: &[String]| {
+        let mut k = keys_of(ceph, &bucket, "img/", digests);
+        k.extend(keys_of(ceph, &bucket, "fat/", digests));
+        k
+    };
+    assert_eq!(manifest_keys(&gone_manifests).len(), gone_manifests.len());
+
+    // Another replica holds the prune lease: refused with its name, nothing deleted.
+    let lease = tempfile::NamedTempFile::new().expect("lease file");
+    let far = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + 3600;
+    std::fs::write(
+        lease.path(),
+        format!("{{\"holder\":\"replica-elsewhere\",\"expires\":{far}}}"),
+    )
+    .expect("write lease");
+    let lease_key = "leases/prune/00000000000000000000";
+    ceph.put(&bucket, lease_key, lease.path());
+    let prune = format!("/cmd/prune?type=pattern&expr={OTHER}");
+    let r = http::request(replicas[2].port, "DELETE", &prune, &[]).expect("admin prune");
+    assert_eq!(r.status, 409, "{}", r.summary());
+    assert!(r.text().contains("replica-elsewhere"), "{}", r.summary());
+    assert_eq!(manifest_keys(&gone_manifests).len(), gone_manifests.len());
+    ceph.delete(&bucket, lease_key);
+
+    // A replica that never pulled either image prunes while another serves the kept one.
+    let serving = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let server = {
+        let (serving, kept, port) = (serving.clone(), kept.clone(), replicas[0].port);
+        thread::spawn(move || {
+            let mut failures = Vec::new();
+            let mut rounds = 0;
+            while serving.load(std::sync::atomic::Ordering::SeqCst) && rounds < 200 {
+                failures.extend(pull_over_http(port, &kept));
+                rounds += 1;
+            }
+            (rounds, failures)
+        })
+    };
+    let r = http::request(replicas[2].port, "DELETE", &prune, &[]).expect("admin prune");
+    serving.store(false, std::sync::atomic::Ordering::SeqCst);
+    let (rounds, failures) = server.join().expect("serving thread");
+    assert_eq!(r.status, 200, "{}\n{}", r.summary(), replicas[2].log_tail());
+    assert!(rounds > 0 && failures.is_empty(), "{failures:?}");
+    let report = r.text();
+    for b in &gone_blobs {
+        assert!(
+            report.contains(b.as_str()),
+            "{b} not in the report:\n{report}"
+        );
+    }
+
+    assert_eq!(manifest_keys(&gone_manifests), Vec::<String>::new());
+    assert_eq!(
+        keys_of(ceph, &bucket, "blobs/", &gone_blobs),
+        Vec::<String>::new()
+    );
+    // Every manifest left in the bucket is whole.
+    assert_eq!(manifest_keys(&kept_manifests).len(), kept_manifests.len());
+    assert_eq!(
+        keys_of(ceph, &bucket, "blobs/", &kept_blobs).len(),
+        kept_blobs.len()
+    );
+    assert!(
+        ceph.keys(&bucket, "leases/").is_empty(),
+        "{:?}",
+        ceph.keys(&bucket, "leases/")
+    );
+
+    // The replica that had cached the pruned image drops it within the sync interval...
+    let listed = |port: u16| {
+        http::request(port, "GET", "/cmd/manifest/list", &[])
+            .map(|r| r.text())
+            .unwrap_or_default()
+    };
+    assert!(listed(replicas[1].port).contains(OTHER));
+    wait_for(
+        "the pruned image to leave the other replica's index",
+        Duration::from_secs(30),
+        Duration::from_millis(500),
+        || (!listed(replicas[1].port).contains(OTHER)).then_some(()),
+    );
+    // ...and pulls it again whole, from the upstream, though it held its blobs as stored.
+    assert_eq!(
+        pull_repo_over_http(replicas[1].port, OTHER, &gone),
+        Vec::<String>::new()
+    );
+    for b in &gone_blobs {
+        assert_eq!(
+            upstream.count_requests("GET", &format!("/blobs/{b}")),
+            2,
+            "{b}"
+        );
+    }
 }
 
 #[test]

@@ -9,7 +9,8 @@ use crate::store::ManifestHolder;
 /// Manifests another replica of a shared store wrote or changed: new ones are added, and a
 /// tag a holder names moves to it when the holder checked it upstream later than the manifest
 /// the tag points at here was (a replica rewriting an older manifest, for its `pulled` time,
-/// must not move a tag back). A tag no holder claims stays where it is. Answers the image
+/// must not move a tag back). A manifest known here takes the later `pulled` time and the
+/// earlier `created` time of the two. A tag no holder claims stays where it is. Answers the image
 /// manifests that are new here, with the blobs they name, for the blob table's counts.
 /// Nothing is written back: the store has them already.
 #[derive(Message)]
@@ -35,7 +36,12 @@ impl Handler<Adopt> for ManifestIndex {
             let digest = entry.manifest.digest.clone();
             let tags = std::mem::take(&mut entry.tags);
             let their_checks = std::mem::take(&mut entry.checked);
-            if !self.by_digest.contains_key(&digest) {
+            if let Some(known) = self.by_digest.get_mut(&digest) {
+                // Another replica served it: a prune by access time, or an eviction, on any
+                // replica sees the fleet's latest pull.
+                known.pulled = known.pulled.max(entry.pulled);
+                known.created = known.created.min(entry.created);
+            } else {
                 if !entry.manifest.kind().is_list() {
                     new_images.push((digest.clone(), entry.manifest.named_blobs()));
                 }

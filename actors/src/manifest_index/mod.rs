@@ -9,9 +9,11 @@
 //! without a message; the actor stays the one writer.
 
 mod adopt;
+mod remove;
 mod snapshot;
 
 pub use adopt::Adopt;
+pub use remove::{Forget, Remove, Removed};
 pub use snapshot::{CheckClock, Hit, IndexView, PullClock};
 use snapshot::{Published, PublishedTag, Snapshot};
 
@@ -713,72 +715,6 @@ impl Handler<SelectBySize> for ManifestIndex {
             manifests: plan.doomed.clone(),
         };
         MessageResult((selection, plan))
-    }
-}
-
-/// A manifest [`Remove`] took out of the cache.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Removed {
-    pub digest: Digest,
-    pub url: String,
-    pub is_list: bool,
-    /// An image manifest: the blobs it named (to release in the blob table). A list: empty.
-    pub blobs: Vec<Digest>,
-}
-
-/// Removes manifests from the index, their tags with them, and deletes their files. The
-/// deletions are queued behind the index's earlier writes and ahead of later ones, so a fetch
-/// that re-inserts the same manifest right after has its new file written after this removal,
-/// never deleted by it. Digests not in the index are skipped.
-#[derive(Message)]
-#[rtype(result = "Result<Vec<Removed>, EngineError>")]
-pub struct Remove {
-    pub digests: Vec<Digest>,
-}
-
-impl Handler<Remove> for ManifestIndex {
-    type Result = ResponseFuture<Result<Vec<Removed>, EngineError>>;
-
-    fn handle(&mut self, msg: Remove, _: &mut Context<Self>) -> Self::Result {
-        let mut out = Vec::new();
-        let mut untagged = Vec::new();
-        for digest in msg.digests {
-            let Some(entry) = self.by_digest.remove(&digest) else {
-                continue;
-            };
-            for t in &entry.tags {
-                if self.by_tag.get(t) == Some(&digest) {
-                    self.by_tag.remove(t);
-                    untagged.push(t.clone());
-                }
-            }
-            self.dirty.remove(&digest);
-            let is_list = entry.manifest.kind().is_list();
-            out.push(Removed {
-                digest,
-                url: entry.manifest.image_url.clone(),
-                is_list,
-                blobs: if is_list {
-                    Vec::new()
-                } else {
-                    entry.child_digests()
-                },
-            });
-        }
-        let digests: Vec<Digest> = out.iter().map(|r| r.digest.clone()).collect();
-        self.republish(&untagged, &digests);
-        let deleted = self.queued(|store| {
-            Box::pin(async move {
-                for d in digests {
-                    store.remove_manifest(d).await?;
-                }
-                Ok(())
-            })
-        });
-        Box::pin(async move {
-            deleted.await?;
-            Ok(out)
-        })
     }
 }
 

@@ -143,6 +143,44 @@ async fn a_removed_manifest_is_gone_from_the_snapshot_by_tag_and_by_digest() {
 }
 
 #[actix_rt::test]
+async fn a_manifest_another_replica_removed_is_forgotten_and_never_written_back() {
+    let bytes = image_manifest("pruned elsewhere");
+    let digest = Digest::of(&bytes);
+    let now = crate::store::now_local();
+    let holder = ManifestHolder::new(
+        ManifestKind::OciManifest,
+        digest.clone(),
+        "reg.test/a/b:v1",
+        bytes.clone(),
+        now,
+        now,
+        vec!["reg.test/a/b:v1".into()],
+    );
+    let (dir, index, view) = start(vec![holder]);
+    let tag = image("reg.test/a/b:v1");
+    // A hit makes its pulled time due for a write back, which must not happen any more.
+    assert!(view.resolve(&tag).is_some());
+    let forgotten = index
+        .send(Forget {
+            digests: vec![digest.clone(), Digest::of(b"never cached")],
+        })
+        .await
+        .unwrap();
+    assert_eq!(forgotten.len(), 1, "only what the index held");
+    assert_eq!(forgotten[0].digest, digest);
+    assert!(
+        view.resolve(&tag).is_none(),
+        "a forgotten tag is still served"
+    );
+    assert!(index.send(List).await.unwrap().is_empty());
+    // Its pulled time is never written back: that would put the removed manifest back into
+    // the store (this store started empty, so any file is such a write).
+    index.send(Flush).await.unwrap();
+    let files = FsStore::read_only(dir.path()).load_manifests().unwrap();
+    assert!(files.holders.is_empty(), "{:?}", files.holders);
+}
+
+#[actix_rt::test]
 async fn a_check_marked_by_a_request_or_the_actor_is_the_tags_age_and_kept_with_the_manifest() {
     let bytes = image_manifest("checked");
     let holder = ManifestHolder::new(

@@ -34,6 +34,7 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
@@ -116,9 +117,38 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     }
 
     /// The manifests other processes wrote or changed since the last call (the first call:
-    /// since [`Store::load_manifests`]). A store of one process: none.
+    /// since [`Store::load_manifests`]), and in [`LoadedCache::removed`] the ones they
+    /// removed. A store of one process: none.
     fn changed_manifests(&self) -> StoreFuture<'_, LoadedCache> {
         Box::pin(async { Ok(LoadedCache::default()) })
+    }
+
+    /// Whether a blob this process holds as stored is still there: on a shared store another
+    /// process may have pruned it. A store of one process answers `true` without looking.
+    fn still_has_blob(&self, digest: Digest) -> StoreFuture<'_, bool> {
+        let _ = digest;
+        Box::pin(async { Ok(true) })
+    }
+
+    /// Who runs a task that one process of the store at a time may run (`prune`): a lease, as
+    /// for a blob's download ([`Claim::Fetch`]), or the holder's name ([`Claim::Elsewhere`]).
+    /// A store of one process: always this one, without a lease.
+    fn claim_task(&self, task: &'static str) -> StoreFuture<'_, Claim> {
+        let _ = task;
+        Box::pin(async { Ok(Claim::Fetch(None)) })
+    }
+
+    /// Every stored blob with its size and how long ago it was stored, for a prune that
+    /// decides over the whole store rather than what this process saw. A store that does not
+    /// know when answers `Duration::MAX`: older than any grace.
+    fn list_blobs_with_age(&self) -> StoreFuture<'_, Vec<(Digest, u64, Duration)>> {
+        Box::pin(async move {
+            let listed = self.list_blobs().await?;
+            Ok(listed
+                .into_iter()
+                .map(|(d, size)| (d, size, Duration::MAX))
+                .collect())
+        })
     }
 }
 
@@ -194,6 +224,17 @@ impl StoreError {
         }
     }
 
+    /// Whether the object (or file) asked for is not there.
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            StoreError::Object { source, .. } => {
+                matches!(**source, object_store::Error::NotFound { .. })
+            }
+            StoreError::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            _ => false,
+        }
+    }
+
     /// Whether the storage is out of space (the disk is full, or a quota is reached).
     pub fn is_out_of_space(&self) -> bool {
         matches!(self, StoreError::Io { source, .. }
@@ -232,4 +273,6 @@ pub struct LoadedCache {
     pub holders: Vec<ManifestHolder>,
     /// Files skipped, with the reason.
     pub problems: Vec<LoadProblem>,
+    /// Manifests another process removed ([`Store::changed_manifests`] only).
+    pub removed: Vec<Digest>,
 }

@@ -37,6 +37,20 @@ fn without_storage_the_cache_is_the_directory_and_credentials_may_come_from_the_
 }
 
 #[test]
+fn a_bucket_is_pruned_on_a_schedule_but_not_bounded_by_size() {
+    let config = load_yaml(
+        "storage:\n  s3:\n    bucket: ocicache\npruneConfig:\n  enabled: true\n  \
+         duration: 30d\n  type: accessed\n  frequency: 1d\n",
+    )
+    .unwrap();
+    assert!(config.ops.prune.is_some(), "pruneConfig with storage.s3");
+    load_err(
+        "storage:\n  s3:\n    bucket: ocicache\nmaxCacheSize: 10GiB\n",
+        &["key \"maxCacheSize\"", "storage.s3", "pruneConfig"],
+    );
+}
+
+#[test]
 fn the_secret_key_can_come_from_a_file() {
     let mut secret = tempfile::NamedTempFile::new().expect("temp file");
     secret.write_all(b"from-a-file\n").expect("write");
@@ -77,15 +91,6 @@ fn storage_mistakes_are_refused_naming_the_key() {
         &["storage.s3.secretKey"],
     );
     load_err("storage:\n  gcs: {}\n", &["storage.gcs"]);
-    load_err(
-        "storage:\n  s3:\n    bucket: ocicache\npruneConfig:\n  enabled: true\n  duration: 30d\n  \
-         type: accessed\n  frequency: 1d\n",
-        &["key \"pruneConfig\"", "storage.s3"],
-    );
-    load_err(
-        "storage:\n  s3:\n    bucket: ocicache\nmaxCacheSize: 10GiB\n",
-        &["key \"maxCacheSize\"", "storage.s3"],
-    );
     load_err(
         "advertise: 10.0.0.5:8080\n",
         &["key \"advertise\"", "http://"],

@@ -1,4 +1,5 @@
-//! One upstream fetch per blob across every replica of a bucket: create-only lease objects.
+//! One upstream fetch per blob across every replica of a bucket, and one prune at a time:
+//! create-only lease objects.
 //!
 //! The lease of a blob is `leases/<hex>/<generation>` (generations zero-padded, so they list in
 //! order). Whoever creates the next generation with one `PUT If-None-Match: *`
@@ -14,6 +15,9 @@
 //! fails, so the next claim starts at once. Expiry compares the holder's clock with the
 //! reader's: replicas need clocks within a few seconds of each other (NTP), as the lease
 //! lasts [`LEASE_TTL`].
+//!
+//! A task that one replica at a time may run (`prune`) is leased the same way, under
+//! `leases/<task>/<generation>`, held until the task ends.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -60,12 +64,41 @@ pub(super) async fn claim(store: &S3Store, digest: &Digest) -> Result<Claim, Sto
         return Ok(Claim::Stored(size));
     }
     let dir = store.key(&format!("{LEASES_DIR}/{}", digest.hex()));
+    let lease = match take(store, &dir, &format!("blob {digest}")).await? {
+        Ok(lease) => lease,
+        Err(holder) => return Ok(Claim::Elsewhere(holder)),
+    };
+    // The previous holder may have stored the blob between the first look and the lease.
+    if let Some(size) = store.blob_size(digest).await? {
+        lease.end().await;
+        return Ok(Claim::Stored(size));
+    }
+    Ok(Claim::Fetch(Some(lease)))
+}
+
+/// Decides who runs `task` (`prune`), which one replica at a time may run. Its leases live
+/// beside the blobs' (`leases/prune/...`); a task name is never 64 hex digits.
+pub(super) async fn claim_task(store: &S3Store, task: &str) -> Result<Claim, StoreError> {
+    let dir = store.key(&format!("{LEASES_DIR}/{task}"));
+    Ok(match take(store, &dir, task).await? {
+        Ok(lease) => Claim::Fetch(Some(lease)),
+        Err(holder) => Claim::Elsewhere(holder),
+    })
+}
+
+/// Creates the next generation of the lease under `dir` unless a live one exists: the lease,
+/// or the name of whoever holds it. `what` names the lease in log lines.
+async fn take(
+    store: &S3Store,
+    dir: &Path,
+    what: &str,
+) -> Result<Result<Lease, String>, StoreError> {
     let client = &store.inner.client;
     let mut generations: Vec<u64> = client
-        .list(Some(&dir))
+        .list(Some(dir))
         .try_collect::<Vec<_>>()
         .await
-        .map_err(|e| StoreError::object(&dir, e))?
+        .map_err(|e| StoreError::object(dir, e))?
         .iter()
         .filter_map(|m| m.location.filename()?.parse().ok())
         .collect();
@@ -73,15 +106,12 @@ pub(super) async fn claim(store: &S3Store, digest: &Digest) -> Result<Claim, Sto
     let next = match generations.last() {
         None => 0,
         Some(&g) => {
-            let key = generation_key(&dir, g);
+            let key = generation_key(dir, g);
             let held = store.read_small(&key, 64 * 1024).await?;
             match held.and_then(|b| serde_json::from_slice::<LeaseBody>(&b).ok()) {
-                Some(l) if l.expires > now_secs() => return Ok(Claim::Elsewhere(l.holder)),
+                Some(l) if l.expires > now_secs() => return Ok(Err(l.holder)),
                 Some(l) => {
-                    log::info!(
-                        "blob {digest}: the lease of {} expired; taking it over",
-                        l.holder
-                    );
+                    log::info!("{what}: the lease of {} expired; taking it over", l.holder);
                     g + 1
                 }
                 // Given back between the listing and the read, or unreadable: the next
@@ -90,7 +120,7 @@ pub(super) async fn claim(store: &S3Store, digest: &Digest) -> Result<Claim, Sto
             }
         }
     };
-    let key = generation_key(&dir, next);
+    let key = generation_key(dir, next);
     let holder = store.inner.holder.clone();
     let created = client
         .put_opts(
@@ -103,20 +133,11 @@ pub(super) async fn claim(store: &S3Store, digest: &Digest) -> Result<Claim, Sto
         )
         .await;
     match created {
-        Ok(_) => {}
+        Ok(_) => Ok(Ok(start(store, dir.clone(), key, holder))),
         Err(object_store::Error::AlreadyExists { .. })
-        | Err(object_store::Error::Precondition { .. }) => {
-            return Ok(Claim::Elsewhere("another replica".into()))
-        }
-        Err(e) => return Err(StoreError::object(&key, e)),
+        | Err(object_store::Error::Precondition { .. }) => Ok(Err("another replica".into())),
+        Err(e) => Err(StoreError::object(&key, e)),
     }
-    let lease = start(store, dir, key, holder);
-    // The previous holder may have stored the blob between the first look and the lease.
-    if let Some(size) = store.blob_size(digest).await? {
-        lease.end().await;
-        return Ok(Claim::Stored(size));
-    }
-    Ok(Claim::Fetch(Some(lease)))
 }
 
 fn generation_key(dir: &Path, generation: u64) -> Path {

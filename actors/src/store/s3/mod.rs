@@ -21,7 +21,7 @@
 
 mod lease;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -301,6 +301,11 @@ impl S3Store {
         Ok(parse_holder(&digest, &bytes, mtime))
     }
 
+    fn forget(&self, key: &str) {
+        let mut seen = self.inner.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.remove(key);
+    }
+
     fn remember(&self, key: &str, etag: String) {
         let mut seen = self.inner.seen.lock().unwrap_or_else(|e| e.into_inner());
         seen.insert(key.to_string(), etag);
@@ -439,9 +444,10 @@ impl Store for S3Store {
         Box::pin(async move {
             let mut removed = false;
             for dir in MANIFEST_DIRS {
-                removed |= self
-                    .remove(&self.key(&format!("{dir}/{}", digest.hex())))
-                    .await?;
+                let key = self.key(&format!("{dir}/{}", digest.hex()));
+                removed |= self.remove(&key).await?;
+                // Not reported back as another replica's removal.
+                self.forget(key.as_ref());
             }
             Ok(removed)
         })
@@ -542,21 +548,77 @@ impl Store for S3Store {
         Box::pin(async move { lease::claim(self, &digest).await })
     }
 
+    fn still_has_blob(&self, digest: Digest) -> StoreFuture<'_, bool> {
+        Box::pin(async move { Ok(self.blob_size(&digest).await?.is_some()) })
+    }
+
+    fn claim_task(&self, task: &'static str) -> StoreFuture<'_, Claim> {
+        Box::pin(async move { lease::claim_task(self, task).await })
+    }
+
+    fn list_blobs_with_age(&self) -> StoreFuture<'_, Vec<(Digest, u64, Duration)>> {
+        Box::pin(async move {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            let listed = self.list_under(BLOBS_DIR).await?;
+            let mut out: Vec<(Digest, u64, Duration)> = listed
+                .into_iter()
+                .filter_map(|m| {
+                    let d = Digest::from_hex(m.location.filename()?).ok()?;
+                    // A clock behind the store's makes a fresh object look newer, not older.
+                    let age = now.saturating_sub(m.last_modified.timestamp()).max(0) as u64;
+                    let age = Duration::from_secs(age);
+                    Some((d, m.size, age))
+                })
+                .collect();
+            out.sort();
+            Ok(out)
+        })
+    }
+
     fn changed_manifests(&self) -> StoreFuture<'_, LoadedCache> {
         Box::pin(async move {
             let metas = self.list_manifests().await?;
-            let mut changed: Vec<_> = {
-                let seen = self.inner.seen.lock().unwrap_or_else(|e| e.into_inner());
-                metas
+            let (mut changed, gone): (Vec<_>, Vec<String>) = {
+                let mut seen = self.inner.seen.lock().unwrap_or_else(|e| e.into_inner());
+                let listed: HashSet<&str> = metas.iter().map(|m| m.location.as_ref()).collect();
+                let gone: Vec<String> = seen
+                    .keys()
+                    .filter(|k| !listed.contains(k.as_str()))
+                    .cloned()
+                    .collect();
+                for k in &gone {
+                    seen.remove(k);
+                }
+                let changed = metas
                     .into_iter()
                     .filter(|m| {
                         seen.get(m.location.as_ref()) != Some(&m.e_tag.clone().unwrap_or_default())
                     })
-                    .collect()
+                    .collect();
+                (changed, gone)
             };
             // The later write wins when two replicas moved one tag: apply them in order.
             changed.sort_by_key(|m| m.last_modified);
-            self.read_manifests(changed).await
+            let mut loaded = self.read_manifests(changed).await?;
+            // A digest is gone when no key of it is left (a manifest may sit under two).
+            let kept: HashSet<Digest> = loaded.holders.iter().map(|h| h.digest().clone()).collect();
+            let still: HashSet<String> = {
+                let seen = self.inner.seen.lock().unwrap_or_else(|e| e.into_inner());
+                seen.keys()
+                    .filter_map(|k| k.rsplit('/').next().map(str::to_string))
+                    .collect()
+            };
+            let mut removed: Vec<Digest> = gone
+                .iter()
+                .filter_map(|k| Digest::from_hex(k.rsplit('/').next()?).ok())
+                .filter(|d| !kept.contains(d) && !still.contains(d.hex()))
+                .collect();
+            removed.sort();
+            removed.dedup();
+            loaded.removed = removed;
+            Ok(loaded)
         })
     }
 }

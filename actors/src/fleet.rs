@@ -1,0 +1,175 @@
+//! One replica among several on a shared store (an S3 bucket): how it keeps in step with the
+//! others without a coordinator. The store is the index.
+//!
+//! - [`Fleet::sync`] picks up what the others wrote and removed since the last look (every
+//!   [`SYNC_INTERVAL`], and before a miss goes upstream): new manifests join the index and the
+//!   blob table's counts, moved tags follow the latest check, removed manifests leave (and
+//!   their `pulled` times are never written back, which would bring them back).
+//! - A prune (asked, scheduled, or an eviction) runs on one replica at a time: the one that
+//!   creates the store's `prune` lease ([`Fleet::begin_prune`]). It first syncs and adopts
+//!   the store's whole blob listing, so it decides over everything the fleet cached, and right
+//!   before deleting blobs it reads every manifest in the store again and keeps each blob one
+//!   of them names ([`Fleet::unnamed`]): a manifest another replica wrote meanwhile keeps its
+//!   blobs.
+//! - What a replica wrote a moment after that second read can still name a blob being
+//!   deleted; a replica that then finds the blob gone fetches it again
+//!   ([`crate::blob_table::Vanished`]).
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use crate::blob_table::{AddRefs, AdoptStored, BlobTable, ReleaseRefs};
+use crate::error::EngineError;
+use crate::manifest_index::{Adopt, Forget, ManifestIndex};
+use crate::oci::Digest;
+use crate::prune::Candidate;
+use crate::store::{Claim, Lease, Store};
+
+/// How often a replica of a shared store picks up what the others wrote: the bound on how
+/// long a tag moved (or a manifest pruned) by one replica takes to reach the others (plus one
+/// look at the bucket).
+pub const SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// This replica's link to the others: the store they share, and the actors a sync updates.
+pub struct Fleet {
+    store: Arc<dyn Store>,
+    index: Addr<ManifestIndex>,
+    blobs: Addr<BlobTable>,
+    /// One look at the store at a time.
+    running: tokio::sync::Mutex<()>,
+    /// Looks completed, so a caller that waited while another ran can take its result.
+    done: AtomicU64,
+}
+
+impl Fleet {
+    pub fn new(store: Arc<dyn Store>, index: Addr<ManifestIndex>, blobs: Addr<BlobTable>) -> Self {
+        Fleet {
+            store,
+            index,
+            blobs,
+            running: tokio::sync::Mutex::new(()),
+            done: AtomicU64::new(0),
+        }
+    }
+
+    /// Picks up what the other replicas wrote or removed since the last look. One look at a
+    /// time; a caller that waited while another ran takes its result.
+    pub async fn sync(&self) -> Result<(), EngineError> {
+        let before = self.done.load(Ordering::SeqCst);
+        let _one = self.running.lock().await;
+        if self.done.load(Ordering::SeqCst) != before {
+            return Ok(());
+        }
+        self.look().await
+    }
+
+    /// A look that starts now: for a prune, which must not decide on an older one.
+    async fn sync_now(&self) -> Result<(), EngineError> {
+        let _one = self.running.lock().await;
+        self.look().await
+    }
+
+    async fn look(&self) -> Result<(), EngineError> {
+        let changed = self.store.changed_manifests().await;
+        self.done.fetch_add(1, Ordering::SeqCst);
+        let changed = changed?;
+        for problem in &changed.problems {
+            log::warn!("shared store: {problem}");
+        }
+        if !changed.holders.is_empty() {
+            log::debug!(
+                "shared store: {} manifests written by other replicas",
+                changed.holders.len()
+            );
+            let new_images = self
+                .index
+                .send(Adopt {
+                    holders: changed.holders,
+                })
+                .await?;
+            self.blobs.do_send(AddRefs {
+                manifests: new_images,
+            });
+        }
+        if !changed.removed.is_empty() {
+            let gone = self
+                .index
+                .send(Forget {
+                    digests: changed.removed,
+                })
+                .await?;
+            if !gone.is_empty() {
+                log::info!(
+                    "shared store: {} manifests removed by another replica: {}",
+                    gone.len(),
+                    gone.iter()
+                        .map(|g| g.url.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            // Only the counts: deleting the blobs is the pruning replica's work.
+            self.blobs
+                .send(ReleaseRefs {
+                    manifests: gone
+                        .into_iter()
+                        .filter(|g| !g.is_list)
+                        .map(|g| (g.digest, g.blobs))
+                        .collect(),
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Takes the fleet's prune lease (held until dropped or ended), then brings this replica
+    /// up to date with the whole store: its manifests, and every blob it holds.
+    pub async fn begin_prune(&self) -> Result<Option<Lease>, EngineError> {
+        let lease = match self.store.claim_task("prune").await? {
+            Claim::Fetch(lease) => lease,
+            Claim::Elsewhere(holder) => {
+                return Err(EngineError::Busy(format!(
+                    "{holder} is pruning the shared store; one replica prunes at a time, try \
+                     again when it has finished"
+                )))
+            }
+            Claim::Stored(_) => None,
+        };
+        self.sync_now().await?;
+        let stored = self.store.list_blobs_with_age().await?;
+        self.blobs.send(AdoptStored { blobs: stored }).await?;
+        Ok(lease)
+    }
+
+    /// Splits `candidates` into the blobs no manifest in the store names now, and the ones
+    /// one does (with the reason, for the report). Every manifest object is read again.
+    pub async fn unnamed(
+        &self,
+        candidates: Vec<Digest>,
+    ) -> Result<(Vec<Digest>, Vec<(Digest, String)>), EngineError> {
+        if candidates.is_empty() {
+            return Ok((candidates, Vec::new()));
+        }
+        let loaded = self.store.load_manifests().await?;
+        let mut named: HashSet<Digest> = HashSet::new();
+        for h in loaded.holders.iter().filter(|h| !h.is_list()) {
+            match Candidate::from_holder(h) {
+                Ok(c) => named.extend(c.children),
+                Err(e) => log::warn!("shared store: manifest {}: {e}", h.image_url()),
+            }
+        }
+        let (kept, free): (Vec<Digest>, Vec<Digest>) =
+            candidates.into_iter().partition(|d| named.contains(d));
+        let kept = kept
+            .into_iter()
+            .map(|d| {
+                let why = "named by a manifest in the shared store".to_string();
+                (d, why)
+            })
+            .collect();
+        Ok((free, kept))
+    }
+}
