@@ -17,7 +17,7 @@ use crate::manifest_index::{
     self, CachedManifest, Hit, IndexView, ManifestIndex, Resolve, Validated,
 };
 use crate::metrics::{metrics, UpstreamKind};
-use crate::oci::{Digest, ImageRef, RepoName};
+use crate::oci::{Digest, ImageRef, Reference, RepoName};
 use crate::proxy::reader::BlobReader;
 use crate::prune::{CacheBound, Selector};
 use crate::pruner::{EvictTo, Prune, PruneReport, Pruner};
@@ -253,6 +253,15 @@ impl Engine {
         metrics().cache_misses.get_or_create(&label).inc();
         if self.config.air_gapped {
             return Err(EngineError::NotCached(image.to_string()));
+        }
+        // By digest, content no replica has yet is fetched once for the fleet; a tag is
+        // resolved by each replica (it may have moved upstream).
+        if let (Some(fleet), Reference::Digest(digest)) = (&self.fleet, &image.reference) {
+            let cached = || self.view.resolve(image).map(|h| h.manifest);
+            let within = self.config.pull_timeout;
+            return fleet
+                .manifest_once(digest, within, cached, || self.fetch(image))
+                .await;
         }
         self.fetch(image).await
     }

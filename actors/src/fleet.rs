@@ -33,6 +33,9 @@ use crate::store::{Claim, Lease, Store};
 /// look at the bucket).
 pub const SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How often a replica waiting for another's manifest fetch looks in the store.
+const MANIFEST_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// This replica's link to the others: the store they share, and the actors a sync updates.
 pub struct Fleet {
     store: Arc<dyn Store>,
@@ -123,6 +126,55 @@ impl Fleet {
                 .await?;
         }
         Ok(())
+    }
+
+    /// A manifest by digest that no replica has cached: fetched from the upstream by one
+    /// replica of the fleet (the one that takes its lease, with `fetch`), while the others
+    /// wait for it to appear in the store and take it from there (`cached` reads this
+    /// replica's index after a sync). Waits at most `within` for another replica's fetch.
+    pub async fn manifest_once<T, F, Fut>(
+        &self,
+        digest: &Digest,
+        within: std::time::Duration,
+        cached: impl Fn() -> Option<T>,
+        fetch: F,
+    ) -> Result<T, EngineError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T, EngineError>>,
+    {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match self.store.claim_manifest(digest.clone()).await? {
+                Claim::Fetch(lease) => {
+                    let fetched = fetch().await;
+                    if let Some(lease) = lease {
+                        lease.end().await;
+                    }
+                    return fetched;
+                }
+                Claim::Stored(_) => {
+                    self.sync_now().await?;
+                    // Stored, yet not adopted (unreadable, say): this replica fetches it.
+                    return match cached() {
+                        Some(found) => Ok(found),
+                        None => fetch().await,
+                    };
+                }
+                Claim::Elsewhere(holder) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(EngineError::FetchedElsewhere(format!(
+                            "manifest {digest}: {holder} is fetching it and has not finished"
+                        )));
+                    }
+                    tokio::time::sleep(MANIFEST_POLL).await;
+                    self.sync().await?;
+                    if let Some(found) = cached() {
+                        return Ok(found);
+                    }
+                }
+            }
+        }
     }
 
     /// Takes the fleet's prune lease (held until dropped or ended), then brings this replica

@@ -138,6 +138,61 @@ fn many_clients_over_three_replicas_pull_a_cold_image_with_one_upstream_get_per_
 }
 
 #[test]
+fn a_manifest_asked_by_digest_on_every_replica_at_once_is_fetched_from_the_upstream_once() {
+    const CLIENTS_PER_REPLICA: usize = 3;
+    let ceph = Ceph::shared();
+    let bucket = ceph.bucket("bydigest");
+    let upstream = Upstream::start();
+    let image = LocalImage::generate_for(&["256K"], "linux/amd64,linux/arm64");
+    let tree = upstream.push_oci(&image, REPO, "v1");
+    let replicas = start_replicas(3, &upstream.url(), ceph, &bucket);
+    let digests: Vec<String> = tree.platforms.iter().map(|p| p.manifest.clone()).collect();
+    // The push reads its manifests back: those GETs are not ours.
+    let before: Vec<usize> = digests
+        .iter()
+        .map(|d| upstream.count_requests("GET", &format!("/manifests/{d}")))
+        .collect();
+
+    let clients = replicas.len() * CLIENTS_PER_REPLICA;
+    let barrier = Arc::new(Barrier::new(clients));
+    let handles: Vec<_> = (0..clients)
+        .map(|i| {
+            let port = replicas[i % replicas.len()].port;
+            let (barrier, digests) = (barrier.clone(), digests.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                let mut failures = Vec::new();
+                for d in &digests {
+                    let path = format!("/v2/{}/{REPO}/manifests/{d}", support::UPSTREAM_NAME);
+                    let r = http::get_manifest(port, &path);
+                    if r.status != 200 || format!("sha256:{}", support::sha256_hex(&r.body)) != *d {
+                        failures.push(format!("{port} {path}: {}", r.summary()));
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+    let failures: Vec<String> = handles
+        .into_iter()
+        .flat_map(|h| h.join().expect("client thread"))
+        .collect();
+    assert!(failures.is_empty(), "{failures:?}");
+    for (d, before) in digests.iter().zip(before) {
+        let gets = upstream.count_requests("GET", &format!("/manifests/{d}")) - before;
+        assert_eq!(
+            gets, 1,
+            "{d}: {gets} upstream GETs for {clients} clients on 3 replicas"
+        );
+    }
+    assert!(
+        ceph.keys(&bucket, "leases/").is_empty(),
+        "{:?}",
+        ceph.keys(&bucket, "leases/")
+    );
+}
+
+#[test]
 fn a_fresh_replica_serves_everything_the_fleet_cached_with_the_upstream_stopped() {
     let ceph = Ceph::shared();
     let bucket = ceph.bucket("fresh");

@@ -123,6 +123,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         Box::pin(async { Ok(LoadedCache::default()) })
     }
 
+    /// Who fetches the manifest `digest` from the upstream (see [`Claim`]; `Stored` when the
+    /// store holds it already). A store of one process: always this one, without a lease.
+    fn claim_manifest(&self, digest: Digest) -> StoreFuture<'_, Claim> {
+        let _ = digest;
+        Box::pin(async { Ok(Claim::Fetch(None)) })
+    }
+
     /// Whether a blob this process holds as stored is still there: on a shared store another
     /// process may have pruned it. A store of one process answers `true` without looking.
     fn still_has_blob(&self, digest: Digest) -> StoreFuture<'_, bool> {

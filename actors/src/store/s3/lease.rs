@@ -76,6 +76,24 @@ pub(super) async fn claim(store: &S3Store, digest: &Digest) -> Result<Claim, Sto
     Ok(Claim::Fetch(Some(lease)))
 }
 
+/// Decides who fetches the manifest `digest` from the upstream, the same way: its leases are
+/// `leases/manifest-<hex>/...`.
+pub(super) async fn claim_manifest(store: &S3Store, digest: &Digest) -> Result<Claim, StoreError> {
+    if let Some(size) = store.manifest_size(digest).await? {
+        return Ok(Claim::Stored(size));
+    }
+    let dir = store.key(&format!("{LEASES_DIR}/manifest-{}", digest.hex()));
+    let lease = match take(store, &dir, &format!("manifest {digest}")).await? {
+        Ok(lease) => lease,
+        Err(holder) => return Ok(Claim::Elsewhere(holder)),
+    };
+    if let Some(size) = store.manifest_size(digest).await? {
+        lease.end().await;
+        return Ok(Claim::Stored(size));
+    }
+    Ok(Claim::Fetch(Some(lease)))
+}
+
 /// Decides who runs `task` (`prune`), which one replica at a time may run. Its leases live
 /// beside the blobs' (`leases/prune/...`); a task name is never 64 hex digits.
 pub(super) async fn claim_task(store: &S3Store, task: &str) -> Result<Claim, StoreError> {

@@ -171,6 +171,19 @@ impl S3Store {
         }
     }
 
+    /// The size of the manifest object of `d`, under either layout directory; `None`: none.
+    async fn manifest_size(&self, d: &Digest) -> Result<Option<u64>, StoreError> {
+        for dir in MANIFEST_DIRS {
+            let key = self.key(&format!("{dir}/{}", d.hex()));
+            match self.inner.client.head(&key).await {
+                Ok(meta) => return Ok(Some(meta.size)),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(StoreError::object(&key, e)),
+            }
+        }
+        Ok(None)
+    }
+
     /// An object's bytes (small objects only: manifests, referrers, leases); `None` when
     /// there is none.
     async fn read_small(&self, key: &Path, limit: u64) -> Result<Option<Vec<u8>>, StoreError> {
@@ -546,6 +559,10 @@ impl Store for S3Store {
 
     fn claim_blob(&self, digest: Digest) -> StoreFuture<'_, Claim> {
         Box::pin(async move { lease::claim(self, &digest).await })
+    }
+
+    fn claim_manifest(&self, digest: Digest) -> StoreFuture<'_, Claim> {
+        Box::pin(async move { lease::claim_manifest(self, &digest).await })
     }
 
     fn still_has_blob(&self, digest: Digest) -> StoreFuture<'_, bool> {
