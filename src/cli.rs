@@ -96,7 +96,8 @@ pub enum Command {
     /// server running on the same cache, the server fetches what is missing.
     Export(ExportArgs),
     /// Load an OCI image layout tar archive (written by `export`, or by `skopeo copy ...
-    /// oci-archive:F:REF`) into the cache, verifying every digest. The server must be stopped.
+    /// oci-archive:F:REF`) into the cache, verifying every digest. Beside a server running on the
+    /// same cache, the archive is sent to the server, which imports it and serves it at once.
     Import(ImportArgs),
     /// List the manifests in the cache: as they are on disk, or as the server running on the
     /// same cache holds them.

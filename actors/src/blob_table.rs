@@ -578,15 +578,18 @@ impl Handler<Strays> for BlobTable {
     }
 }
 
-/// What a shared store holds now, as listed by the replica about to prune it (blob, size, how
-/// long ago it was stored): blobs other replicas stored are adopted as present (one stored
-/// within [`STRAY_GRACE`] counts as landed then), and blobs this table holds as present that
-/// the store no longer lists (another replica's prune removed them) are forgotten. So the
-/// prune decides over the whole store, not over what this replica happened to see.
+/// Blobs written into the store beside this table (blob, size, how long ago it was stored):
+/// by other replicas of a shared store, listed by the replica about to prune it, or by an
+/// import into the running server's directory. Those not known here are adopted as present
+/// (one stored within [`STRAY_GRACE`] counts as landed then). With `whole`, the listing is
+/// the whole store, and blobs this table holds as present that it lacks (another replica's
+/// prune removed them) are forgotten: the prune decides over the whole store, not over what
+/// this replica happened to see.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct AdoptStored {
     pub blobs: Vec<(Digest, u64, Duration)>,
+    pub whole: bool,
 }
 
 impl Handler<AdoptStored> for BlobTable {
@@ -600,7 +603,8 @@ impl Handler<AdoptStored> for BlobTable {
             .filter_map(|(d, s)| match s {
                 // One this replica stored after the listing is not gone.
                 State::Present { size, .. }
-                    if !listed.contains(d)
+                    if msg.whole
+                        && !listed.contains(d)
                         && self
                             .landed
                             .get(d)

@@ -14,7 +14,7 @@ use crate::config::Ttl;
 use crate::error::EngineError;
 use crate::fleet::Fleet;
 use crate::manifest_index::{
-    self, CachedManifest, Hit, IndexView, ManifestIndex, Resolve, Validated,
+    self, Adopt, CachedManifest, Hit, IndexView, ManifestIndex, Resolve, Validated,
 };
 use crate::metrics::{metrics, UpstreamKind};
 use crate::oci::{Digest, ImageRef, Reference, RepoName};
@@ -264,6 +264,34 @@ impl Engine {
                 .await;
         }
         self.fetch(image).await
+    }
+
+    /// Picks up manifests and blobs written into the store beside the actors (an import into
+    /// the running server's cache directory): new manifests join the index and the blob
+    /// table's counts, blobs the table did not know become present. Nothing is written.
+    pub async fn pick_up_stored(&self) -> Result<(), EngineError> {
+        let (loaded, blobs) = tokio::join!(
+            self.store.load_manifests(),
+            self.store.list_blobs_with_age()
+        );
+        let (loaded, blobs) = (loaded?, blobs?);
+        let new_images = self
+            .index
+            .send(Adopt {
+                holders: loaded.holders,
+                tags_as_stored: true,
+            })
+            .await?;
+        self.blobs
+            .send(AddRefs {
+                manifests: new_images,
+            })
+            .await?;
+        let whole = false;
+        self.blobs
+            .send(blob_table::AdoptStored { blobs, whole })
+            .await?;
+        Ok(())
     }
 
     /// Picks up what the other replicas of a shared store wrote or removed since the last

@@ -91,6 +91,7 @@ impl Fleet {
                 .index
                 .send(Adopt {
                     holders: changed.holders,
+                    tags_as_stored: false,
                 })
                 .await?;
             self.blobs.do_send(AddRefs {
@@ -192,7 +193,13 @@ impl Fleet {
         };
         self.sync_now().await?;
         let stored = self.store.list_blobs_with_age().await?;
-        self.blobs.send(AdoptStored { blobs: stored }).await?;
+        let whole = true;
+        self.blobs
+            .send(AdoptStored {
+                blobs: stored,
+                whole,
+            })
+            .await?;
         Ok(lease)
     }
 

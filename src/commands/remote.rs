@@ -1,9 +1,11 @@
-//! Asking the running server: `load`, `prune` or `list` finding the cache locked by a server that
+//! Asking the running server: `load`, `import`, `prune` or `list` finding the cache locked by a server that
 //! advertises its admin API (`actors::store::CacheLock`) has the server do the work on its own
 //! engine, so its cache changes at once and nobody stops it (`kubectl exec ... ociregistry
 //! load` beside the only cache of a cluster). The output and exit codes are those of the
 //! command run on disk; the admin API's access rules apply (the token comes from the same
 //! config file).
+
+use std::path::Path;
 
 use futures_util::StreamExt as _;
 
@@ -83,6 +85,65 @@ pub fn load(
             "the running server at {admin_url} stopped before the load ended; the images it \
              finished are cached"
         ))
+    })
+}
+
+/// How long a running server may take to receive and import an archive.
+const IMPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// `import` beside a running server: the archive is sent as the body of `POST /cmd/import` at
+/// `admin_url` (so the server need not be able to read the file), read a chunk at a time;
+/// the server answers its per-image report once the import has ended.
+pub fn import(config: &Config, admin_url: &str, archive: &Path) -> Result<Summary, String> {
+    use std::io::Read as _;
+    let mut file =
+        std::fs::File::open(archive).map_err(|e| format!("archive {}: {e}", archive.display()))?;
+    eprintln!(
+        "the cache {} is in use by a running server: importing through it ({admin_url})",
+        config.image_path.display()
+    );
+    let url = format!("{}/cmd/import", admin_url.trim_end_matches('/'));
+    let token = config.ops.admin.token.as_ref().map(|t| t.0.clone());
+    let name = archive.display().to_string();
+    let chunks = futures_util::stream::poll_fn(move |_| {
+        let mut buf = vec![0u8; 256 * 1024];
+        std::task::Poll::Ready(match file.read(&mut buf) {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some(Ok::<_, std::io::Error>(bytes::Bytes::from(buf)))
+            }
+            Err(e) => Some(Err(std::io::Error::other(format!("reading {name}: {e}")))),
+        })
+    });
+    let system = actix_web::rt::System::new();
+    system.block_on(async move {
+        let client = awc::Client::builder().timeout(IMPORT_TIMEOUT).finish();
+        let mut request = client
+            .post(&url)
+            .insert_header(("Accept", "application/json"))
+            .insert_header(("Content-Type", "application/x-tar"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let mut response = request.send_stream(chunks).await.map_err(|e| {
+            format!("cannot send the archive to the running server at {admin_url}: {e}")
+        })?;
+        let body = response
+            .body()
+            .limit(64 << 20)
+            .await
+            .map_err(|e| format!("the running server at {admin_url}: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!(
+                "the running server at {admin_url} refused the import: {} {}",
+                response.status(),
+                String::from_utf8_lossy(&body).trim()
+            ));
+        }
+        serde_json::from_slice(&body).map_err(|e| {
+            format!("the running server at {admin_url} answered no import report: {e}")
+        })
     })
 }
 

@@ -251,6 +251,7 @@ impl Held {
             access: config.ops.admin.clone(),
             stop: self.stop.clone(),
             platforms: config.ops.platforms.clone(),
+            cache_dir: config.storage.is_none().then(|| config.image_path.clone()),
         }
     }
 

@@ -10,6 +10,7 @@
 //! `crate::listing`, which the `list` command shares.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix_web::http::{header, StatusCode};
@@ -18,7 +19,7 @@ use actors::manifest_index::IndexEntry;
 use actors::preload::{PlatformSpec, Platforms};
 use actors::prune::{parse_patterns, parse_size, PruneRule, Selector};
 use actors::pruner::PruneReport;
-use actors::store::{format_time, now_local, parse_time};
+use actors::store::{format_time, now_local, parse_time, FsStore};
 use actors::Engine;
 use regex::Regex;
 use serde::Deserialize;
@@ -47,6 +48,8 @@ pub struct Admin {
     pub stop: Arc<Notify>,
     /// What `/cmd/load` takes from lists when the request names no platform.
     pub platforms: Platforms,
+    /// The cache directory `/cmd/import` writes into; `None` with a bucket (`storage.s3`).
+    pub cache_dir: Option<PathBuf>,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -58,6 +61,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/manifest/list", web::get().to(manifest_list))
             .route("/cache/stats", web::get().to(cache_stats))
             .route("/load", web::post().to(load))
+            .route("/import", web::post().to(import))
             .route("/stop", web::get().to(stop))
             .route("/stop", web::post().to(stop))
             .default_service(web::to(not_found)),
@@ -71,6 +75,7 @@ impl Default for Admin {
             access: AdminConfig::default(),
             stop: Arc::default(),
             platforms: Platforms::Only(vec![PlatformSpec::host()]),
+            cache_dir: None,
         }
     }
 }
@@ -594,6 +599,69 @@ async fn load(
     Ok(HttpResponse::Ok()
         .content_type("application/x-ndjson")
         .streaming(stream))
+}
+
+/// `POST /cmd/import` with an OCI image layout tar archive as the body (what `export`
+/// writes): imports it into this server's cache directory as `import` does on disk, every
+/// digest verified, then has the engine pick up what was written, so the images are served at
+/// once. `import` run beside the server sends it. Answers the per-image report in JSON; an
+/// archive that is no image layout at all is a 400.
+async fn import(
+    req: HttpRequest,
+    mut body: web::Payload,
+    engine: web::Data<Engine>,
+    admin: web::Data<Admin>,
+) -> Answer {
+    use futures_util::StreamExt as _;
+    use tokio::io::AsyncWriteExt as _;
+    check(&req, &admin)?;
+    let Some(dir) = admin.cache_dir.clone() else {
+        return Err(Refusal::Engine(actors::EngineError::NotSupported(
+            "import writes into a cache directory, and this server keeps its cache in a bucket \
+             (storage.s3)"
+                .into(),
+        )));
+    };
+    let store = FsStore::read_only(&dir);
+    let staging = store
+        .staging_dir("import-upload")
+        .map_err(actors::EngineError::from)?;
+    let gone = |e: std::io::Error| bad_request(format!("receiving the archive: {e}"));
+    let archive = staging.join("archive.tar");
+    let received = async {
+        let mut file = tokio::fs::File::create(&archive).await.map_err(gone)?;
+        let mut bytes = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| bad_request(format!("receiving the archive: {e}")))?;
+            bytes += chunk.len() as u64;
+            file.write_all(&chunk).await.map_err(gone)?;
+        }
+        file.flush().await.map_err(gone)?;
+        Ok::<u64, Refusal>(bytes)
+    }
+    .await;
+    let imported = match received {
+        Ok(bytes) => {
+            log::warn!(
+                "admin: import of an archive of {bytes} bytes requested by {}",
+                req.peer_addr()
+                    .map(|a| a.ip().to_string())
+                    .unwrap_or_default()
+            );
+            let path = archive.clone();
+            web::block(move || crate::commands::import::import_into(&store, &path, &|_| ()))
+                .await
+                .map_err(|e| bad_request(format!("import: {e}")))
+                .and_then(|r| r.map_err(bad_request))
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = std::fs::remove_dir_all(&staging) {
+        log::warn!("could not remove {}: {e}", staging.display());
+    }
+    let summary = imported?;
+    engine.pick_up_stored().await?;
+    json_answer(summary)
 }
 
 /// `GET|POST /cmd/stop`: stops the server gracefully (requests under way are finished).

@@ -582,6 +582,41 @@ fn load_beside_a_running_server_asks_it_and_the_image_is_served_at_once() {
     let (none, out) = export(&ws, &missing, &out_dir, "none.tar");
     assert_eq!(support::ops::code(&out), 1, "{out}");
     assert!(!none.exists(), "{out}");
+
+    // import beside another running server, the upstream still gone: sent to the server,
+    // which serves the image at once; again, it is already cached; junk is refused (exit 1).
+    let other = Workspace::new(&upstream.url());
+    let beside = Server::start_with(ServerOptions {
+        cache_dir: Some(other.cache.clone()),
+        ..ServerOptions::new(&upstream.url())
+    });
+    let out = other.run(&["import", bundle.to_str().unwrap()]);
+    assert!(out.success(), "{out}\n{}", beside.log_tail());
+    assert!(out.stderr.contains("importing through it"), "{out}");
+    assert!(
+        out.stdout
+            .ends_with("1 loaded, 0 already cached, 0 failed\n"),
+        "{out}"
+    );
+    assert!(beside.log_text().contains("admin: import of an archive of"));
+    let r = http::get_manifest(beside.port, &beside.manifest_path(repo, "v1"));
+    assert_eq!(r.status, 200, "{}", r.summary());
+    for blob in host.blobs() {
+        let r = http::get(beside.port, &beside.blob_path(repo, &blob));
+        assert_eq!(r.status, 200, "{blob}: {}", r.summary());
+        assert_eq!(format!("sha256:{}", support::sha256_hex(&r.body)), blob);
+    }
+    let out = other.run(&["load", "--archive", bundle.to_str().unwrap()]);
+    assert!(
+        out.stdout
+            .ends_with("0 loaded, 1 already cached, 0 failed\n"),
+        "{out}"
+    );
+    let junk = other.file("junk.tar", "not a tar archive");
+    let out = other.run(&["import", junk.to_str().unwrap()]);
+    assert_eq!(support::ops::code(&out), 1, "{out}");
+    assert!(out.stderr.contains("refused the import: 400"), "{out}");
+    assert!(beside.is_running());
 }
 
 /// Where the exports of one test go.

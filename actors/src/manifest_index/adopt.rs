@@ -17,6 +17,9 @@ use crate::store::ManifestHolder;
 #[rtype(result = "Vec<(Digest, Vec<crate::blob::NamedBlob>)>")]
 pub struct Adopt {
     pub holders: Vec<ManifestHolder>,
+    /// Tags go where the holders put them whatever the check times: the holders are this
+    /// cache's own files, just written by an import beside the running server.
+    pub tags_as_stored: bool,
 }
 
 impl Handler<Adopt> for ManifestIndex {
@@ -53,7 +56,8 @@ impl Handler<Adopt> for ManifestIndex {
                 let theirs = their_checks.get(&t).copied();
                 if let Some(old) = self.by_tag.get(&t).filter(|d| **d != digest).cloned() {
                     let ours = self.by_digest.get(&old).and_then(|o| o.checked.get(&t));
-                    if ours.is_some_and(|ours| theirs.is_none_or(|theirs| *ours >= theirs)) {
+                    let later = ours.is_some_and(|o| theirs.is_none_or(|t| *o >= t));
+                    if later && !msg.tags_as_stored {
                         continue;
                     }
                     if let Some(o) = self.by_digest.get_mut(&old) {
