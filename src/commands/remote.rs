@@ -105,19 +105,24 @@ pub fn import(config: &Config, admin_url: &str, archive: &Path) -> Result<Summar
     let url = format!("{}/cmd/import", admin_url.trim_end_matches('/'));
     let token = config.ops.admin.token.as_ref().map(|t| t.0.clone());
     let name = archive.display().to_string();
+    // The upload is the long part: its bytes and rate on a terminal, as for a local import.
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let bar = super::progress::bytes_bar(size, &format!("sending {name}"));
+    let sent = bar.clone();
     let chunks = futures_util::stream::poll_fn(move |_| {
         let mut buf = vec![0u8; 256 * 1024];
         std::task::Poll::Ready(match file.read(&mut buf) {
             Ok(0) => None,
             Ok(n) => {
                 buf.truncate(n);
+                sent.inc(n as u64);
                 Some(Ok::<_, std::io::Error>(bytes::Bytes::from(buf)))
             }
             Err(e) => Some(Err(std::io::Error::other(format!("reading {name}: {e}")))),
         })
     });
     let system = actix_web::rt::System::new();
-    system.block_on(async move {
+    let answer = system.block_on(async move {
         let client = awc::Client::builder().timeout(IMPORT_TIMEOUT).finish();
         let mut request = client
             .post(&url)
@@ -144,7 +149,9 @@ pub fn import(config: &Config, admin_url: &str, archive: &Path) -> Result<Summar
         serde_json::from_slice(&body).map_err(|e| {
             format!("the running server at {admin_url} answered no import report: {e}")
         })
-    })
+    });
+    bar.finish_and_clear();
+    answer
 }
 
 /// What a running server's prune did (or, dry run, would do).

@@ -81,9 +81,21 @@ impl Default for Admin {
 }
 
 /// Whether the client may use the API: its address is allowed, or it presents the token.
-pub fn allowed(access: &AdminConfig, peer: Option<IpAddr>, authorization: Option<&str>) -> bool {
+/// A client whose address is the one the server answered it on (`local`) is on this machine
+/// (a server listening on one address of the host is reached from that address), and counts
+/// as loopback: allowed when a loopback address is.
+pub fn allowed(
+    access: &AdminConfig,
+    peer: Option<IpAddr>,
+    local: Option<IpAddr>,
+    authorization: Option<&str>,
+) -> bool {
     if let Some(ip) = peer.map(|ip| ip.to_canonical()) {
         if access.allow.iter().any(|a| a.to_canonical() == ip) {
+            return true;
+        }
+        let this_machine = local.is_some_and(|l| l.to_canonical() == ip);
+        if this_machine && access.allow.iter().any(|a| a.to_canonical().is_loopback()) {
             return true;
         }
     }
@@ -139,11 +151,12 @@ type Answer = Result<HttpResponse, Refusal>;
 /// 403 for a client that may not use the API, logged.
 fn check(req: &HttpRequest, admin: &Admin) -> Result<(), Refusal> {
     let peer = req.peer_addr().map(|a| a.ip());
+    let local = Some(req.app_config().local_addr().ip());
     let auth = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if allowed(&admin.access, peer, auth) {
+    if allowed(&admin.access, peer, local, auth) {
         return Ok(());
     }
     log::warn!(
@@ -709,27 +722,39 @@ mod tests {
     fn loopback_is_allowed_by_default_and_others_need_the_token() {
         let mut access = AdminConfig::default();
         let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
-        assert!(allowed(&access, ip("127.0.0.1"), None));
-        assert!(allowed(&access, ip("::1"), None));
-        assert!(allowed(&access, ip("::ffff:127.0.0.1"), None));
-        assert!(!allowed(&access, ip("127.0.0.2"), None));
-        assert!(!allowed(&access, ip("10.1.2.3"), Some("Bearer anything")));
+        let here = ip("127.0.0.1");
+        assert!(allowed(&access, ip("127.0.0.1"), here, None));
+        assert!(allowed(&access, ip("::1"), here, None));
+        assert!(allowed(&access, ip("::ffff:127.0.0.1"), here, None));
+        assert!(!allowed(&access, ip("127.0.0.2"), here, None));
+        assert!(!allowed(
+            &access,
+            ip("10.1.2.3"),
+            here,
+            Some("Bearer anything")
+        ));
         access.token = Some(Secret("0123456789abcdef".into()));
-        assert!(allowed(
-            &access,
-            ip("10.1.2.3"),
-            Some("Bearer 0123456789abcdef")
-        ));
-        assert!(!allowed(
-            &access,
-            ip("10.1.2.3"),
-            Some("Bearer 0123456789abcdeX")
-        ));
-        assert!(!allowed(
-            &access,
-            ip("10.1.2.3"),
-            Some("Basic 0123456789abcdef")
-        ));
-        assert!(!allowed(&access, None, None));
+        let bearer = Some("Bearer 0123456789abcdef");
+        assert!(allowed(&access, ip("10.1.2.3"), here, bearer));
+        let wrong = Some("Bearer 0123456789abcdeX");
+        assert!(!allowed(&access, ip("10.1.2.3"), here, wrong));
+        let basic = Some("Basic 0123456789abcdef");
+        assert!(!allowed(&access, ip("10.1.2.3"), here, basic));
+        assert!(!allowed(&access, None, here, None));
+    }
+
+    #[test]
+    fn a_client_on_the_servers_own_address_is_this_machine_when_loopback_is_allowed() {
+        let mut access = AdminConfig::default();
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        // A server listening on 10.0.0.5 only: `load` beside it connects from 10.0.0.5.
+        let server = ip("10.0.0.5");
+        assert!(allowed(&access, ip("10.0.0.5"), server, None));
+        assert!(allowed(&access, ip("::ffff:10.0.0.5"), server, None));
+        assert!(!allowed(&access, ip("10.0.0.6"), server, None));
+        // Without loopback in the allow list, the host's own address is not let in either.
+        access.allow = vec!["192.0.2.1".parse().unwrap()];
+        assert!(!allowed(&access, ip("10.0.0.5"), server, None));
+        assert!(!allowed(&access, ip("127.0.0.1"), ip("127.0.0.1"), None));
     }
 }
