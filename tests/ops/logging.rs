@@ -102,3 +102,22 @@ fn sighup_reopens_the_log_file_a_rotation_renamed() {
     assert!(server.exited().is_none(), "SIGHUP must not stop the server");
     assert_eq!(http::get(server.port, "/v2/").status, 200);
 }
+
+#[test]
+fn a_commands_final_error_is_printed_once_whatever_the_log_level() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("missing.tar");
+    for level in ["error", "warn", "info", "debug"] {
+        let out = run(
+            Command::new(env!("CARGO_BIN_EXE_ociregistry"))
+                .args(["--log-level", level, "--image-path"])
+                .arg(dir.path().join("cache"))
+                .arg("import")
+                .arg(&missing),
+            Duration::from_secs(30),
+        );
+        assert_eq!(out.status.code(), Some(1), "{out}");
+        let said = out.stderr.matches("missing.tar: no such file").count();
+        assert_eq!(said, 1, "--log-level {level}: {out}");
+    }
+}
