@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use actix_tls::connect::{ConnectError, ConnectInfo, Connection};
 use futures_util::StreamExt as _;
 
 use actors::oci::Digest;
@@ -35,7 +36,6 @@ pub fn load(
         }
     };
     query.push_str(&format!("&jobs={}", config.ops.load_jobs));
-    let url = format!("{}/cmd/load?{query}", admin_url.trim_end_matches('/'));
     let body: String = images.iter().map(|i| format!("{i}\n")).collect();
     eprintln!(
         "the cache {} is in use by a running server: loading through it ({admin_url})",
@@ -44,9 +44,8 @@ pub fn load(
     let token = config.ops.admin.token.as_ref().map(|t| t.0.clone());
     let system = actix_web::rt::System::new();
     system.block_on(async move {
-        let client = awc::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .finish();
+        let (client, base) = client(admin_url, std::time::Duration::from_secs(30));
+        let url = format!("{base}/cmd/load?{query}");
         let mut request = client.post(&url);
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -102,7 +101,6 @@ pub fn import(config: &Config, admin_url: &str, archive: &Path) -> Result<Summar
         "the cache {} is in use by a running server: importing through it ({admin_url})",
         config.image_path.display()
     );
-    let url = format!("{}/cmd/import", admin_url.trim_end_matches('/'));
     let token = config.ops.admin.token.as_ref().map(|t| t.0.clone());
     let name = archive.display().to_string();
     // The upload is the long part: its bytes and rate on a terminal, as for a local import.
@@ -123,9 +121,9 @@ pub fn import(config: &Config, admin_url: &str, archive: &Path) -> Result<Summar
     });
     let system = actix_web::rt::System::new();
     let answer = system.block_on(async move {
-        let client = awc::Client::builder().timeout(IMPORT_TIMEOUT).finish();
+        let (client, base) = client(admin_url, IMPORT_TIMEOUT);
         let mut request = client
-            .post(&url)
+            .post(format!("{base}/cmd/import"))
             .insert_header(("Accept", "application/json"))
             .insert_header(("Content-Type", "application/x-tar"));
         if let Some(token) = token {
@@ -265,9 +263,10 @@ fn ask_json<T: serde::de::DeserializeOwned>(
     let at = url.split("/cmd/").next().unwrap_or(url);
     let system = actix_web::rt::System::new();
     system.block_on(async move {
-        let client = awc::Client::builder().timeout(limits.timeout).finish();
+        let (client, base) = client(at, limits.timeout);
+        let path = &url[at.len()..];
         let mut request = client
-            .request(method, url)
+            .request(method, format!("{base}{path}"))
             .insert_header(("Accept", "application/json"))
             .query(&query)
             .map_err(|e| e.to_string())?;
@@ -293,4 +292,32 @@ fn ask_json<T: serde::de::DeserializeOwned>(
         serde_json::from_slice(&body)
             .map_err(|e| format!("the running server at {at} answered no {what} report: {e}"))
     })
+}
+
+/// The HTTP client for the running server's admin API at `admin_url`, and the base its request
+/// URLs start with. `unix:PATH` (a server that serves HTTPS) is its admin socket in the cache
+/// directory: every connection goes to the socket, and the URL's host is only a name.
+fn client(admin_url: &str, timeout: std::time::Duration) -> (awc::Client, String) {
+    let builder = awc::Client::builder().timeout(timeout);
+    let Some(path) = admin_url.strip_prefix("unix:") else {
+        return (
+            builder.finish(),
+            admin_url.trim_end_matches('/').to_string(),
+        );
+    };
+    let path = std::path::PathBuf::from(path);
+    let socket = actix_service::fn_service(move |req: ConnectInfo<awc::http::Uri>| {
+        let path = path.clone();
+        async move {
+            let stream = actix_web::rt::net::UnixStream::connect(&path)
+                .await
+                .map_err(ConnectError::Io)?;
+            Ok::<_, ConnectError>(Connection::new(req.request().clone(), stream))
+        }
+    });
+    let connector = awc::Connector::new().connector(socket);
+    (
+        builder.connector(connector).finish(),
+        "http://localhost".into(),
+    )
 }

@@ -22,6 +22,8 @@ use crate::server::{self, connections};
 /// How long a stopping server lets blob downloads run on: with the HTTP server's own 10 s this
 /// stays inside Kubernetes' default 30 s termination grace period.
 const DOWNLOAD_GRACE: Duration = Duration::from_secs(15);
+/// The admin socket in the cache directory of a server that serves HTTPS.
+pub const ADMIN_SOCKET: &str = "ociregistry.sock";
 
 /// The `serve` subcommand: runs until a signal or `/cmd/stop`, then gives downloads a grace
 /// period and writes the engine's bookkeeping.
@@ -67,9 +69,15 @@ pub fn run(mut config: Config) -> Result<(), String> {
         let listener = TcpListener::bind(addr)
             .map_err(|e| format!("cannot listen on {}:{}: {e}", config.host, config.port))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
-        if tls.is_none() {
-            held.advertise(local)?;
-        }
+        // Over HTTPS, the commands beside the server reach its admin API through a socket in
+        // the cache directory: they have no certificate to trust or to present.
+        let socket = match tls {
+            None => {
+                held.advertise(local)?;
+                None
+            }
+            Some(_) => held.admin_socket(&config, &engine)?,
+        };
         let limit = connections::settle(config.max_connections, server::default_workers());
         logging::announce(&format!(
             "ociregistry {} serving on {local} ({security}; {allowed}; at most {} connections; \
@@ -114,6 +122,10 @@ pub fn run(mut config: Config) -> Result<(), String> {
             handle.stop(graceful).await;
         });
         http.await.map_err(|e| e.to_string())?;
+        if let Some((socket, path)) = socket {
+            socket.stop(true).await;
+            let _ = std::fs::remove_file(path);
+        }
         log::info!("stopping: letting downloads finish (up to {DOWNLOAD_GRACE:?})");
         tokio::select! {
             _ = engine.shutdown(DOWNLOAD_GRACE) => {}
@@ -245,6 +257,44 @@ impl Held {
         }
     }
 
+    /// Serves the admin API on `ociregistry.sock` in the locked cache directory and writes
+    /// `unix:PATH` into the lock file; the running socket server and its path. None without a
+    /// lock (a shared bucket), or when the path is too long for a socket (a warning says so).
+    fn admin_socket(
+        &mut self,
+        config: &Config,
+        engine: &Engine,
+    ) -> Result<Option<(ServerHandle, std::path::PathBuf)>, String> {
+        if self.lock.is_none() {
+            return Ok(None);
+        }
+        let path = config.image_path.join(ADMIN_SOCKET);
+        // The lock is ours: a socket file left there belongs to a server that is gone.
+        let _ = std::fs::remove_file(&path);
+        let server = match server::run_admin_socket(&path, engine.clone(), self.admin(config)) {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!(
+                    "cannot serve the admin API on {}: {e}; commands beside this server will \
+                     refuse to run while it does",
+                    path.display()
+                );
+                return Ok(None);
+            }
+        };
+        // Only the cache's owner: the socket is as good as its token.
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        if let Some(lock) = &mut self.lock {
+            lock.advertise(&format!("unix:{}", path.display()))
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(Some((handle, path)))
+    }
+
     /// What the admin API needs.
     pub fn admin(&self, config: &Config) -> Admin {
         Admin {
@@ -252,6 +302,7 @@ impl Held {
             stop: self.stop.clone(),
             platforms: config.ops.platforms.clone(),
             cache_dir: config.storage.is_none().then(|| config.image_path.clone()),
+            through_socket: false,
         }
     }
 

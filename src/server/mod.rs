@@ -89,3 +89,35 @@ pub fn run_with_tls(
         None => plain::serve(listener, limit.workers, limit.per_worker, app),
     }
 }
+
+/// The admin API alone, on the Unix socket `path` in the cache directory: how the commands run
+/// beside a server that serves HTTPS reach it (they have no certificate to trust, nor one to
+/// present). Anyone who may open the socket, as the cache's owner, may use it (see
+/// [`admin::Admin::through_socket`]). One worker: its requests are few.
+pub fn run_admin_socket(
+    path: &std::path::Path,
+    engine: Engine,
+    admin: admin::Admin,
+) -> std::io::Result<Server> {
+    let engine = web::Data::new(engine);
+    let admin = web::Data::new(admin::Admin {
+        through_socket: true,
+        ..admin
+    });
+    let access_log = log::log_enabled!(target: "actix_web::middleware::logger", log::Level::Info);
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(engine.clone())
+            .app_data(admin.clone())
+            .wrap(Condition::new(
+                access_log,
+                Logger::new("socket \"%r\" %s %b %Dms"),
+            ))
+            .configure(admin::routes)
+    })
+    .workers(1)
+    .bind_uds(path)?
+    .disable_signals()
+    .shutdown_timeout(10)
+    .run())
+}

@@ -238,3 +238,78 @@ fn bad_tls_files_fail_start_up_naming_the_file() {
         );
     }
 }
+
+#[test]
+fn commands_beside_an_mtls_server_reach_it_through_the_admin_socket_of_its_cache() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (upstream, tree) = upstream_with_image();
+    let pki = Pki::new();
+    let ws = support::ops::Workspace::new(&upstream.url());
+    let server = Server::start_with(ServerOptions {
+        extra_yaml: format!(
+            "serverTlsConfig:\n  cert: {}\n  key: {}\n  ca: {}\n  clientAuth: verify\n",
+            pki.file("server.crt"),
+            pki.file("server.key"),
+            pki.file("ca.crt")
+        ),
+        https: true,
+        cache_dir: Some(ws.cache.clone()),
+        ..ServerOptions::new(&upstream.url())
+    });
+    let socket = ws.cache.join("ociregistry.sock");
+    let mode = std::fs::metadata(&socket)
+        .unwrap_or_else(|e| panic!("{}: {e}\n{}", socket.display(), server.log_tail()))
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "only the cache's owner may use the socket"
+    );
+
+    let name = format!("{}/{REPO}:v1", support::UPSTREAM_NAME);
+    let list = ws.file("images", &format!("{name}\n"));
+    let out = ws.run(&["load", "--image-file", list.to_str().unwrap()]);
+    assert!(out.success(), "{out}\n{}", server.log_tail());
+    assert!(out.stderr.contains("loading through it (unix:"), "{out}");
+    assert!(
+        out.stdout
+            .ends_with("1 loaded, 0 already cached, 0 failed\n"),
+        "{out}"
+    );
+    let out = ws.run(&["list", "--pattern", REPO]);
+    assert!(out.success(), "{out}");
+    assert!(out.stdout.contains(&name), "{out}");
+    let out = ws.run(&["prune", "--pattern", REPO, "--dry-run"]);
+    assert!(out.success(), "{out}");
+    assert!(out.stdout.contains("would remove"), "{out}");
+
+    // Loaded into the server's own engine: served over mTLS with the upstream gone.
+    let mut upstream = upstream;
+    upstream.stop();
+    let manifest = format!("/v2/{}/{REPO}/manifests/v1", support::UPSTREAM_NAME);
+    let fetched = curl(
+        &url(&server, &manifest),
+        &[
+            "--cacert",
+            &pki.file("ca.crt"),
+            "--cert",
+            &pki.file("client.crt"),
+            "--key",
+            &pki.file("client.key"),
+            "-H",
+            "Accept: application/vnd.oci.image.index.v1+json",
+        ],
+    );
+    assert_eq!(
+        curl_status(&fetched),
+        200,
+        "{fetched}\n{}",
+        server.log_tail()
+    );
+    let body = fetched.stdout.rsplit_once('\n').map_or("", |(b, _)| b);
+    assert_eq!(
+        format!("sha256:{}", support::sha256_hex(body.as_bytes())),
+        tree.top
+    );
+}
