@@ -143,6 +143,34 @@ async fn a_removed_manifest_is_gone_from_the_snapshot_by_tag_and_by_digest() {
 }
 
 #[actix_rt::test]
+async fn a_docker_hub_image_the_go_server_cached_under_its_short_name_is_served_for_both_names() {
+    // The Go server names an in-path pull of `docker.io/hello-world` without `library/`.
+    let bytes = image_manifest("hello from go");
+    let now = crate::store::now_local();
+    let holder = ManifestHolder::new(
+        ManifestKind::OciManifest,
+        Digest::of(&bytes),
+        "docker.io/hello-world:latest",
+        bytes.clone(),
+        now,
+        now,
+        // What a Go manifest file yields: the tag of its `imageUrl`.
+        vec!["latest".into()],
+    );
+    let (_dir, _index, view) = start(vec![holder]);
+    for name in [
+        "docker.io/hello-world:latest",
+        "docker.io/library/hello-world:latest",
+        "hello-world",
+    ] {
+        let hit = view
+            .resolve(&image(name))
+            .unwrap_or_else(|| panic!("{name} missed"));
+        assert_eq!(hit.manifest.digest, Digest::of(&bytes), "{name}");
+    }
+}
+
+#[actix_rt::test]
 async fn a_manifest_another_replica_removed_is_forgotten_and_never_written_back() {
     let bytes = image_manifest("pruned elsewhere");
     let digest = Digest::of(&bytes);
