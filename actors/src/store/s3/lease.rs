@@ -58,36 +58,56 @@ fn body(holder: &str) -> Vec<u8> {
     serde_json::to_vec(&b).unwrap_or_default()
 }
 
+/// What a lease is fetched for, with the size of what is stored of it already.
+#[derive(Clone, Copy)]
+enum Content {
+    Blob,
+    Manifest,
+}
+
+impl Content {
+    async fn stored(self, store: &S3Store, digest: &Digest) -> Result<Option<u64>, StoreError> {
+        match self {
+            Content::Blob => store.blob_size(digest).await,
+            Content::Manifest => store.manifest_size(digest).await,
+        }
+    }
+}
+
 /// Decides who fetches `digest` (see [`Claim`]).
 pub(super) async fn claim(store: &S3Store, digest: &Digest) -> Result<Claim, StoreError> {
-    if let Some(size) = store.blob_size(digest).await? {
-        return Ok(Claim::Stored(size));
-    }
     let dir = store.key(&format!("{LEASES_DIR}/{}", digest.hex()));
-    let lease = match take(store, &dir, &format!("blob {digest}")).await? {
-        Ok(lease) => lease,
-        Err(holder) => return Ok(Claim::Elsewhere(holder)),
-    };
-    // The previous holder may have stored the blob between the first look and the lease.
-    if let Some(size) = store.blob_size(digest).await? {
-        lease.end().await;
-        return Ok(Claim::Stored(size));
-    }
-    Ok(Claim::Fetch(Some(lease)))
+    claim_unless_stored(store, &dir, digest, Content::Blob).await
 }
 
 /// Decides who fetches the manifest `digest` from the upstream, the same way: its leases are
 /// `leases/manifest-<hex>/...`.
 pub(super) async fn claim_manifest(store: &S3Store, digest: &Digest) -> Result<Claim, StoreError> {
-    if let Some(size) = store.manifest_size(digest).await? {
+    let dir = store.key(&format!("{LEASES_DIR}/manifest-{}", digest.hex()));
+    claim_unless_stored(store, &dir, digest, Content::Manifest).await
+}
+
+/// The lease under `dir` for `content` of `digest`: nobody fetches what is stored, looked at
+/// before the lease and again after it.
+async fn claim_unless_stored(
+    store: &S3Store,
+    dir: &Path,
+    digest: &Digest,
+    content: Content,
+) -> Result<Claim, StoreError> {
+    if let Some(size) = content.stored(store, digest).await? {
         return Ok(Claim::Stored(size));
     }
-    let dir = store.key(&format!("{LEASES_DIR}/manifest-{}", digest.hex()));
-    let lease = match take(store, &dir, &format!("manifest {digest}")).await? {
+    let what = match content {
+        Content::Blob => format!("blob {digest}"),
+        Content::Manifest => format!("manifest {digest}"),
+    };
+    let lease = match take(store, dir, &what).await? {
         Ok(lease) => lease,
         Err(holder) => return Ok(Claim::Elsewhere(holder)),
     };
-    if let Some(size) = store.manifest_size(digest).await? {
+    // The previous holder may have stored it between the first look and the lease.
+    if let Some(size) = content.stored(store, digest).await? {
         lease.end().await;
         return Ok(Claim::Stored(size));
     }
