@@ -6,7 +6,8 @@
 //!   blob table's counts, moved tags follow the latest check, removed manifests leave (and
 //!   their `pulled` times are never written back, which would bring them back).
 //! - A prune (asked, scheduled, or an eviction) runs on one replica at a time: the one that
-//!   creates the store's `prune` lease ([`Fleet::begin_prune`]). It first syncs and adopts
+//!   creates the store's `prune` lease ([`Fleet::begin_prune`]); with `maxCacheSize`, every
+//!   replica weighs the whole store each [`BOUND_CHECK_INTERVAL`]. It first syncs and adopts
 //!   the store's whole blob listing, so it decides over everything the fleet cached, and right
 //!   before deleting blobs it reads every manifest in the store again and keeps each blob one
 //!   of them names ([`Fleet::unnamed`]): a manifest another replica wrote meanwhile keeps its
@@ -32,6 +33,11 @@ use crate::store::{Claim, Lease, Store};
 /// long a tag moved (or a manifest pruned) by one replica takes to reach the others (plus one
 /// look at the bucket).
 pub const SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How often each replica of a shared store with `maxCacheSize` weighs the whole store (a
+/// blob listing under the prune lease) and evicts when it is over the bound. Between two
+/// checks, each replica evicts when the blobs it knows of cross the bound.
+pub const BOUND_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// How often a replica waiting for another's manifest fetch looks in the store.
 const MANIFEST_POLL: std::time::Duration = std::time::Duration::from_millis(200);

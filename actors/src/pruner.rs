@@ -128,6 +128,13 @@ impl Actor for Pruner {
             );
             // A cache already too big at start is trimmed right away.
             ctx.notify(OverBound { total: 0 });
+            // On a shared store this replica's table sees only what it touched: the whole
+            // store is weighed now and then, under the prune lease (see `in_turn`).
+            if self.fleet.is_some() {
+                ctx.run_interval(crate::fleet::BOUND_CHECK_INTERVAL, |_, ctx| {
+                    ctx.notify(OverBound { total: 0 });
+                });
+            }
         }
         let Some(s) = self.schedule.clone() else {
             return;

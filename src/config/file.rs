@@ -332,9 +332,6 @@ impl FileConfig {
             config.advertise = Some(storage::check_advertise(file, &url)?);
         }
         config.storage = storage::resolve(file, self.storage, config.advertise.as_deref())?;
-        if config.storage.is_some() {
-            storage::check_no_eviction(file, &config.ops)?;
-        }
         config.fleet_secret = storage::fleet_secret(
             file,
             self.fleet_secret.filter(|s| !s.is_empty()),

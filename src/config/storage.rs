@@ -7,7 +7,6 @@ use actors::config::{FleetSecret, S3Config};
 use serde::Deserialize;
 
 use super::error::{ConfigError, FileCtx};
-use super::OpsConfig;
 
 /// `storage` as written.
 #[derive(Debug, Deserialize)]
@@ -100,22 +99,6 @@ pub(super) fn resolve(
         secret_access_key,
         holder: holder_name(advertise),
     }))
-}
-
-/// Eviction by size weighs the blobs a replica knows, and on a shared bucket each replica
-/// knows only part of it (a prune, which adopts the bucket's whole listing first, does not have
-/// this problem): `maxCacheSize` is refused on a bucket rather than evicting on a partial
-/// count. A lifecycle rule on the bucket bounds it instead.
-pub(super) fn check_no_eviction(file: &FileCtx<'_>, ops: &OpsConfig) -> Result<(), ConfigError> {
-    if ops.cache_bound.is_some() {
-        return Err(file.invalid(
-            "maxCacheSize",
-            "is not available with storage.s3: a replica sees only part of the bucket, so it \
-             cannot tell when the whole crosses the bound; prune the bucket by age or \
-             pattern instead (pruneConfig, or DELETE /cmd/prune on any replica)",
-        ));
-    }
-    Ok(())
 }
 
 /// The shortest fleet secret accepted: it guards every cached blob.

@@ -193,6 +193,75 @@ fn a_manifest_asked_by_digest_on_every_replica_at_once_is_fetched_from_the_upstr
 }
 
 #[test]
+fn an_eviction_asked_of_a_replica_weighs_the_whole_bucket_and_takes_the_least_recently_pulled() {
+    let ceph = Ceph::shared();
+    let bucket = ceph.bucket("evict");
+    let upstream = Upstream::start();
+    let older = upstream.push_oci(
+        &LocalImage::generate_for(&["1M"], "linux/amd64"),
+        REPO,
+        "old",
+    );
+    let newer = upstream.push_oci(
+        &LocalImage::generate_for(&["1M"], "linux/amd64"),
+        REPO,
+        "new",
+    );
+    let replicas: Vec<Server> = (0..3)
+        .map(|_| {
+            let mut options = replica_options(&upstream.url(), ceph, &bucket);
+            // A bound that never triggers by itself; its grace lets the images go at once.
+            options
+                .extra_yaml
+                .push_str("maxCacheSize: 1TiB\nevictionGrace: 1s\n");
+            Server::start_with(options)
+        })
+        .collect();
+    assert_eq!(
+        pull_over_http(replicas[0].port, &older),
+        Vec::<String>::new()
+    );
+    thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        pull_over_http(replicas[1].port, &newer),
+        Vec::<String>::new()
+    );
+    for r in &replicas {
+        r.settle();
+    }
+    thread::sleep(Duration::from_millis(1500));
+
+    // The replica that pulled nothing sees only the bucket: room for the newer image alone.
+    let room: u64 = newer.platforms[0].layer_sizes.iter().sum::<u64>() + 64 * 1024;
+    let path = format!("/cmd/prune?type=size&size={room}");
+    let r = http::request(replicas[2].port, "DELETE", &path, &[]).expect("admin eviction");
+    assert_eq!(r.status, 200, "{}\n{}", r.summary(), replicas[2].log_tail());
+    let gone: Vec<String> = older.platforms[0].blobs();
+    let kept: Vec<String> = newer.platforms[0].blobs();
+    assert_eq!(
+        keys_of(ceph, &bucket, "blobs/", &gone),
+        Vec::<String>::new(),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        keys_of(ceph, &bucket, "blobs/", &kept).len(),
+        kept.len(),
+        "{}",
+        r.text()
+    );
+    let manifests = |tree: &support::ImageTree| {
+        let digests = vec![tree.top.clone(), tree.platforms[0].manifest.clone()];
+        let mut k = keys_of(ceph, &bucket, "img/", &digests);
+        k.extend(keys_of(ceph, &bucket, "fat/", &digests));
+        k
+    };
+    assert_eq!(manifests(&older), Vec::<String>::new(), "{}", r.text());
+    assert!(!manifests(&newer).is_empty(), "{}", r.text());
+    assert!(ceph.keys(&bucket, "leases/").is_empty());
+}
+
+#[test]
 fn a_fresh_replica_serves_everything_the_fleet_cached_with_the_upstream_stopped() {
     let ceph = Ceph::shared();
     let bucket = ceph.bucket("fresh");

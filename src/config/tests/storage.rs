@@ -37,17 +37,18 @@ fn without_storage_the_cache_is_the_directory_and_credentials_may_come_from_the_
 }
 
 #[test]
-fn a_bucket_is_pruned_on_a_schedule_but_not_bounded_by_size() {
+fn a_bucket_is_pruned_on_a_schedule_and_bounded_by_size() {
     let config = load_yaml(
         "storage:\n  s3:\n    bucket: ocicache\npruneConfig:\n  enabled: true\n  \
-         duration: 30d\n  type: accessed\n  frequency: 1d\n",
+         duration: 30d\n  type: accessed\n  frequency: 1d\nmaxCacheSize: 10GiB\n",
     )
     .unwrap();
     assert!(config.ops.prune.is_some(), "pruneConfig with storage.s3");
-    load_err(
-        "storage:\n  s3:\n    bucket: ocicache\nmaxCacheSize: 10GiB\n",
-        &["key \"maxCacheSize\"", "storage.s3", "pruneConfig"],
-    );
+    let bound = config
+        .ops
+        .cache_bound
+        .expect("maxCacheSize with storage.s3");
+    assert_eq!(bound.max_bytes, 10 << 30);
 }
 
 #[test]
