@@ -687,6 +687,33 @@ fn a_store_that_goes_down_gives_503_with_retry_after_and_leaves_nothing_half_wri
 }
 
 #[test]
+fn a_slow_store_from_the_start_serves_every_pull_whole_and_stores_every_blob() {
+    let ceph = Ceph::shared();
+    let bucket = ceph.bucket("slow");
+    let upstream = Upstream::start();
+    let tree = upstream.push_oci(
+        &LocalImage::generate_for(&["1M"], "linux/amd64"),
+        REPO,
+        "v1",
+    );
+    // Every byte to and from the store crawls at 256 KiB/s, from the start on.
+    let link = Relay::start(ceph.port, 256 * 1024);
+    let mut options = replica_options(&upstream.url(), ceph, &bucket);
+    options.extra_yaml = options.extra_yaml.replace(&ceph.endpoint(), &link.url());
+    let server = Server::start_with(options);
+    assert_eq!(pull_over_http(server.port, &tree), Vec::<String>::new());
+    server.settle();
+    let (layer, size) = tree.largest_layer();
+    let key = format!("blobs/{}", support::hex_of(&layer));
+    let stored = ceph
+        .get(&bucket, &key)
+        .unwrap_or_else(|| panic!("{key} not stored"));
+    assert_eq!(stored.len() as u64, size);
+    assert_eq!(format!("sha256:{}", support::sha256_hex(&stored)), layer);
+    assert!(ceph.keys(&bucket, "leases/").is_empty());
+}
+
+#[test]
 fn a_client_of_another_replica_gets_bytes_before_the_holder_has_stored_the_blob() {
     let ceph = Ceph::shared();
     let bucket = ceph.bucket("follow");
