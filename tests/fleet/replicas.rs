@@ -70,6 +70,32 @@ fn pull_repo_over_http(port: u16, repo: &str, tree: &support::ImageTree) -> Vec<
     failures
 }
 
+/// `per_replica` clients on each of `replicas`, started together, each running `client` on
+/// its replica's port; every failure they report.
+fn all_at_once(
+    replicas: &[Server],
+    per_replica: usize,
+    client: impl Fn(u16) -> Vec<String> + Send + Sync + 'static,
+) -> Vec<String> {
+    let clients = replicas.len() * per_replica;
+    let barrier = Arc::new(Barrier::new(clients));
+    let client = Arc::new(client);
+    let handles: Vec<_> = (0..clients)
+        .map(|i| {
+            let port = replicas[i % replicas.len()].port;
+            let (barrier, client) = (barrier.clone(), client.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                client(port)
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .flat_map(|h| h.join().expect("client thread"))
+        .collect()
+}
+
 #[test]
 fn many_clients_over_three_replicas_pull_a_cold_image_with_one_upstream_get_per_blob() {
     const CLIENTS_PER_REPLICA: usize = 3;
@@ -83,21 +109,10 @@ fn many_clients_over_three_replicas_pull_a_cold_image_with_one_upstream_get_per_
     let replicas = start_replicas(3, &relay.url(), ceph, &bucket);
 
     let clients = replicas.len() * CLIENTS_PER_REPLICA;
-    let barrier = Arc::new(Barrier::new(clients));
-    let handles: Vec<_> = (0..clients)
-        .map(|i| {
-            let port = replicas[i % replicas.len()].port;
-            let (barrier, tree) = (barrier.clone(), tree.clone());
-            thread::spawn(move || {
-                barrier.wait();
-                pull_over_http(port, &tree)
-            })
-        })
-        .collect();
-    let failures: Vec<String> = handles
-        .into_iter()
-        .flat_map(|h| h.join().expect("client thread"))
-        .collect();
+    let pulled = tree.clone();
+    let failures = all_at_once(&replicas, CLIENTS_PER_REPLICA, move |port| {
+        pull_over_http(port, &pulled)
+    });
     assert!(
         failures.is_empty(),
         "{}\n--- replica logs ---\n{}",
@@ -154,29 +169,18 @@ fn a_manifest_asked_by_digest_on_every_replica_at_once_is_fetched_from_the_upstr
         .collect();
 
     let clients = replicas.len() * CLIENTS_PER_REPLICA;
-    let barrier = Arc::new(Barrier::new(clients));
-    let handles: Vec<_> = (0..clients)
-        .map(|i| {
-            let port = replicas[i % replicas.len()].port;
-            let (barrier, digests) = (barrier.clone(), digests.clone());
-            thread::spawn(move || {
-                barrier.wait();
-                let mut failures = Vec::new();
-                for d in &digests {
-                    let path = format!("/v2/{}/{REPO}/manifests/{d}", support::UPSTREAM_NAME);
-                    let r = http::get_manifest(port, &path);
-                    if r.status != 200 || format!("sha256:{}", support::sha256_hex(&r.body)) != *d {
-                        failures.push(format!("{port} {path}: {}", r.summary()));
-                    }
-                }
-                failures
-            })
-        })
-        .collect();
-    let failures: Vec<String> = handles
-        .into_iter()
-        .flat_map(|h| h.join().expect("client thread"))
-        .collect();
+    let asked = digests.clone();
+    let failures = all_at_once(&replicas, CLIENTS_PER_REPLICA, move |port| {
+        let mut failures = Vec::new();
+        for d in &asked {
+            let path = format!("/v2/{}/{REPO}/manifests/{d}", support::UPSTREAM_NAME);
+            let r = http::get_manifest(port, &path);
+            if r.status != 200 || format!("sha256:{}", support::sha256_hex(&r.body)) != *d {
+                failures.push(format!("{port} {path}: {}", r.summary()));
+            }
+        }
+        failures
+    });
     assert!(failures.is_empty(), "{failures:?}");
     for (d, before) in digests.iter().zip(before) {
         let gets = upstream.count_requests("GET", &format!("/manifests/{d}")) - before;
