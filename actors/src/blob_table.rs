@@ -215,7 +215,7 @@ impl Handler<Usage> for BlobTable {
 }
 
 /// Finds a blob, joining or starting its download when `source` allows.
-#[derive(Message, Clone)]
+#[derive(Message)]
 #[rtype(result = "BlobStatus")]
 pub struct Open {
     pub digest: Digest,
@@ -643,26 +643,24 @@ impl Handler<AdoptStored> for BlobTable {
     }
 }
 
-/// A blob this table holds as present that the store no longer has (another replica of a
-/// shared store pruned it): forgotten, so the next [`Open`] fetches it again rather than
-/// failing every reader.
+/// Blobs another replica of a shared store may have deleted: the manifests naming them were
+/// pruned there. Each is checked again on its next use, as a file found at start is (the
+/// [`Open`] of an unverified blob checks the store and downloads it again when it is gone),
+/// so a cache hit never pays for a look at the store.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Vanished {
-    pub digest: Digest,
+pub struct Suspect {
+    pub digests: Vec<Digest>,
 }
 
-impl Handler<Vanished> for BlobTable {
+impl Handler<Suspect> for BlobTable {
     type Result = ();
 
-    fn handle(&mut self, msg: Vanished, _: &mut Context<Self>) {
-        if let Some(State::Present { size, .. }) = self.blobs.get(&msg.digest) {
-            let size = *size;
-            log::warn!(
-                "blob {}: gone from the shared store (pruned by another replica); fetching it again",
-                msg.digest
-            );
-            self.forget(&msg.digest, size);
+    fn handle(&mut self, msg: Suspect, _: &mut Context<Self>) {
+        for d in msg.digests {
+            if let Some(State::Present { verified, .. }) = self.blobs.get_mut(&d) {
+                *verified = false;
+            }
         }
     }
 }

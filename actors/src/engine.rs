@@ -14,7 +14,7 @@ use crate::config::Ttl;
 use crate::error::EngineError;
 use crate::fleet::Fleet;
 use crate::manifest_index::{
-    self, Adopt, CachedManifest, Hit, IndexView, ManifestIndex, Resolve, Validated,
+    self, CachedManifest, Hit, IndexView, ManifestIndex, Resolve, Validated,
 };
 use crate::metrics::{metrics, UpstreamKind};
 use crate::oci::{Digest, ImageRef, Reference, RepoName};
@@ -275,18 +275,7 @@ impl Engine {
             self.store.list_blobs_with_age()
         );
         let (loaded, blobs) = (loaded?, blobs?);
-        let new_images = self
-            .index
-            .send(Adopt {
-                holders: loaded.holders,
-                tags_as_stored: true,
-            })
-            .await?;
-        self.blobs
-            .send(AddRefs {
-                manifests: new_images,
-            })
-            .await?;
+        crate::fleet::adopt(&self.index, &self.blobs, loaded.holders, true).await?;
         let whole = false;
         self.blobs
             .send(blob_table::AdoptStored { blobs, whole })
@@ -387,25 +376,17 @@ impl Engine {
             registry: registry.to_string(),
             repo: repo.clone(),
         });
-        let open = Open {
-            digest: digest.clone(),
-            source,
-        };
-        let mut status = self.blobs.send(open.clone()).await?;
+        let status = self
+            .blobs
+            .send(Open {
+                digest: digest.clone(),
+                source,
+            })
+            .await?;
         let label = UpstreamKind {
             upstream: registry.to_string(),
             kind: "blob",
         };
-        if let (crate::blob::BlobStatus::Present { .. }, Some(_)) = (&status, &self.fleet) {
-            // Another replica's prune may have removed it: then it is fetched again.
-            if !self.store.still_has_blob(digest.clone()).await? {
-                let vanished = blob_table::Vanished {
-                    digest: digest.clone(),
-                };
-                self.blobs.send(vanished).await?;
-                status = self.blobs.send(open).await?;
-            }
-        }
         match &status {
             crate::blob::BlobStatus::Present { .. } => {
                 metrics().cache_hits.get_or_create(&label).inc()

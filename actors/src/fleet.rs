@@ -12,9 +12,11 @@
 //!   before deleting blobs it reads every manifest in the store again and keeps each blob one
 //!   of them names ([`Fleet::unnamed`]): a manifest another replica wrote meanwhile keeps its
 //!   blobs.
+//! - A blob whose last naming manifest another replica pruned may be gone: it is checked
+//!   against the store on its next use and fetched again when gone
+//!   ([`crate::blob_table::Suspect`]).
 //! - What a replica wrote a moment after that second read can still name a blob being
-//!   deleted; a replica that then finds the blob gone fetches it again
-//!   ([`crate::blob_table::Vanished`]).
+//!   deleted: its readers fail until that replica's next sync or prune notices.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,12 +24,12 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::blob_table::{AddRefs, AdoptStored, BlobTable, ReleaseRefs};
+use crate::blob_table::{AddRefs, AdoptStored, BlobTable, ReleaseRefs, Suspect};
 use crate::error::EngineError;
 use crate::manifest_index::{Adopt, Forget, ManifestIndex};
 use crate::oci::Digest;
 use crate::prune::Candidate;
-use crate::store::{Claim, Lease, Store};
+use crate::store::{Claim, Lease, ManifestHolder, Store};
 
 /// How often a replica of a shared store picks up what the others wrote: the bound on how
 /// long a tag moved (or a manifest pruned) by one replica takes to reach the others (plus one
@@ -93,16 +95,7 @@ impl Fleet {
                 "shared store: {} manifests written by other replicas",
                 changed.holders.len()
             );
-            let new_images = self
-                .index
-                .send(Adopt {
-                    holders: changed.holders,
-                    tags_as_stored: false,
-                })
-                .await?;
-            self.blobs.do_send(AddRefs {
-                manifests: new_images,
-            });
+            adopt(&self.index, &self.blobs, changed.holders, false).await?;
         }
         if !changed.removed.is_empty() {
             let gone = self
@@ -121,8 +114,10 @@ impl Fleet {
                         .join(", ")
                 );
             }
-            // Only the counts: deleting the blobs is the pruning replica's work.
-            self.blobs
+            // Only the counts: deleting the blobs is the pruning replica's work, which may
+            // have deleted the ones no manifest here names any more.
+            let unnamed = self
+                .blobs
                 .send(ReleaseRefs {
                     manifests: gone
                         .into_iter()
@@ -131,6 +126,7 @@ impl Fleet {
                         .collect(),
                 })
                 .await?;
+            self.blobs.send(Suspect { digests: unnamed }).await?;
         }
         Ok(())
     }
@@ -237,4 +233,27 @@ impl Fleet {
             .collect();
         Ok((free, kept))
     }
+}
+
+/// Manifests written into the store beside the index (by other replicas, or by an import into
+/// the running server's directory): into the index (see [`Adopt`] for `tags_as_stored`), and
+/// the blobs of the new image manifests into the blob table's counts.
+pub async fn adopt(
+    index: &Addr<ManifestIndex>,
+    blobs: &Addr<BlobTable>,
+    holders: Vec<ManifestHolder>,
+    tags_as_stored: bool,
+) -> Result<(), EngineError> {
+    let new_images = index
+        .send(Adopt {
+            holders,
+            tags_as_stored,
+        })
+        .await?;
+    blobs
+        .send(AddRefs {
+            manifests: new_images,
+        })
+        .await?;
+    Ok(())
 }

@@ -130,13 +130,6 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         Box::pin(async { Ok(Claim::Fetch(None)) })
     }
 
-    /// Whether a blob this process holds as stored is still there: on a shared store another
-    /// process may have pruned it. A store of one process answers `true` without looking.
-    fn still_has_blob(&self, digest: Digest) -> StoreFuture<'_, bool> {
-        let _ = digest;
-        Box::pin(async { Ok(true) })
-    }
-
     /// Who runs a task that one process of the store at a time may run (`prune`): a lease, as
     /// for a blob's download ([`Claim::Fetch`]), or the holder's name ([`Claim::Elsewhere`]).
     /// A store of one process: always this one, without a lease.

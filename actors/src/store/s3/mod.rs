@@ -565,10 +565,6 @@ impl Store for S3Store {
         Box::pin(async move { lease::claim_manifest(self, &digest).await })
     }
 
-    fn still_has_blob(&self, digest: Digest) -> StoreFuture<'_, bool> {
-        Box::pin(async move { Ok(self.blob_size(&digest).await?.is_some()) })
-    }
-
     fn claim_task(&self, task: &'static str) -> StoreFuture<'_, Claim> {
         Box::pin(async move { lease::claim_task(self, task).await })
     }
