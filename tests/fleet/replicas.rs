@@ -9,14 +9,14 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use support::ceph::{Ceph, ACCESS_KEY, SECRET_KEY};
 use support::fleet::{
-    advertised_replica_options, replica_options, serve_expecting_failure, start_replicas,
-    storage_yaml,
+    advertised_replica_options, all_at_once, no_leases_left, pull_repo_over_http, replica_options,
+    serve_expecting_failure, start_replicas, storage_yaml,
 };
 use support::{
     http, wait_for, Containerd, DockerImage, LocalImage, Relay, Server, SkopeoDir, Upstream,
@@ -28,72 +28,6 @@ const REPO: &str = "fleet/app";
 /// checked against its digest; the failures, as text.
 fn pull_over_http(port: u16, tree: &support::ImageTree) -> Vec<String> {
     pull_repo_over_http(port, REPO, tree)
-}
-
-/// [`pull_over_http`] of `tree` in `repo`.
-fn pull_repo_over_http(port: u16, repo: &str, tree: &support::ImageTree) -> Vec<String> {
-    let mut failures = Vec::new();
-    let top = format!(
-        "/v2/{}/{}/manifests/{}",
-        support::UPSTREAM_NAME,
-        repo,
-        tree.tag
-    );
-    let r = http::get_manifest(port, &top);
-    if r.status != 200 || format!("sha256:{}", support::sha256_hex(&r.body)) != tree.top {
-        failures.push(format!("{top}: {}", r.summary()));
-    }
-    for p in &tree.platforms {
-        let path = format!(
-            "/v2/{}/{repo}/manifests/{}",
-            support::UPSTREAM_NAME,
-            p.manifest
-        );
-        let r = http::get_manifest(port, &path);
-        if r.status != 200 || format!("sha256:{}", support::sha256_hex(&r.body)) != p.manifest {
-            failures.push(format!("{path}: {}", r.summary()));
-        }
-        for blob in p.blobs() {
-            let path = format!("/v2/{}/{repo}/blobs/{blob}", support::UPSTREAM_NAME);
-            match http::request(port, "GET", &path, &[]) {
-                Ok(r) if r.status == 200 => {
-                    let got = format!("sha256:{}", support::sha256_hex(&r.body));
-                    if got != blob {
-                        failures.push(format!("{path}: bytes hash to {got}"));
-                    }
-                }
-                Ok(r) => failures.push(format!("{path}: {}", r.summary())),
-                Err(e) => failures.push(format!("{path}: {e}")),
-            }
-        }
-    }
-    failures
-}
-
-/// `per_replica` clients on each of `replicas`, started together, each running `client` on
-/// its replica's port; every failure they report.
-fn all_at_once(
-    replicas: &[Server],
-    per_replica: usize,
-    client: impl Fn(u16) -> Vec<String> + Send + Sync + 'static,
-) -> Vec<String> {
-    let clients = replicas.len() * per_replica;
-    let barrier = Arc::new(Barrier::new(clients));
-    let client = Arc::new(client);
-    let handles: Vec<_> = (0..clients)
-        .map(|i| {
-            let port = replicas[i % replicas.len()].port;
-            let (barrier, client) = (barrier.clone(), client.clone());
-            thread::spawn(move || {
-                barrier.wait();
-                client(port)
-            })
-        })
-        .collect();
-    handles
-        .into_iter()
-        .flat_map(|h| h.join().expect("client thread"))
-        .collect()
 }
 
 #[test]
@@ -145,11 +79,7 @@ fn many_clients_over_three_replicas_pull_a_cold_image_with_one_upstream_get_per_
             "{key} is not in the bucket: {stored:?}"
         );
     }
-    assert!(
-        ceph.keys(&bucket, "leases/").is_empty(),
-        "leases are left after every download ended: {:?}",
-        ceph.keys(&bucket, "leases/")
-    );
+    no_leases_left(ceph, &bucket);
 }
 
 #[test]
@@ -189,11 +119,7 @@ fn a_manifest_asked_by_digest_on_every_replica_at_once_is_fetched_from_the_upstr
             "{d}: {gets} upstream GETs for {clients} clients on 3 replicas"
         );
     }
-    assert!(
-        ceph.keys(&bucket, "leases/").is_empty(),
-        "{:?}",
-        ceph.keys(&bucket, "leases/")
-    );
+    no_leases_left(ceph, &bucket);
 }
 
 #[test]
@@ -262,7 +188,7 @@ fn an_eviction_asked_of_a_replica_weighs_the_whole_bucket_and_takes_the_least_re
     };
     assert_eq!(manifests(&older), Vec::<String>::new(), "{}", r.text());
     assert!(!manifests(&newer).is_empty(), "{}", r.text());
-    assert!(ceph.keys(&bucket, "leases/").is_empty());
+    no_leases_left(ceph, &bucket);
 }
 
 #[test]
@@ -409,11 +335,7 @@ fn a_prune_on_one_replica_takes_the_fleets_lease_and_leaves_every_manifest_in_th
         keys_of(ceph, &bucket, "blobs/", &kept_blobs).len(),
         kept_blobs.len()
     );
-    assert!(
-        ceph.keys(&bucket, "leases/").is_empty(),
-        "{:?}",
-        ceph.keys(&bucket, "leases/")
-    );
+    no_leases_left(ceph, &bucket);
 
     // The replica that had cached the pruned image drops it within the sync interval...
     let listed = |port: u16| {
@@ -625,11 +547,7 @@ fn a_replica_killed_mid_download_is_taken_over_and_the_pull_completes() {
     let key = format!("blobs/{}", support::hex_of(&layer));
     let stored = ceph.get(&bucket, &key).expect("the blob is in the bucket");
     assert_eq!(format!("sha256:{}", support::sha256_hex(&stored)), layer);
-    assert!(
-        ceph.keys(&bucket, "leases/").is_empty(),
-        "{:?}",
-        ceph.keys(&bucket, "leases/")
-    );
+    no_leases_left(ceph, &bucket);
 }
 
 #[test]
@@ -714,7 +632,7 @@ fn a_slow_store_from_the_start_serves_every_pull_whole_and_stores_every_blob() {
         .unwrap_or_else(|| panic!("{key} not stored"));
     assert_eq!(stored.len() as u64, size);
     assert_eq!(format!("sha256:{}", support::sha256_hex(&stored)), layer);
-    assert!(ceph.keys(&bucket, "leases/").is_empty());
+    no_leases_left(ceph, &bucket);
 }
 
 #[test]

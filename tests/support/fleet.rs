@@ -1,11 +1,13 @@
 //! Replicas of our binary sharing one bucket of the test's Ceph ([`super::ceph`]).
 
 use std::process::Command;
-use std::time::Duration;
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use super::ceph::{Ceph, ACCESS_KEY, REGION, SECRET_KEY};
 use super::proc::{run, Output};
-use super::{free_port, Server, ServerOptions, UPSTREAM_NAME};
+use super::{free_port, http, Server, ServerOptions, UPSTREAM_NAME};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_ociregistry");
 
@@ -80,4 +82,87 @@ pub fn serve_expecting_failure(upstream_endpoint: &str, yaml: &str) -> Output {
     );
     assert!(!out.success(), "the server started: {out}");
     out
+}
+
+/// Every manifest and blob of `tree` in `repo`, fetched over plain HTTP from `port`, each
+/// checked against its digest; the failures, as text.
+pub fn pull_repo_over_http(port: u16, repo: &str, tree: &super::ImageTree) -> Vec<String> {
+    let mut failures = Vec::new();
+    let top = format!(
+        "/v2/{}/{}/manifests/{}",
+        super::UPSTREAM_NAME,
+        repo,
+        tree.tag
+    );
+    let r = http::get_manifest(port, &top);
+    if r.status != 200 || format!("sha256:{}", super::sha256_hex(&r.body)) != tree.top {
+        failures.push(format!("{top}: {}", r.summary()));
+    }
+    for p in &tree.platforms {
+        let path = format!(
+            "/v2/{}/{repo}/manifests/{}",
+            super::UPSTREAM_NAME,
+            p.manifest
+        );
+        let r = http::get_manifest(port, &path);
+        if r.status != 200 || format!("sha256:{}", super::sha256_hex(&r.body)) != p.manifest {
+            failures.push(format!("{path}: {}", r.summary()));
+        }
+        for blob in p.blobs() {
+            let path = format!("/v2/{}/{repo}/blobs/{blob}", super::UPSTREAM_NAME);
+            match http::request(port, "GET", &path, &[]) {
+                Ok(r) if r.status == 200 => {
+                    let got = format!("sha256:{}", super::sha256_hex(&r.body));
+                    if got != blob {
+                        failures.push(format!("{path}: bytes hash to {got}"));
+                    }
+                }
+                Ok(r) => failures.push(format!("{path}: {}", r.summary())),
+                Err(e) => failures.push(format!("{path}: {e}")),
+            }
+        }
+    }
+    failures
+}
+
+/// `per_replica` clients on each of `replicas`, started together, each running `client` on
+/// its replica's port; every failure they report.
+pub fn all_at_once(
+    replicas: &[Server],
+    per_replica: usize,
+    client: impl Fn(u16) -> Vec<String> + Send + Sync + 'static,
+) -> Vec<String> {
+    let clients = replicas.len() * per_replica;
+    let barrier = Arc::new(Barrier::new(clients));
+    let client = Arc::new(client);
+    let handles: Vec<_> = (0..clients)
+        .map(|i| {
+            let port = replicas[i % replicas.len()].port;
+            let (barrier, client) = (barrier.clone(), client.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                client(port)
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .flat_map(|h| h.join().expect("client thread"))
+        .collect()
+}
+
+/// Asserts that no lease is left in `bucket` once the work under way has ended: downloads a
+/// client started, or that a manifest set going (the rest of its image), end their leases
+/// after the client has its answer. Waits at most 30 s for them.
+pub fn no_leases_left(ceph: &Ceph, bucket: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut left = ceph.keys(bucket, "leases/");
+    while !left.is_empty() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(200));
+        left = ceph.keys(bucket, "leases/");
+    }
+    assert!(
+        left.is_empty(),
+        "leases left 30 s after the work ended: {left:?}"
+    );
 }
