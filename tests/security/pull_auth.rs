@@ -1,6 +1,7 @@
 //! Pull credentials (`pullAuth`): an htpasswd file made by `htpasswd -B`, a registry marked
 //! `private: true` beside an open one, and real clients: skopeo with `--src-creds`, the Docker
-//! Engine after `docker login`, containerd with `ctr --user` through its mirror; then the
+//! Engine after `docker login`, podman after `podman login`, containerd with `ctr --user`
+//! through its mirror; then the
 //! per-address limit on wrong passwords.
 
 // Needs root and the tools `tests/run-all.sh` installs; see `tests/harness/gate.rs`.
@@ -17,8 +18,8 @@ use support::http;
 use support::ops::curl_from;
 use support::proc::{run, Output};
 use support::{
-    require_tool, Containerd, ImageTree, LocalImage, Server, ServerOptions, SkopeoDir, Upstream,
-    UPSTREAM_NAME,
+    require_tool, Containerd, ImageTree, LocalImage, Podman, Server, ServerOptions, SkopeoDir,
+    Upstream, UPSTREAM_NAME,
 };
 use tempfile::TempDir;
 
@@ -320,6 +321,36 @@ fn docker_pulls_the_open_registry_anonymously_and_the_private_one_after_docker_l
 
     let out = docker.run(&["logout", &w.server.addr()]);
     assert!(out.success(), "{out}");
+}
+
+#[test]
+fn podman_pulls_the_private_registry_only_after_podman_login_and_the_open_one_anonymously() {
+    let w = World::start();
+    let amd64_config = support::hex_of(&w.tree.platform("amd64").config);
+
+    let podman = Podman::new();
+    let out = podman.pull(&w.private_ref());
+    assert!(
+        !out.success(),
+        "anonymous podman pull of a private registry"
+    );
+    let out = podman.login(&w.server.addr(), USER, WRONG);
+    assert!(!out.success(), "podman login with a wrong password: {out}");
+    let out = podman.login(&w.server.addr(), USER, PASSWORD);
+    assert!(out.success(), "{out}\n{}", w.server.log_tail());
+    let out = podman.pull(&w.private_ref());
+    assert!(out.success(), "{out}\n{}", w.server.log_tail());
+    assert_eq!(
+        podman.inspect(&w.private_ref())["Id"].as_str(),
+        Some(amd64_config)
+    );
+
+    // Another podman, never logged in, still pulls the open name.
+    let anonymous = Podman::new();
+    let open = w.server.in_path_ref(REPO, "v1");
+    let out = anonymous.pull(&open);
+    assert!(out.success(), "{out}\n{}", w.server.log_tail());
+    assert_eq!(anonymous.inspect(&open)["Id"].as_str(), Some(amd64_config));
 }
 
 #[test]

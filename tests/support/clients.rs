@@ -327,7 +327,7 @@ impl Drop for Containerd {
 // ---------------------------------------------------------------------------------------------
 // podman
 
-/// podman with private storage (vfs) under a temporary directory.
+/// podman with private storage (vfs) and its own credentials file under a temporary directory.
 pub struct Podman {
     dir: TempDir,
 }
@@ -346,6 +346,8 @@ impl Podman {
         )
         .expect("write registries.conf");
         std::fs::create_dir_all(dir.path().join("tmp")).expect("podman tmp dir");
+        // No credentials until `login` adds them (podman refuses a named file that is missing).
+        std::fs::write(dir.path().join("auth.json"), "{}\n").expect("write auth.json");
         Podman { dir }
     }
 
@@ -353,6 +355,7 @@ impl Podman {
         let d = self.dir.path();
         let mut cmd = Command::new("podman");
         cmd.env("CONTAINERS_REGISTRIES_CONF", d.join("registries.conf"))
+            .env("REGISTRY_AUTH_FILE", d.join("auth.json"))
             .arg("--root")
             .arg(d.join("root"))
             .arg("--runroot")
@@ -375,6 +378,22 @@ impl Podman {
         let mut cmd = self.command();
         cmd.args(["pull", "--tls-verify=false", reference]);
         run(&mut cmd, PULL_TIMEOUT)
+    }
+
+    /// `podman login --tls-verify=false REGISTRY`; the credentials land in this podman's own
+    /// file, never the machine's.
+    pub fn login(&self, registry: &str, user: &str, password: &str) -> Output {
+        let mut cmd = self.command();
+        cmd.args([
+            "login",
+            "--tls-verify=false",
+            "--username",
+            user,
+            "--password",
+            password,
+            registry,
+        ]);
+        run(&mut cmd, Duration::from_secs(60))
     }
 
     /// `podman image inspect REFERENCE`, first element.
