@@ -9,7 +9,7 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use actors::manifest_index::CachedManifest;
-use actors::oci::{merge_accept, Digest, ImageRef, Reference, RepoName, MANIFEST_MEDIA_TYPES};
+use actors::oci::{accepted_types, Digest, ImageRef, Reference, RepoName, MANIFEST_MEDIA_TYPES};
 use actors::Engine;
 use bytes::Bytes;
 use futures_util::Stream;
@@ -212,16 +212,21 @@ async fn referrers(
 /// the distribution registry, instead of a document it cannot parse. Clients that send no
 /// manifest types (or `*/*`) take whatever there is.
 fn check_accept(req: &HttpRequest, m: &Arc<CachedManifest>) -> Result<(), ApiError> {
-    let accept = merge_accept(
-        req.headers()
-            .get_all(header::ACCEPT)
-            .filter_map(|v| v.to_str().ok()),
-    );
-    let names_types = accept
-        .iter()
-        .any(|a| MANIFEST_MEDIA_TYPES.contains(&a.as_str()));
-    let wildcard = accept.iter().any(|a| a == "*/*");
-    if names_types && !wildcard && !accept.iter().any(|a| a == m.media_type()) {
+    let accept = || {
+        accepted_types(
+            req.headers()
+                .get_all(header::ACCEPT)
+                .filter_map(|v| v.to_str().ok()),
+        )
+    };
+    let names_types = accept().any(|a| {
+        MANIFEST_MEDIA_TYPES
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(a))
+    });
+    let wildcard = accept().any(|a| a == "*/*");
+    let ours = || accept().any(|a| a.eq_ignore_ascii_case(m.media_type()));
+    if names_types && !wildcard && !ours() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             ErrorCode::ManifestUnknown,

@@ -55,6 +55,43 @@ fn assert_manifest_response(r: &http::Response, digest: &str, media_type: &str, 
 }
 
 #[test]
+fn a_manifest_whose_type_the_accept_headers_leave_out_is_404_and_served_when_listed_in_any_case() {
+    let (upstream, tree) = upstream_with_image();
+    let server = Server::start(&upstream.url());
+    let path = server.manifest_path(REPO, "v1");
+    let image_types_only = "application/vnd.oci.image.manifest.v1+json, \
+                            application/vnd.docker.distribution.manifest.v2+json;q=0.9";
+
+    // Cached first, so every answer below is a cache hit.
+    let r = http::get_manifest(server.port, &path);
+    assert_eq!(r.status, 200, "{}", r.summary());
+
+    let r = http::get_with(server.port, &path, &[("Accept", image_types_only)]);
+    assert_eq!(r.status, 404, "{}", r.summary());
+    assert_eq!(
+        r.oci_error_codes(),
+        Some(vec!["MANIFEST_UNKNOWN".to_string()]),
+        "{}",
+        r.summary()
+    );
+
+    for headers in [
+        // The index's type in a second header, as c/image clients send them, in other case.
+        vec![
+            ("Accept", image_types_only),
+            ("Accept", "Application/VND.OCI.Image.Index.v1+JSON; q=0.5"),
+        ],
+        vec![("Accept", image_types_only), ("Accept", "*/*")],
+        vec![("Accept", "text/html")],
+        vec![],
+    ] {
+        let r = http::get_with(server.port, &path, &headers);
+        assert_eq!(r.status, 200, "{headers:?}: {}", r.summary());
+        assert_eq!(r.header("Docker-Content-Digest"), Some(tree.top.as_str()));
+    }
+}
+
+#[test]
 fn manifests_and_blobs_carry_digest_type_length_and_namespace_headers() {
     let (upstream, tree) = upstream_with_image();
     let server = Server::start(&upstream.url());

@@ -186,24 +186,18 @@ impl Manifest {
     }
 }
 
-/// All media types in a request's `Accept` headers: c/image clients send one header per type,
-/// containerd one comma-separated header; both mean the same list.
-pub fn merge_accept<'a>(headers: impl IntoIterator<Item = &'a str>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for h in headers {
-        for part in h.split(',') {
-            let mt = part
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            if !mt.is_empty() && !out.contains(&mt) {
-                out.push(mt);
-            }
-        }
-    }
-    out
+/// All media types in a request's `Accept` headers, parameters dropped, in the case the
+/// client sent them (media types compare without case): c/image clients send one header per
+/// type, containerd one comma-separated header; both mean the same list. Borrowed, not
+/// collected: every manifest hit reads it.
+pub fn accepted_types<'a>(
+    headers: impl IntoIterator<Item = &'a str>,
+) -> impl Iterator<Item = &'a str> {
+    headers
+        .into_iter()
+        .flat_map(|h| h.split(','))
+        .map(|part| part.split(';').next().unwrap_or("").trim())
+        .filter(|t| !t.is_empty())
 }
 
 #[cfg(test)]
@@ -274,17 +268,20 @@ mod tests {
     }
 
     #[test]
-    fn accept_headers_merge_across_headers_and_comma_lists() {
-        let merged = merge_accept([
+    fn accepted_types_span_headers_and_comma_lists_without_parameters() {
+        let types: Vec<&str> = accepted_types([
             "application/vnd.oci.image.index.v1+json",
-            "application/vnd.docker.distribution.manifest.v2+json, */*;q=0.8",
-            "application/vnd.oci.image.index.v1+json",
-        ]);
+            "Application/Vnd.Docker.Distribution.Manifest.V2+Json, */*;q=0.8",
+            " , ;q=1",
+        ])
+        .collect();
         assert_eq!(
-            merged,
-            [OCI_INDEX, DOCKER_MANIFEST, "*/*"]
-                .map(String::from)
-                .to_vec()
+            types,
+            [
+                OCI_INDEX,
+                "Application/Vnd.Docker.Distribution.Manifest.V2+Json",
+                "*/*"
+            ]
         );
     }
 

@@ -8,7 +8,7 @@ mod reference;
 
 pub use digest::Digest;
 pub use manifest::{
-    merge_accept, Descriptor, Manifest, ManifestKind, Platform, DOCKER_MANIFEST,
+    accepted_types, Descriptor, Manifest, ManifestKind, Platform, DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST, MANIFEST_MEDIA_TYPES, MAX_MANIFEST_BYTES, OCI_INDEX, OCI_MANIFEST,
 };
 pub use platform::{host_arch, host_os, PlatformSpec, Platforms};
