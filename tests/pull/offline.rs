@@ -103,13 +103,7 @@ fn air_gapped_miss_is_manifest_unknown_without_any_upstream_request() {
     });
 
     let r = http::get_manifest(server.port, &server.manifest_path(REPO, "v1"));
-    assert_eq!(r.status, 404, "{}", r.summary());
-    assert_eq!(
-        r.oci_error_codes(),
-        Some(vec!["MANIFEST_UNKNOWN".to_string()]),
-        "{}",
-        r.summary()
-    );
+    r.assert_oci_error(404, "MANIFEST_UNKNOWN");
     let r = http::get_manifest(
         server.port,
         &format!("/v2/{REPO}/manifests/{}?ns={UPSTREAM_NAME}", oci.top),

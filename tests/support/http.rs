@@ -57,6 +57,18 @@ impl Response {
             .collect()
     }
 
+    /// Panics unless this is `status` with an OCI error body of the one code `code`.
+    #[track_caller]
+    pub fn assert_oci_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "{}", self.summary());
+        assert_eq!(
+            self.oci_error_codes(),
+            Some(vec![code.to_string()]),
+            "{}",
+            self.summary()
+        );
+    }
+
     /// A one-line summary for assertion messages.
     pub fn summary(&self) -> String {
         let body = self.text();
