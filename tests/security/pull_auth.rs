@@ -1,8 +1,7 @@
 //! Pull credentials (`pullAuth`): an htpasswd file made by `htpasswd -B`, a registry marked
 //! `private: true` beside an open one, and real clients: skopeo with `--src-creds`, the Docker
 //! Engine after `docker login`, podman after `podman login`, containerd with `ctr --user`
-//! through its mirror; then the
-//! per-address limit on wrong passwords.
+//! through its mirror; then the per-address limit on wrong passwords.
 
 // Needs root and the tools `tests/run-all.sh` installs; see `tests/harness/gate.rs`.
 #![cfg(not(e2e_skipped))]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::ceph::{Ceph, ACCESS_KEY, REGION, SECRET_KEY};
 use super::proc::{run, Output};
-use super::{free_port, http, Server, ServerOptions, UPSTREAM_NAME};
+use super::{free_port, http, sha256_hex, ImageTree, Server, ServerOptions, UPSTREAM_NAME};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_ociregistry");
 
@@ -86,33 +86,24 @@ pub fn serve_expecting_failure(upstream_endpoint: &str, yaml: &str) -> Output {
 
 /// Every manifest and blob of `tree` in `repo`, fetched over plain HTTP from `port`, each
 /// checked against its digest; the failures, as text.
-pub fn pull_repo_over_http(port: u16, repo: &str, tree: &super::ImageTree) -> Vec<String> {
+pub fn pull_repo_over_http(port: u16, repo: &str, tree: &ImageTree) -> Vec<String> {
     let mut failures = Vec::new();
-    let top = format!(
-        "/v2/{}/{}/manifests/{}",
-        super::UPSTREAM_NAME,
-        repo,
-        tree.tag
-    );
+    let top = format!("/v2/{}/{}/manifests/{}", UPSTREAM_NAME, repo, tree.tag);
     let r = http::get_manifest(port, &top);
-    if r.status != 200 || format!("sha256:{}", super::sha256_hex(&r.body)) != tree.top {
+    if r.status != 200 || format!("sha256:{}", sha256_hex(&r.body)) != tree.top {
         failures.push(format!("{top}: {}", r.summary()));
     }
     for p in &tree.platforms {
-        let path = format!(
-            "/v2/{}/{repo}/manifests/{}",
-            super::UPSTREAM_NAME,
-            p.manifest
-        );
+        let path = format!("/v2/{}/{repo}/manifests/{}", UPSTREAM_NAME, p.manifest);
         let r = http::get_manifest(port, &path);
-        if r.status != 200 || format!("sha256:{}", super::sha256_hex(&r.body)) != p.manifest {
+        if r.status != 200 || format!("sha256:{}", sha256_hex(&r.body)) != p.manifest {
             failures.push(format!("{path}: {}", r.summary()));
         }
         for blob in p.blobs() {
-            let path = format!("/v2/{}/{repo}/blobs/{blob}", super::UPSTREAM_NAME);
+            let path = format!("/v2/{}/{repo}/blobs/{blob}", UPSTREAM_NAME);
             match http::request(port, "GET", &path, &[]) {
                 Ok(r) if r.status == 200 => {
-                    let got = format!("sha256:{}", super::sha256_hex(&r.body));
+                    let got = format!("sha256:{}", sha256_hex(&r.body));
                     if got != blob {
                         failures.push(format!("{path}: bytes hash to {got}"));
                     }
@@ -153,7 +144,8 @@ pub fn all_at_once(
 
 /// Asserts that no lease is left in `bucket` once the work under way has ended: downloads a
 /// client started, or that a manifest set going (the rest of its image), end their leases
-/// after the client has its answer. Waits at most 30 s for them.
+/// after the client has its answer. Waits at most 30 s for them; a loop of its own rather than
+/// [`super::wait_for`], so that a failure lists the leases still there.
 pub fn no_leases_left(ceph: &Ceph, bucket: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut left = ceph.keys(bucket, "leases/");
