@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use actix_web::body::SizedStream;
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
@@ -16,29 +16,52 @@ use futures_util::Stream;
 
 use super::error::{ApiError, ErrorCode, Target};
 use super::pull_auth;
+use super::pull_path::PullPath;
 use super::query::PullQuery;
 use super::range::{parse_range, ByteRange, RangeRequest};
 
-const API_VERSION: (&str, &str) = ("Docker-Distribution-Api-Version", "registry/2.0");
+/// `Docker-Distribution-Api-Version: registry/2.0`. The pull API's own headers are built from
+/// constants: a name given as text is parsed and copied on every response.
+fn api_version() -> (HeaderName, HeaderValue) {
+    (
+        HeaderName::from_static("docker-distribution-api-version"),
+        HeaderValue::from_static("registry/2.0"),
+    )
+}
+
+/// `OCI-Namespace`: the upstream the request was routed to.
+fn namespace(registry: &str) -> (HeaderName, &str) {
+    (HeaderName::from_static("oci-namespace"), registry)
+}
+
+fn content_digest(digest: &Digest) -> (HeaderName, String) {
+    (
+        HeaderName::from_static("docker-content-digest"),
+        digest.to_string(),
+    )
+}
 
 /// The pull routes; `guarded`: pull credentials are configured and checked on each of them
 /// (otherwise the check is not even in the chain: every cache hit goes through here).
+///
+/// The static paths come first; every other path under `/v2/` goes to [`pull`], which splits
+/// it by hand ([`PullPath`]): a `/v2` scope is matched by its prefix alone, where patterns
+/// such as `/v2/{name:.+}/manifests/{reference}` would cost a regex capture per request.
 pub fn routes(guarded: bool) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
-        cfg.service(pull_only(["/v2", "/v2/"], guarded, version_check))
-            .service(pull_only(
-                ["/v2/{name:.+}/manifests/{reference}"],
-                guarded,
-                manifest,
-            ))
-            .service(pull_only(
-                ["/v2/{name:.+}/referrers/{digest}"],
-                guarded,
-                referrers,
-            ))
-            .service(pull_only(["/v2/{name:.+}/tags/list"], guarded, tags))
-            .service(pull_only(["/v2/{name:.+}/blobs/{digest}"], guarded, blob));
+        cfg.service(
+            web::resource(["/v2", "/v2/"])
+                .wrap(Condition::new(guarded, from_fn(pull_auth::guard)))
+                .route(web::get().to(version_check))
+                .route(web::head().to(version_check))
+                .default_service(web::to(unsupported)),
+        );
         token_route(cfg);
+        cfg.service(
+            web::scope("/v2")
+                .wrap(Condition::new(guarded, from_fn(pull_auth::guard)))
+                .default_service(web::to(pull)),
+        );
     }
 }
 
@@ -58,30 +81,30 @@ fn token_route(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// A resource answered by `handler` for GET and HEAD (actix's `get()` does not cover HEAD),
-/// and refused as unsupported for every other method. Pull credentials, when configured, are
-/// checked after routing (`pull_auth::guard` needs the `name` the path names) and before the
-/// handler.
-fn pull_only<const N: usize, F, Args>(
-    paths: [&str; N],
-    guarded: bool,
-    handler: F,
-) -> impl actix_web::dev::HttpServiceFactory
-where
-    F: actix_web::Handler<Args> + Clone,
-    Args: actix_web::FromRequest + 'static,
-    F::Output: actix_web::Responder + 'static,
-{
-    web::resource(paths.to_vec())
-        .wrap(Condition::new(guarded, from_fn(pull_auth::guard)))
-        .route(web::get().to(handler.clone()))
-        .route(web::head().to(handler))
-        .default_service(web::to(unsupported))
+/// A path under `/v2/` other than the static ones: answered by its handler for GET and HEAD
+/// (pull credentials, when configured, were checked by `pull_auth::guard` on the way, which
+/// splits the path the same way), refused as unsupported otherwise. The query is read only
+/// for a path that is served, so that a push gets its 405 whatever its query says.
+async fn pull(req: HttpRequest, engine: web::Data<Engine>) -> Result<HttpResponse, ApiError> {
+    let served = matches!(*req.method(), Method::GET | Method::HEAD);
+    let Some(path) = PullPath::parse(req.match_info().as_str()).filter(|_| served) else {
+        return Ok(unsupported(req).await);
+    };
+    let query = PullQuery::from_parts(req.query_string(), req.headers())?;
+    match path {
+        PullPath::Version => Ok(version_check().await),
+        PullPath::Manifest { name, reference } => {
+            manifest(&req, name, reference, &query, &engine).await
+        }
+        PullPath::Blob { name, digest } => blob(&req, name, digest, &query, &engine).await,
+        PullPath::Referrers { name, digest } => referrers(name, digest, &query, &engine).await,
+        PullPath::Tags { name } => tags(name, &query, &engine).await,
+    }
 }
 
 async fn version_check() -> HttpResponse {
     HttpResponse::Ok()
-        .insert_header(API_VERSION)
+        .insert_header(api_version())
         .content_type("application/json")
         .body("{}")
 }
@@ -104,13 +127,8 @@ pub async fn unsupported(req: HttpRequest) -> HttpResponse {
     actix_web::ResponseError::error_response(&e)
 }
 
-/// The upstream and repository a request is for (see `ImageRef::route`).
-fn route(
-    req: &HttpRequest,
-    query: &PullQuery,
-    engine: &Engine,
-) -> Result<(String, RepoName), ApiError> {
-    let name = req.match_info().get("name").unwrap_or_default();
+/// The upstream and repository a request for `name` is for (see `ImageRef::route`).
+fn route(name: &str, query: &PullQuery, engine: &Engine) -> Result<(String, RepoName), ApiError> {
     Ok(ImageRef::route(
         name,
         query.upstream(),
@@ -119,12 +137,14 @@ fn route(
 }
 
 async fn manifest(
-    req: HttpRequest,
-    query: PullQuery,
-    engine: web::Data<Engine>,
+    req: &HttpRequest,
+    name: &str,
+    reference: &str,
+    query: &PullQuery,
+    engine: &Engine,
 ) -> Result<HttpResponse, ApiError> {
-    let (registry, repo) = route(&req, &query, &engine)?;
-    let reference = Reference::parse(req.match_info().get("reference").unwrap_or_default())?;
+    let (registry, repo) = route(name, query, engine)?;
+    let reference = Reference::parse(reference)?;
     let image = ImageRef {
         registry,
         repo,
@@ -134,11 +154,11 @@ async fn manifest(
         .manifest(&image)
         .await
         .map_err(|e| ApiError::from_engine(e, Target::Manifest))?;
-    check_accept(&req, &m)?;
+    check_accept(req, &m)?;
     Ok(HttpResponse::Ok()
-        .insert_header(API_VERSION)
-        .insert_header(("OCI-Namespace", image.registry.as_str()))
-        .insert_header(("Docker-Content-Digest", m.digest.to_string()))
+        .insert_header(api_version())
+        .insert_header(namespace(&image.registry))
+        .insert_header(content_digest(&m.digest))
         .insert_header((header::ETAG, format!("\"{}\"", m.digest)))
         .insert_header((header::CONTENT_TYPE, m.media_type()))
         .body(m.bytes.clone()))
@@ -146,20 +166,15 @@ async fn manifest(
 
 /// `GET /v2/<name>/tags/list[?n=&last=]`: the upstream's list while it answers, the tags
 /// this cache holds otherwise.
-async fn tags(
-    req: HttpRequest,
-    query: PullQuery,
-    engine: web::Data<Engine>,
-) -> Result<HttpResponse, ApiError> {
-    let (registry, repo) = route(&req, &query, &engine)?;
+async fn tags(name: &str, query: &PullQuery, engine: &Engine) -> Result<HttpResponse, ApiError> {
+    let (registry, repo) = route(name, query, engine)?;
     let page = engine
         .tags(&registry, &repo, query.n, query.last.as_deref())
         .await
         .map_err(|e| ApiError::from_engine(e, Target::Other))?;
-    let name = req.match_info().get("name").unwrap_or_default();
     let mut ok = HttpResponse::Ok();
-    ok.insert_header(API_VERSION)
-        .insert_header(("OCI-Namespace", registry.as_str()));
+    ok.insert_header(api_version())
+        .insert_header(namespace(&registry));
     if page.from_cache {
         ok.insert_header((
             "Warning",
@@ -182,19 +197,20 @@ async fn tags(
 /// `GET /v2/<name>/referrers/<digest>[?artifactType=]`: the subject's referrers as an OCI
 /// image index, kept so that signatures and SBOMs can be found in the air gap too.
 async fn referrers(
-    req: HttpRequest,
-    query: PullQuery,
-    engine: web::Data<Engine>,
+    name: &str,
+    digest: &str,
+    query: &PullQuery,
+    engine: &Engine,
 ) -> Result<HttpResponse, ApiError> {
-    let (registry, repo) = route(&req, &query, &engine)?;
-    let subject = Digest::parse(req.match_info().get("digest").unwrap_or_default())?;
+    let (registry, repo) = route(name, query, engine)?;
+    let subject = Digest::parse(digest)?;
     let found = engine
         .referrers(&registry, &repo, &subject, query.artifact_type.as_deref())
         .await
         .map_err(|e| ApiError::from_engine(e, Target::Manifest))?;
     let mut ok = HttpResponse::Ok();
-    ok.insert_header(API_VERSION)
-        .insert_header(("OCI-Namespace", registry.as_str()))
+    ok.insert_header(api_version())
+        .insert_header(namespace(&registry))
         .insert_header((header::CONTENT_TYPE, actors::oci::OCI_INDEX));
     if found.filtered {
         ok.insert_header(("OCI-Filters-Applied", "artifactType"));
@@ -212,40 +228,44 @@ async fn referrers(
 /// the distribution registry, instead of a document it cannot parse. Clients that send no
 /// manifest types (or `*/*`) take whatever there is.
 fn check_accept(req: &HttpRequest, m: &Arc<CachedManifest>) -> Result<(), ApiError> {
-    let accept = || {
-        accepted_types(
-            req.headers()
-                .get_all(header::ACCEPT)
-                .filter_map(|v| v.to_str().ok()),
-        )
-    };
-    let names_types = accept().any(|a| {
-        MANIFEST_MEDIA_TYPES
-            .iter()
-            .any(|t| t.eq_ignore_ascii_case(a))
-    });
-    let wildcard = accept().any(|a| a == "*/*");
-    let ours = || accept().any(|a| a.eq_ignore_ascii_case(m.media_type()));
-    if names_types && !wildcard && !ours() {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            ErrorCode::ManifestUnknown,
-            format!(
-                "the manifest is {}, which the request's Accept header does not include",
-                m.media_type()
-            ),
-        ));
+    let accepted = accepted_types(
+        req.headers()
+            .get_all(header::ACCEPT)
+            .filter_map(|v| v.to_str().ok()),
+    );
+    // One pass that stops at the first type that takes ours: clients list theirs first.
+    let mut names_types = false;
+    for a in accepted {
+        if a == "*/*" || a.eq_ignore_ascii_case(m.media_type()) {
+            return Ok(());
+        }
+        names_types = names_types
+            || MANIFEST_MEDIA_TYPES
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(a));
     }
-    Ok(())
+    if !names_types {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        ErrorCode::ManifestUnknown,
+        format!(
+            "the manifest is {}, which the request's Accept header does not include",
+            m.media_type()
+        ),
+    ))
 }
 
 async fn blob(
-    req: HttpRequest,
-    query: PullQuery,
-    engine: web::Data<Engine>,
+    req: &HttpRequest,
+    name: &str,
+    digest: &str,
+    query: &PullQuery,
+    engine: &Engine,
 ) -> Result<HttpResponse, ApiError> {
-    let (registry, repo) = route(&req, &query, &engine)?;
-    let digest = Digest::parse(req.match_info().get("digest").unwrap_or_default())?;
+    let (registry, repo) = route(name, query, engine)?;
+    let digest = Digest::parse(digest)?;
     let reader = engine
         .blob(&registry, &repo, &digest)
         .await
@@ -290,9 +310,9 @@ where
 
 fn blob_headers(registry: &str, digest: &Digest) -> HttpResponseBuilder {
     let mut b = HttpResponse::Ok();
-    b.insert_header(API_VERSION)
-        .insert_header(("OCI-Namespace", registry))
-        .insert_header(("Docker-Content-Digest", digest.to_string()))
+    b.insert_header(api_version())
+        .insert_header(namespace(registry))
+        .insert_header(content_digest(digest))
         .insert_header((header::ETAG, format!("\"{digest}\"")))
         .insert_header((header::ACCEPT_RANGES, "bytes"))
         .insert_header((header::CONTENT_TYPE, "application/octet-stream"));

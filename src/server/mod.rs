@@ -10,6 +10,7 @@ pub mod health;
 mod metrics;
 mod plain;
 pub mod pull_auth;
+mod pull_path;
 pub mod query;
 mod range;
 pub mod tls;

@@ -2,13 +2,10 @@
 //! malformed query string gets the same answer (400 `NAME_INVALID`) on every endpoint, before
 //! the cache or any upstream is asked.
 
-use std::future::{ready, Ready};
-
-use actix_web::dev::Payload;
 use actix_web::error::QueryPayloadError;
 use actix_web::http::header::HeaderMap;
 use actix_web::http::StatusCode;
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::web;
 use actors::oci::Reference;
 use serde::Deserialize;
 
@@ -101,16 +98,6 @@ fn malformed(why: String) -> ApiError {
     )
 }
 
-/// Lets handlers take the parsed query as an argument, so no handler reads the raw string.
-impl FromRequest for PullQuery {
-    type Error = ApiError;
-    type Future = Ready<Result<PullQuery, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(PullQuery::from_parts(req.query_string(), req.headers()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,10 +187,10 @@ mod tests {
     }
 
     #[test]
-    fn the_extractor_refuses_before_the_handler_runs() {
+    fn a_request_naming_two_upstreams_is_refused() {
         let req = actix_web::test::TestRequest::with_uri("/v2/a/manifests/v1?ns=a.io&ns=b.io")
             .to_http_request();
-        let e = PullQuery::extract(&req).into_inner().expect_err("two ns");
+        let e = PullQuery::from_parts(req.query_string(), req.headers()).expect_err("two ns");
         assert_eq!(e.code, ErrorCode::NameInvalid);
     }
 }

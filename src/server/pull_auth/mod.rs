@@ -53,11 +53,12 @@ use actix_web::http::header::{self, HeaderMap};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
-use actors::oci::{Digest, ImageRef, Reference};
+use actors::oci::ImageRef;
 use actors::Engine;
 use base64::Engine as _;
 
 use super::error::{ApiError, ErrorCode, Target as ErrorTarget};
+use super::pull_path::PullPath;
 use super::query::PullQuery;
 pub use htpasswd::Htpasswd;
 use limiter::{AttemptLimiter, Policy};
@@ -494,36 +495,34 @@ fn token_url(info: &actix_web::dev::ConnectionInfo) -> String {
 /// The token endpoint's path.
 pub const TOKEN_PATH: &str = "/v2/token";
 
-/// The middleware on every pull resource. Without `pullAuth` (no [`PullAuth`] in the app's
-/// data) it only passes requests on. Methods other than GET and HEAD go on to their 405: they
-/// serve nothing.
+/// The middleware on the pull routes. Without `pullAuth` (no [`PullAuth`] in the app's data)
+/// it only passes requests on. Methods other than GET and HEAD, and paths the pull API does not
+/// serve, go on to their 405 or 404: they serve nothing.
 pub async fn guard(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let auth = req.app_data::<web::Data<PullAuth>>().cloned();
-    let Some(auth) = auth.filter(|_| matches!(*req.method(), Method::GET | Method::HEAD)) else {
+    let path = PullPath::parse(req.match_info().as_str());
+    let (Some(auth), Some(path)) = (
+        auth.filter(|_| matches!(*req.method(), Method::GET | Method::HEAD)),
+        path,
+    ) else {
         return next
             .call(req)
             .await
             .map(ServiceResponse::map_into_left_body);
     };
     let mut routed = String::new();
-    let target = auth.target(
-        req.match_info().get("name"),
-        req.query_string(),
-        req.headers(),
-        &mut routed,
-    );
+    let target = auth.target(path.name(), req.query_string(), req.headers(), &mut routed);
     let need = auth.need(target);
     let presented = Presented::from_headers(req.headers());
     let url = token_url(&req.connection_info());
-    // Only asked where some registries are open and others private.
+    // Only asked where some registries are open and others private: content is shared across
+    // upstreams by digest, so naming an open upstream must not reach what only a private one
+    // served.
     let (digest, engine) = match need {
-        Need::Nothing => (
-            addressed_digest(&req),
-            req.app_data::<web::Data<Engine>>().cloned(),
-        ),
+        Need::Nothing => (path.digest(), req.app_data::<web::Data<Engine>>().cloned()),
         Need::Credentials => (None, None),
     };
     let private_content = || async {
@@ -551,20 +550,6 @@ pub async fn guard(
             .await
             .map(ServiceResponse::map_into_left_body),
         Err(e) => Ok(req.into_response(e.error_response()).map_into_right_body()),
-    }
-}
-
-/// The digest a pull request addresses (a blob, a manifest by digest, a referrers subject), if
-/// any: content is shared across upstreams by digest, so naming an open upstream must not
-/// reach what only a private one served.
-fn addressed_digest(req: &ServiceRequest) -> Option<Digest> {
-    let info = req.match_info();
-    if let Some(d) = info.get("digest") {
-        return Digest::parse(d).ok();
-    }
-    match Reference::parse(info.get("reference")?) {
-        Ok(Reference::Digest(d)) => Some(d),
-        _ => None,
     }
 }
 

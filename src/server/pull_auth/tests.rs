@@ -71,11 +71,16 @@ async fn call(
         .service(web::resource(["/v2", "/v2/"]).wrap(from_fn(guard)).to(ok))
         .service(web::resource(TOKEN_PATH).to(token_endpoint))
         .service(
-            web::resource("/v2/{name:.+}/manifests/{reference}")
+            web::scope("/v2")
                 .wrap(from_fn(guard))
-                .route(web::get().to(ok))
-                .route(web::head().to(ok))
-                .default_service(web::to(HttpResponse::MethodNotAllowed)),
+                .default_service(web::to(|req: HttpRequest| async move {
+                    let served = matches!(*req.method(), Method::GET | Method::HEAD);
+                    match PullPath::parse(req.match_info().as_str()) {
+                        Some(_) if served => HttpResponse::Ok().body("served"),
+                        Some(_) => HttpResponse::MethodNotAllowed().finish(),
+                        None => HttpResponse::NotFound().finish(),
+                    }
+                })),
         );
     let service = test::init_service(app).await;
     let mut req = TestRequest::default()
@@ -213,6 +218,16 @@ async fn writes_go_on_to_their_refusal() {
     let all = auth_with(&[], LENIENT);
     let r = call(Some(&all), Method::PUT, OPEN, None, "192.0.2.1").await;
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[actix_web::test]
+async fn paths_the_pull_api_does_not_serve_go_on_to_their_404_unchallenged() {
+    let all = auth_with(&[], LENIENT);
+    for path in ["/v2/a/blobs/uploads/", "/v2/a/b", "/v2//manifests/latest"] {
+        let r = call(Some(&all), Method::GET, path, None, "192.0.2.1").await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    assert_eq!(status(Some(&all), OPEN, None).await, 401);
 }
 
 #[actix_web::test]
