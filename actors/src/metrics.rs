@@ -62,7 +62,8 @@ pub struct UpstreamError {
 pub struct Request {
     /// `manifests`, `blobs`, `version`, `admin`, `metrics` or `other`.
     pub endpoint: &'static str,
-    pub method: String,
+    /// The standard methods by name, anything else as `other`: a bounded label set.
+    pub method: &'static str,
     pub status: u16,
 }
 

@@ -59,6 +59,23 @@ fn endpoint(path: &str) -> &'static str {
     }
 }
 
+/// A method as a label: its name when it is one of HTTP's own, `other` otherwise, so that
+/// clients cannot grow the label set (nor make each request build one).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 /// Counts each request by endpoint, method and status, and the body bytes it is answered with.
 pub async fn count(
     req: ServiceRequest,
@@ -75,7 +92,7 @@ pub async fn count(
     m.http_requests
         .get_or_create(&Request {
             endpoint,
-            method: method.as_str().to_string(),
+            method: method_label(&method),
             status: res.status().as_u16(),
         })
         .inc();
@@ -95,7 +112,7 @@ mod tests {
     use actix_web::test::TestRequest;
     use actors::metrics::Format;
 
-    use super::{endpoint, negotiate};
+    use super::{endpoint, method_label, negotiate};
 
     fn format_for(accept: &str) -> Format {
         let req = TestRequest::default()
@@ -126,6 +143,15 @@ mod tests {
             Format::OpenMetrics
         );
         assert_eq!(negotiate(None), Format::Classic);
+    }
+
+    #[test]
+    fn methods_are_a_small_fixed_set() {
+        use actix_web::http::Method;
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::DELETE), "DELETE");
+        let made_up = Method::from_bytes(b"FROBNICATE").unwrap();
+        assert_eq!(method_label(&made_up), "other");
     }
 
     #[test]

@@ -132,6 +132,22 @@ impl Hit {
     }
 }
 
+thread_local! {
+    /// Where a hit spells the tag's key (`registry/repo:tag`, as `ImageRef` displays it): one
+    /// buffer per thread, instead of a new string per hit.
+    static TAG_KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// `image`'s key by tag, as its `Display` spells it, written into `key`.
+fn tag_key(image: &ImageRef, tag: &str, key: &mut String) {
+    key.clear();
+    key.push_str(&image.registry);
+    key.push('/');
+    key.push_str(image.repo.as_str());
+    key.push(':');
+    key.push_str(tag);
+}
+
 impl IndexView {
     pub(super) fn new(first: Snapshot) -> Self {
         IndexView(Arc::new(ArcSwap::from_pointee(first)))
@@ -146,8 +162,11 @@ impl IndexView {
         let snap = self.0.load();
         let (published, checked) = match &image.reference {
             Reference::Digest(d) => (snap.by_digest.get(d)?, None),
-            Reference::Tag(_) => {
-                let t = snap.by_tag.get(image.to_string().as_str())?;
+            Reference::Tag(tag) => {
+                let t = TAG_KEY.with_borrow_mut(|key| {
+                    tag_key(image, tag, key);
+                    snap.by_tag.get(key.as_str())
+                })?;
                 (&t.entry, Some(t.checked.clone()))
             }
         };
@@ -162,6 +181,17 @@ impl IndexView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tag_key_is_spelled_as_the_image_displays() {
+        let image = ImageRef::parse("registry.k8s.io/pause:3.8").unwrap();
+        let Reference::Tag(tag) = &image.reference else {
+            panic!("a tag")
+        };
+        let mut key = String::from("left over from an earlier hit");
+        tag_key(&image, tag, &mut key);
+        assert_eq!(key, image.to_string());
+    }
 
     #[test]
     fn a_check_clock_tells_the_age_of_the_latest_check_and_never_goes_back() {
