@@ -16,7 +16,7 @@
 #   REPS=3              repetitions of every measure (the table shows medians)
 #   WRK_DURATION=5s     duration of one wrk run
 #   BLOB_MB=100         cached blob for the throughput measure
-#   BLOB_CONNS=4        wrk connections for the blob measure
+#   BLOB_CONNS="4 32"   wrk connection counts for the blob measure
 #   TAG_CONNS=64        wrk connections for the manifest-by-tag measure
 #   SF_MB=64            cold blob for the single-flight measure
 #   SF_CLIENTS="16 64"  client counts for the single-flight measure
@@ -66,7 +66,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-: "${REPS:=3}" "${WRK_DURATION:=5s}" "${BLOB_MB:=100}" "${BLOB_CONNS:=4}" "${TAG_CONNS:=64}"
+: "${REPS:=3}" "${WRK_DURATION:=5s}" "${BLOB_MB:=100}" "${BLOB_CONNS:=4 32}" "${TAG_CONNS:=64}"
 : "${SF_MB:=64}" "${SF_CLIENTS:=16 64}" "${IMAGE_MB:=200}" "${IMAGE_LAYERS:=4}"
 : "${PULL_CLIENTS:=32}" "${BIG_MB:=1024}" "${TTFB_RATE_MB:=50}" "${RSS_CLIENTS:=16}"
 : "${MANIFESTS:=10000}" "${SKOPEO_LAYERS:=8M,16M,24M}" "${UPSTREAM_RATE_MB:=0}"
@@ -299,6 +299,7 @@ nginx_pids() { local m; m=$(pid_of nginx); echo "$m" $(pgrep -P "$m"); }
 
 measure_blob_throughput() {
   say "cached ${BLOB_MB} MB blob throughput (wrk, $BLOB_CONNS connections)"
+  local conns
   local ours_url="$OURS/v2/upstream.test/bench/raw/blobs/$BLOB_DIGEST"
   local peer_url="$PEER/v2/bench/raw/blobs/$BLOB_DIGEST"
   curl -sf -o /dev/null "$ours_url"; curl -sf -o /dev/null "$peer_url"
@@ -308,14 +309,17 @@ measure_blob_throughput() {
   ln -f "$W/ours-warm/blobs/$hex" "$W/www/blob.bin"
   sleep 1; curl -sf -o /dev/null "$peer_url"
   command_note "cached blob throughput" \
-    "wrk -t2 -c$BLOB_CONNS -d$WRK_DURATION --timeout 60s -s benches/wrk-report.lua $STATIC/blob.bin
-wrk -t2 -c$BLOB_CONNS -d$WRK_DURATION --timeout 60s -s benches/wrk-report.lua $peer_url
-wrk -t2 -c$BLOB_CONNS -d$WRK_DURATION --timeout 60s -s benches/wrk-report.lua $ours_url"
-  for _ in $(seq "$REPS"); do
-    # shellcheck disable=SC2046
-    record blob.nginx "$(wrk_run "$STATIC/blob.bin" "$BLOB_CONNS" "" $(nginx_pids))"
-    record blob.peer "$(wrk_run "$peer_url" "$BLOB_CONNS" "" "$(pid_of peer)")"
-    record blob.ours "$(wrk_run "$ours_url" "$BLOB_CONNS" "" "$(pid_of ours)")"
+    "wrk -t2 -cN -d$WRK_DURATION --timeout 60s -s benches/wrk-report.lua $STATIC/blob.bin
+wrk -t2 -cN -d$WRK_DURATION --timeout 60s -s benches/wrk-report.lua $peer_url
+wrk -t2 -cN -d$WRK_DURATION --timeout 60s -s benches/wrk-report.lua $ours_url
+(N: each of $BLOB_CONNS)"
+  for conns in $BLOB_CONNS; do
+    for _ in $(seq "$REPS"); do
+      # shellcheck disable=SC2046
+      record "blob$conns.nginx" "$(wrk_run "$STATIC/blob.bin" "$conns" "" $(nginx_pids))"
+      record "blob$conns.peer" "$(wrk_run "$peer_url" "$conns" "" "$(pid_of peer)")"
+      record "blob$conns.ours" "$(wrk_run "$ours_url" "$conns" "" "$(pid_of ours)")"
+    done
   done
 }
 
@@ -580,5 +584,5 @@ say "writing $OUT_PATH"
 python3 "$BENCH_DIR/report.py" --results "$RESULTS" --commands "$COMMANDS" \
   --machine "$W/machine.json" --versions "$W/versions.tsv" --out "$OUT_PATH" \
   --elapsed "$ELAPSED" --note "$NOTE" \
-  --settings "REPS=$REPS WRK_DURATION=$WRK_DURATION BLOB_MB=$BLOB_MB BLOB_CONNS=$BLOB_CONNS TAG_CONNS=$TAG_CONNS SF_MB=$SF_MB SF_CLIENTS='$SF_CLIENTS' IMAGE_MB=$IMAGE_MB IMAGE_LAYERS=$IMAGE_LAYERS PULL_CLIENTS=$PULL_CLIENTS BIG_MB=$BIG_MB TTFB_RATE_MB=$TTFB_RATE_MB RSS_CLIENTS=$RSS_CLIENTS MANIFESTS=$MANIFESTS SKOPEO_LAYERS=$SKOPEO_LAYERS UPSTREAM_RATE_MB=$UPSTREAM_RATE_MB"
+  --settings "REPS=$REPS WRK_DURATION=$WRK_DURATION BLOB_MB=$BLOB_MB BLOB_CONNS='$BLOB_CONNS' TAG_CONNS=$TAG_CONNS SF_MB=$SF_MB SF_CLIENTS='$SF_CLIENTS' IMAGE_MB=$IMAGE_MB IMAGE_LAYERS=$IMAGE_LAYERS PULL_CLIENTS=$PULL_CLIENTS BIG_MB=$BIG_MB TTFB_RATE_MB=$TTFB_RATE_MB RSS_CLIENTS=$RSS_CLIENTS MANIFESTS=$MANIFESTS SKOPEO_LAYERS=$SKOPEO_LAYERS UPSTREAM_RATE_MB=$UPSTREAM_RATE_MB"
 say "done in ${ELAPSED}s"
