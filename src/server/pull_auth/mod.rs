@@ -1,6 +1,6 @@
 //! Pull credentials (`pullAuth`): users of an htpasswd file of bcrypt hashes, who present
 //! their password as HTTP Basic credentials or trade it for a Bearer token at `/v2/token`. A
-//! middleware on every pull resource checks them before the handler runs.
+//! middleware on the pull routes checks them before the handler runs.
 //!
 //! Who must present credentials:
 //!
