@@ -286,6 +286,8 @@ def main():
     }
     for key in sorted(k for k in r if k != "settings"):
         prefix = key.split(".")[0]
+        if prefix.startswith("blob"):  # blob<connections>
+            prefix = "blob"
         if prefix.startswith("sf"):
             cells = ["%s GET, %s B, %.2f s" % (x.get("gets"), x.get("bytes"), x.get("wall_s", 0)) for x in r[key]]
         elif prefix == "skopeo":
