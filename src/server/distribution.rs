@@ -14,20 +14,14 @@ use actors::Engine;
 use bytes::Bytes;
 use futures_util::Stream;
 
-use super::error::{ApiError, ErrorCode, Target};
+use super::error::{api_version, ApiError, ErrorCode, Target};
 use super::pull_auth;
 use super::pull_path::PullPath;
 use super::query::PullQuery;
 use super::range::{parse_range, ByteRange, RangeRequest};
 
-/// `Docker-Distribution-Api-Version: registry/2.0`. The pull API's own headers are built from
-/// constants: a name given as text is parsed and copied on every response.
-fn api_version() -> (HeaderName, HeaderValue) {
-    (
-        HeaderName::from_static("docker-distribution-api-version"),
-        HeaderValue::from_static("registry/2.0"),
-    )
-}
+// The pull API's own headers are built from constants: a name given as text is parsed and
+// copied on every response.
 
 /// `OCI-Namespace`: the upstream the request was routed to.
 fn namespace(registry: &str) -> (HeaderName, &str) {

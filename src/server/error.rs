@@ -4,7 +4,8 @@
 
 use std::fmt;
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use actors::oci::OciError;
 use actors::upstream::UpstreamError;
@@ -207,6 +208,16 @@ impl From<OciError> for ApiError {
     }
 }
 
+/// `Docker-Distribution-Api-Version: registry/2.0`, on every answer of the pull API, errors
+/// included; built from constants, since a header name given as text is parsed and copied on
+/// every response.
+pub fn api_version() -> (HeaderName, HeaderValue) {
+    (
+        HeaderName::from_static("docker-distribution-api-version"),
+        HeaderValue::from_static("registry/2.0"),
+    )
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         self.status
@@ -214,7 +225,7 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status);
-        response.insert_header(("Docker-Distribution-Api-Version", "registry/2.0"));
+        response.insert_header(api_version());
         if let Some(seconds) = self.retry_after {
             response.insert_header((header::RETRY_AFTER, seconds.to_string()));
         }
