@@ -20,10 +20,9 @@ use super::pull_path::PullPath;
 use super::query::PullQuery;
 use super::range::{parse_range, ByteRange, RangeRequest};
 
-// The pull API's own headers are built from constants: a name given as text is parsed and
-// copied on every response.
-
-/// `OCI-Namespace`: the upstream the request was routed to.
+/// `OCI-Namespace`: the upstream the request was routed to. This header and the next are
+/// named by constants, like [`api_version`]: a name given as text is parsed and copied on
+/// every response.
 fn namespace(registry: &str) -> (HeaderName, &str) {
     (HeaderName::from_static("oci-namespace"), registry)
 }
@@ -38,18 +37,12 @@ fn content_digest(digest: &Digest) -> (HeaderName, String) {
 /// The pull routes; `guarded`: pull credentials are configured and checked on each of them
 /// (otherwise the check is not even in the chain: every cache hit goes through here).
 ///
-/// The static paths come first; every other path under `/v2/` goes to [`pull`], which splits
-/// it by hand ([`PullPath`]): a `/v2` scope is matched by its prefix alone, where patterns
-/// such as `/v2/{name:.+}/manifests/{reference}` would cost a regex capture per request.
+/// The token paths come first; every other path under `/v2`, the version check included, goes
+/// to [`pull`], which splits it by hand ([`PullPath`]): a `/v2` scope is matched by its prefix
+/// alone, where patterns such as `/v2/{name:.+}/manifests/{reference}` would cost a regex
+/// capture per request.
 pub fn routes(guarded: bool) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
-        cfg.service(
-            web::resource(["/v2", "/v2/"])
-                .wrap(Condition::new(guarded, from_fn(pull_auth::guard)))
-                .route(web::get().to(version_check))
-                .route(web::head().to(version_check))
-                .default_service(web::to(unsupported)),
-        );
         token_route(cfg);
         cfg.service(
             web::scope("/v2")
@@ -75,7 +68,7 @@ fn token_route(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// A path under `/v2/` other than the static ones: answered by its handler for GET and HEAD
+/// A path under `/v2` other than the token's: answered by its handler for GET and HEAD
 /// (pull credentials, when configured, were checked by `pull_auth::guard` on the way, which
 /// splits the path the same way), refused as unsupported otherwise. The query is read only
 /// for a path that is served, so that a push gets its 405 whatever its query says.

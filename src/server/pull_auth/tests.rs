@@ -66,9 +66,7 @@ async fn call(
     if let Some(a) = auth {
         app = app.app_data(a.clone());
     }
-    let ok = || async { HttpResponse::Ok().body("served") };
     let app = app
-        .service(web::resource(["/v2", "/v2/"]).wrap(from_fn(guard)).to(ok))
         .service(web::resource(TOKEN_PATH).to(token_endpoint))
         .service(
             web::scope("/v2")
