@@ -2,6 +2,9 @@
 //! fetches them and the reader that serves them: below all three, so none imports another for
 //! a type.
 
+use std::time::Instant;
+
+use actix::prelude::*;
 use tokio::sync::watch;
 
 use crate::error::EngineError;
@@ -118,6 +121,22 @@ pub enum BlobStatus {
     Fetching(watch::Receiver<Progress>),
     /// Not cached, and no source to fetch it from.
     Absent,
+}
+
+/// A blob the table counts as stored is not in the store: a file removed by hand, or an
+/// object another replica of a shared store pruned. Answered like
+/// [`Open`](crate::blob_table::Open) once the table has forgotten the blob, so a reader that
+/// found it gone follows a new download of the same bytes (the digest names them) instead of
+/// failing every request until a restart.
+#[derive(Message, Debug)]
+#[rtype(result = "BlobStatus")]
+pub struct Vanished {
+    pub digest: Digest,
+    /// `None` in air-gapped mode (or for another replica's request): forget, fetch nothing.
+    pub source: Option<BlobSource>,
+    /// When the reader was told the blob is stored: one stored again after that is another
+    /// file, and stays.
+    pub seen: Instant,
 }
 
 /// A blob as the listings show it.

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use tokio::sync::watch;
 
-use crate::blob::{BlobInfo, BlobSource, BlobStatus, NamedBlob, Progress, StatedSizes};
+use crate::blob::{BlobInfo, BlobSource, BlobStatus, NamedBlob, Progress, StatedSizes, Vanished};
 use crate::oci::Digest;
 use crate::proxy::download::{Expecting, Finished, Job, Table};
 use crate::prune::{self, RefCounts};
@@ -239,6 +239,42 @@ impl Handler<Open> for BlobTable {
         }
         let status = self.open(msg.digest, msg.source, ctx);
         Box::pin(actix::fut::ready(status))
+    }
+}
+
+/// Forgets a stored blob its reader did not find, then opens it again: a download of the same
+/// bytes when there is a source, `Absent` in air-gapped mode. Readers that find it gone at the
+/// same time join the one download; a blob stored again since the reader looked stays.
+impl Handler<Vanished> for BlobTable {
+    type Result = ResponseActFuture<Self, BlobStatus>;
+
+    fn handle(&mut self, msg: Vanished, ctx: &mut Context<Self>) -> Self::Result {
+        let stored_since = self.landed.get(&msg.digest).is_some_and(|t| *t > msg.seen);
+        if let (false, Some(State::Present { size, .. })) =
+            (stored_since, self.blobs.get(&msg.digest))
+        {
+            let size = *size;
+            log::warn!(
+                "cache: blob {} ({size} bytes) is no longer in the store; {}",
+                msg.digest,
+                if msg.source.is_some() {
+                    "fetching it again"
+                } else {
+                    "forgetting it (nothing to fetch it from)"
+                }
+            );
+            self.blobs.remove(&msg.digest);
+            self.landed.remove(&msg.digest);
+            self.bytes = self.bytes.saturating_sub(size);
+            let m = crate::metrics::metrics();
+            m.cached_blobs.dec();
+            m.cached_blob_bytes.dec_by(size as i64);
+        }
+        let open = Open {
+            digest: msg.digest,
+            source: msg.source,
+        };
+        <Self as Handler<Open>>::handle(self, open, ctx)
     }
 }
 

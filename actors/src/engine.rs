@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix::prelude::*;
 
@@ -18,7 +19,7 @@ use crate::manifest_index::{
 };
 use crate::metrics::{metrics, UpstreamKind};
 use crate::oci::{Digest, ImageRef, Reference, RepoName};
-use crate::proxy::reader::BlobReader;
+use crate::proxy::reader::{BlobReader, Refetch};
 use crate::prune::{CacheBound, Selector};
 use crate::pruner::{EvictTo, Prune, PruneReport, Pruner};
 use crate::puller_pool::{
@@ -376,11 +377,12 @@ impl Engine {
             registry: registry.to_string(),
             repo: repo.clone(),
         });
+        let seen = Instant::now();
         let status = self
             .blobs
             .send(Open {
                 digest: digest.clone(),
-                source,
+                source: source.clone(),
             })
             .await?;
         let label = UpstreamKind {
@@ -395,12 +397,24 @@ impl Engine {
         };
         BlobReader::open(self.store.clone(), digest.clone(), status)
             .await?
+            .map(|r| r.refetching(self.refetch(source, seen)))
             .ok_or_else(|| EngineError::NotCached(format!("{registry}/{repo}@{digest}")))
+    }
+
+    /// How a reader gets a stored blob back that the store no longer has (removed by hand,
+    /// pruned by another replica): the table forgets it and fetches it from `source`.
+    fn refetch(&self, source: Option<BlobSource>, seen: Instant) -> Refetch {
+        Refetch {
+            table: self.blobs.clone().recipient(),
+            source,
+            seen,
+        }
     }
 
     /// A blob for another replica of the shared store that follows this one's download: only
     /// what this replica has or is fetching (`None` otherwise), never a new download.
     pub async fn fleet_blob(&self, digest: &Digest) -> Result<Option<BlobReader>, EngineError> {
+        let seen = Instant::now();
         let status = self
             .blobs
             .send(Open {
@@ -408,7 +422,8 @@ impl Engine {
                 source: None,
             })
             .await?;
-        BlobReader::open(self.store.clone(), digest.clone(), status).await
+        let reader = BlobReader::open(self.store.clone(), digest.clone(), status).await?;
+        Ok(reader.map(|r| r.refetching(self.refetch(None, seen))))
     }
 
     /// Refuses an upstream that `allowedUpstreams` does not list, before the cache or the

@@ -70,6 +70,8 @@ async fn a_cached_image_manifest_prefetches_its_blobs_once() {
     assert!(stored.size() == Some(BLOB.len() as u64));
     let on_disk: Vec<u8> = stored
         .stream(0, None)
+        .await
+        .unwrap()
         .map(|c| c.unwrap().to_vec())
         .concat()
         .await;

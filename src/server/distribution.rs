@@ -11,8 +11,6 @@ use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use actors::manifest_index::CachedManifest;
 use actors::oci::{accepted_types, Digest, ImageRef, Reference, RepoName, MANIFEST_MEDIA_TYPES};
 use actors::Engine;
-use bytes::Bytes;
-use futures_util::Stream;
 
 use super::error::{api_version, ApiError, ErrorCode, Target};
 use super::pull_auth;
@@ -262,27 +260,14 @@ async fn blob(
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok());
     let mut ok = blob_headers(&registry, &digest);
+    let engine_error = |e| ApiError::from_engine(e, Target::Blob);
     let Some(size) = reader.size() else {
         // No Content-Length from upstream: stream to the end, chunked, ranges ignored.
-        return Ok(ok.streaming(reader.stream(0, None)));
+        let body = reader.stream(0, None).await.map_err(engine_error)?;
+        return Ok(ok.streaming(body));
     };
-    Ok(ranged(ok, range_header, size, |range| {
-        reader.stream(range.start, Some(range.end))
-    }))
-}
-
-/// Answers with a blob of `size` bytes, or with the part of it that `Range` asks for.
-fn ranged<S>(
-    mut ok: HttpResponseBuilder,
-    range_header: Option<&str>,
-    size: u64,
-    body: impl FnOnce(ByteRange) -> S,
-) -> HttpResponse
-where
-    S: Stream<Item = Result<Bytes, std::io::Error>> + 'static,
-{
     let range = match parse_range(range_header, size) {
-        RangeRequest::Unsatisfiable => return unsatisfiable(size),
+        RangeRequest::Unsatisfiable => return Ok(unsatisfiable(size)),
         RangeRequest::Full => ByteRange {
             start: 0,
             end: size,
@@ -292,7 +277,13 @@ where
             r
         }
     };
-    ok.body(SizedStream::new(range.end - range.start, body(range)))
+    // Opened before the head goes out: a blob gone from the store is an error answer (or a
+    // new download), not a body cut after its first byte.
+    let body = reader
+        .stream(range.start, Some(range.end))
+        .await
+        .map_err(engine_error)?;
+    Ok(ok.body(SizedStream::new(range.end - range.start, body)))
 }
 
 fn blob_headers(registry: &str, digest: &Digest) -> HttpResponseBuilder {

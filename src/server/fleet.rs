@@ -8,7 +8,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use actors::oci::Digest;
 use actors::proxy::peer::ROUTE;
-use actors::Engine;
+use actors::{Engine, EngineError};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route(&format!("{ROUTE}{{digest}}"), web::get().to(blob));
@@ -46,11 +46,18 @@ async fn blob(req: HttpRequest, engine: web::Data<Engine>) -> HttpResponse {
     };
     match engine.fleet_blob(&digest).await {
         Ok(Some(reader)) => {
+            let size = reader.size();
+            let body = match reader.stream(0, size).await {
+                Ok(body) => body,
+                // Stored here once, and gone since: the follower reads the shared store.
+                Err(EngineError::NotCached(_)) => return plain(StatusCode::NOT_FOUND, "not here"),
+                Err(e) => return plain(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+            };
             let mut ok = HttpResponse::Ok();
             ok.content_type("application/octet-stream");
-            match reader.size() {
-                Some(size) => ok.body(SizedStream::new(size, reader.stream(0, Some(size)))),
-                None => ok.streaming(reader.stream(0, None)),
+            match size {
+                Some(size) => ok.body(SizedStream::new(size, body)),
+                None => ok.streaming(body),
             }
         }
         Ok(None) => plain(StatusCode::NOT_FOUND, "not here"),

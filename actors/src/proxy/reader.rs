@@ -10,11 +10,14 @@
 use std::io;
 use std::sync::Arc;
 
+use std::time::Instant;
+
+use actix::Recipient;
 use bytes::Bytes;
 use futures_util::Stream;
 use tokio::sync::watch;
 
-use crate::blob::{BlobStatus, Progress};
+use crate::blob::{BlobSource, BlobStatus, Progress, Vanished};
 use crate::error::EngineError;
 use crate::oci::Digest;
 use crate::store::{BlobFile, Store};
@@ -39,6 +42,42 @@ pub struct BlobReader {
     /// checked before its first use: it ends `Done` without ever `Receiving`, and is no
     /// download.
     downloaded: bool,
+    /// Where to report the blob gone from the store, once.
+    refetch: Option<Refetch>,
+}
+
+/// How a reader of a stored blob gets the blob back when the store no longer has it.
+#[derive(Debug)]
+pub(crate) struct Refetch {
+    pub table: Recipient<Vanished>,
+    /// `None`: nothing to fetch it from (air-gapped, or another replica asking).
+    pub source: Option<BlobSource>,
+    /// When the table said the blob is stored.
+    pub seen: Instant,
+}
+
+/// Waits on a download until its response head is in: the size it announced (if any) and
+/// whether bytes are coming from the upstream, or its failure.
+async fn head(
+    rx: &mut watch::Receiver<Progress>,
+    digest: &Digest,
+) -> Result<(Option<u64>, bool), EngineError> {
+    loop {
+        let state = rx.borrow_and_update().clone();
+        match state {
+            Progress::Queued => {
+                if rx.changed().await.is_err() {
+                    return Err(EngineError::Unavailable(format!(
+                        "the download of {digest} was abandoned"
+                    )));
+                }
+            }
+            Progress::Receiving { total, .. } => return Ok((total, true)),
+            Progress::Verified { size, .. } => return Ok((Some(size), true)),
+            Progress::Done { size } => return Ok((Some(size), false)),
+            Progress::Failed(e) => return Err(e),
+        }
+    }
 }
 
 impl BlobReader {
@@ -57,23 +96,8 @@ impl BlobReader {
                 (rx, Some(size), false)
             }
             BlobStatus::Fetching(mut rx) => {
-                let size = loop {
-                    let state = rx.borrow_and_update().clone();
-                    match state {
-                        Progress::Queued => {
-                            if rx.changed().await.is_err() {
-                                return Err(EngineError::Unavailable(format!(
-                                    "the download of {digest} was abandoned"
-                                )));
-                            }
-                        }
-                        Progress::Receiving { total, .. } => break (total, true),
-                        Progress::Verified { size, .. } => break (Some(size), true),
-                        Progress::Done { size } => break (Some(size), false),
-                        Progress::Failed(e) => return Err(e),
-                    }
-                };
-                (rx, size.0, size.1)
+                let (size, downloaded) = head(&mut rx, &digest).await?;
+                (rx, size, downloaded)
             }
         };
         Ok(Some(BlobReader {
@@ -82,7 +106,15 @@ impl BlobReader {
             progress,
             size,
             downloaded,
+            refetch: None,
         }))
+    }
+
+    /// Lets the reader of a stored blob that is no longer in the store ask `refetch.table`
+    /// for it again (see [`BlobReader::stream`]); without it, such a reader fails.
+    pub(crate) fn refetching(mut self, refetch: Refetch) -> Self {
+        self.refetch = Some(refetch);
+        self
     }
 
     /// The blob's size, when known: a download whose upstream sent no `Content-Length` (and
@@ -132,16 +164,25 @@ impl BlobReader {
 
     /// The bytes `start..end` (to the blob's end when `end` is `None`). An error ends the
     /// stream: the client must see a broken body, never a short one that looks complete.
-    pub fn stream(self, start: u64, end: Option<u64>) -> impl Stream<Item = io::Result<Bytes>> {
+    ///
+    /// A stored blob's file is opened here, before the caller answers: a blob gone from the
+    /// store (removed by hand, or pruned by another replica) is then this call's error, or,
+    /// with [`BlobReader::refetching`], fetched again and followed like any download.
+    pub async fn stream(
+        mut self,
+        start: u64,
+        end: Option<u64>,
+    ) -> Result<impl Stream<Item = io::Result<Bytes>>, EngineError> {
+        let file = self.open_stored(start).await?;
         let follow = Follow {
             store: self.store,
             digest: self.digest,
             progress: self.progress,
-            file: None,
+            file,
             pos: start,
             end,
         };
-        futures_util::stream::unfold(follow, |mut st| async move {
+        Ok(futures_util::stream::unfold(follow, |mut st| async move {
             match st.next_chunk().await {
                 Ok(Some(b)) => Some((Ok(b), st)),
                 Ok(None) => None,
@@ -150,7 +191,49 @@ impl BlobReader {
                     Some((Err(io::Error::other(e)), st.finished()))
                 }
             }
-        })
+        }))
+    }
+
+    /// The stored blob's file at `at`; `None` while the blob is still on its way (its reader
+    /// opens the staging file as it appears). A file the store no longer has is reported to
+    /// the table once, and the download it answers with is followed from its head on.
+    async fn open_stored(&mut self, at: u64) -> Result<Option<BlobFile>, EngineError> {
+        if !matches!(*self.progress.borrow(), Progress::Done { .. }) {
+            return Ok(None);
+        }
+        let gone = match self.store.open_blob(self.digest.clone(), at).await {
+            Ok(file) => return Ok(Some(file)),
+            Err(e) if e.is_not_found() => e,
+            Err(e) => return Err(e.into()),
+        };
+        let not_cached =
+            || EngineError::NotCached(format!("blob {} is no longer in the store", self.digest));
+        let Some(refetch) = self.refetch.take() else {
+            log::warn!("cache: blob {}: {gone}", self.digest);
+            return Err(not_cached());
+        };
+        let status = refetch
+            .table
+            .send(Vanished {
+                digest: self.digest.clone(),
+                source: refetch.source,
+                seen: refetch.seen,
+            })
+            .await?;
+        match status {
+            BlobStatus::Absent => Err(not_cached()),
+            BlobStatus::Present { .. } => match self.store.open_blob(self.digest.clone(), at).await
+            {
+                Ok(file) => Ok(Some(file)),
+                Err(e) if e.is_not_found() => Err(not_cached()),
+                Err(e) => Err(e.into()),
+            },
+            BlobStatus::Fetching(mut rx) => {
+                head(&mut rx, &self.digest).await?;
+                self.progress = rx;
+                Ok(None)
+            }
+        }
     }
 }
 
@@ -268,6 +351,7 @@ mod tests {
             progress: rx,
             size: Some(size),
             downloaded: true,
+            refetch: None,
         }
     }
 
@@ -290,7 +374,10 @@ mod tests {
         let status = BlobStatus::Present { size: 10 };
         let r = BlobReader::open(store, d, status).await.unwrap().unwrap();
         assert_eq!((r.size(), r.downloaded), (Some(10), false));
-        assert_eq!(collect(r.stream(2, Some(5))).await.unwrap(), b"234");
+        assert_eq!(
+            collect(r.stream(2, Some(5)).await.unwrap()).await.unwrap(),
+            b"234"
+        );
     }
 
     #[actix_rt::test]
@@ -301,7 +388,7 @@ mod tests {
             written: 3,
             total: Some(6),
         });
-        let mut body = Box::pin(reader(store, rx, 6).stream(0, Some(6)));
+        let mut body = Box::pin(reader(store, rx, 6).stream(0, Some(6)).await.unwrap());
         let first = body.next().await.unwrap().unwrap();
         assert_eq!(&first[..], b"abc", "bytes arrive before the download ends");
         let path = s.to_string();
@@ -321,7 +408,7 @@ mod tests {
             written: 6,
             total: Some(6),
         });
-        let mut body = Box::pin(reader(store, rx, 6).stream(0, Some(6)));
+        let mut body = Box::pin(reader(store, rx, 6).stream(0, Some(6)).await.unwrap());
         assert_eq!(&body.next().await.unwrap().unwrap()[..], b"abcde");
         let waited = tokio::time::timeout(Duration::from_millis(100), body.next()).await;
         assert!(
@@ -344,7 +431,7 @@ mod tests {
             written: 6,
             total: Some(6),
         });
-        let mut body = Box::pin(reader(store, rx, 6).stream(0, Some(6)));
+        let mut body = Box::pin(reader(store, rx, 6).stream(0, Some(6)).await.unwrap());
         assert_eq!(&body.next().await.unwrap().unwrap()[..], b"abcde");
         tx.send_replace(Progress::Verified { staged: s, size: 6 });
         let last = tokio::time::timeout(Duration::from_secs(5), body.next())
@@ -362,5 +449,116 @@ mod tests {
         tx.send_replace(Progress::Failed(EngineError::NotCached("x".into())));
         let opened = BlobReader::open(store, Digest::of(b"x"), BlobStatus::Fetching(rx)).await;
         assert_eq!(opened.unwrap_err(), EngineError::NotCached("x".into()));
+    }
+
+    /// A table that answers every [`Vanished`] with the download it was given, and counts
+    /// the reports.
+    struct Table {
+        reports: Arc<std::sync::Mutex<Vec<Vanished>>>,
+        answer: Option<watch::Receiver<Progress>>,
+    }
+
+    impl actix::Actor for Table {
+        type Context = actix::Context<Self>;
+    }
+
+    impl actix::Handler<Vanished> for Table {
+        type Result = actix::MessageResult<Vanished>;
+
+        fn handle(&mut self, msg: Vanished, _: &mut Self::Context) -> Self::Result {
+            self.reports.lock().unwrap().push(msg);
+            actix::MessageResult(match &self.answer {
+                Some(rx) => BlobStatus::Fetching(rx.clone()),
+                None => BlobStatus::Absent,
+            })
+        }
+    }
+
+    /// A reader of `digest` as stored in an empty store, reporting to a [`Table`] answering
+    /// with `answer`.
+    async fn reader_of_vanished(
+        store: Arc<dyn Store>,
+        digest: Digest,
+        answer: Option<watch::Receiver<Progress>>,
+    ) -> (BlobReader, Arc<std::sync::Mutex<Vec<Vanished>>>) {
+        use actix::Actor as _;
+        let reports = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let table = Table {
+            reports: reports.clone(),
+            answer,
+        }
+        .start();
+        let status = BlobStatus::Present { size: 6 };
+        let r = BlobReader::open(store, digest, status)
+            .await
+            .unwrap()
+            .unwrap();
+        let source = BlobSource {
+            registry: "up.test".into(),
+            repo: crate::oci::RepoName::parse("a/b").unwrap(),
+        };
+        let r = r.refetching(Refetch {
+            table: table.recipient(),
+            source: Some(source),
+            seen: Instant::now(),
+        });
+        (r, reports)
+    }
+
+    #[actix_rt::test]
+    async fn a_stored_blob_gone_from_the_store_is_not_cached_before_any_byte_is_promised() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(FsStore::open(dir.path()).unwrap());
+        let status = BlobStatus::Present { size: 6 };
+        let r = BlobReader::open(store.clone(), Digest::of(b"abcdef"), status)
+            .await
+            .unwrap()
+            .unwrap();
+        let err = r
+            .stream(0, Some(6))
+            .await
+            .err()
+            .expect("a missing file streamed");
+        assert!(matches!(err, EngineError::NotCached(_)), "{err}");
+
+        let (r, reports) = reader_of_vanished(store, Digest::of(b"abcdef"), None).await;
+        let err = r
+            .stream(0, Some(6))
+            .await
+            .err()
+            .expect("a missing file streamed");
+        assert!(matches!(err, EngineError::NotCached(_)), "{err}");
+        assert_eq!(reports.lock().unwrap().len(), 1, "the table was not told");
+    }
+
+    #[actix_rt::test]
+    async fn a_stored_blob_gone_from_the_store_is_reported_once_and_its_new_download_followed() {
+        let (_dir, store, s) = staged(b"abcdef").await;
+        let (tx, rx) = watch::channel(Progress::Queued);
+        let digest = Digest::of(b"abcdef");
+        let (r, reports) = reader_of_vanished(store, digest.clone(), Some(rx)).await;
+        let pending = actix_rt::spawn(r.stream(2, Some(6)));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !pending.is_finished(),
+            "answered before the download's head"
+        );
+        tx.send_replace(Progress::Verified { staged: s, size: 6 });
+        let body = pending
+            .await
+            .unwrap()
+            .expect("the new download was not followed");
+        assert_eq!(
+            collect(body).await.unwrap(),
+            b"cdef",
+            "from the asked offset"
+        );
+        let reports = reports.lock().unwrap();
+        assert_eq!(reports.len(), 1);
+        assert_eq!(reports[0].digest, digest);
+        assert_eq!(
+            reports[0].source.as_ref().map(|s| s.registry.as_str()),
+            Some("up.test")
+        );
     }
 }
