@@ -10,6 +10,8 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actors::metrics::{metrics, render, Endpoint, Format, Request};
 
+use super::pull_path::PullPath;
+
 /// Every metric, in the format the scraper prefers.
 pub async fn scrape(req: HttpRequest) -> HttpResponse {
     let format = negotiate(Accept::parse(&req).ok());
@@ -42,20 +44,20 @@ fn negotiate(accept: Option<Accept>) -> Format {
     Format::Classic
 }
 
-/// Which API a path belongs to; a bounded label set, whatever the path.
+/// Which API a path belongs to; a bounded label set, whatever the path. Pull paths are told
+/// apart as the pull API dispatches them (`PullPath`), so a request is counted under what it
+/// was served as; push attempts (`.../blobs/uploads/...`) are no pull path and count as
+/// `other`.
 fn endpoint(path: &str) -> &'static str {
-    if path == "/v2" || path == "/v2/" {
-        "version"
-    } else if path.starts_with("/v2/") && path.contains("/manifests/") {
-        "manifests"
-    } else if path.starts_with("/v2/") && path.contains("/blobs/") {
-        "blobs"
-    } else if path.starts_with("/cmd/") {
-        "admin"
-    } else if path == "/metrics" {
-        "metrics"
-    } else {
-        "other"
+    match PullPath::parse(path) {
+        Some(PullPath::Version) => "version",
+        Some(PullPath::Manifest { .. }) => "manifests",
+        Some(PullPath::Blob { .. }) => "blobs",
+        Some(PullPath::Referrers { .. }) => "referrers",
+        Some(PullPath::Tags { .. }) => "tags",
+        None if path.starts_with("/cmd/") => "admin",
+        None if path == "/metrics" => "metrics",
+        None => "other",
     }
 }
 
@@ -156,9 +158,19 @@ mod tests {
 
     #[test]
     fn endpoints_are_a_small_fixed_set() {
+        assert_eq!(endpoint("/v2"), "version");
         assert_eq!(endpoint("/v2/"), "version");
         assert_eq!(endpoint("/v2/a/b/manifests/1"), "manifests");
         assert_eq!(endpoint("/v2/a/blobs/sha256:x"), "blobs");
+        assert_eq!(endpoint("/v2/a/referrers/sha256:x"), "referrers");
+        assert_eq!(endpoint("/v2/a/b/tags/list"), "tags");
+        // Counted as what the pull API serves them as, whatever else the name holds.
+        assert_eq!(endpoint("/v2/a/manifests/x/blobs/y"), "blobs");
+        assert_eq!(endpoint("/v2/a/blobs/x/manifests/y"), "manifests");
+        // Push attempts are no pull path.
+        assert_eq!(endpoint("/v2/a/blobs/uploads/"), "other");
+        assert_eq!(endpoint("/v2/a/blobs/uploads/123"), "other");
+        assert_eq!(endpoint("/v2/token"), "other");
         assert_eq!(endpoint("/cmd/stop"), "admin");
         assert_eq!(endpoint("/metrics"), "metrics");
         assert_eq!(endpoint("/../../etc/passwd"), "other");

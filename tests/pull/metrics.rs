@@ -236,10 +236,12 @@ fn latency_histogram_build_info_and_process_metrics_describe_the_running_server(
     SkopeoDir::new()
         .copy_all(&server.in_path_ref(REPO, "v1"))
         .expect_success();
+    let tags = http::get(server.port, &format!("/v2/upstream.test/{REPO}/tags/list"));
+    assert_eq!(tags.status, 200, "{}", tags.summary());
     let m = http::get(server.port, "/metrics").text();
 
     // Every request answered is timed once, under the same endpoint as it is counted.
-    for endpoint in ["version", "manifests", "blobs"] {
+    for endpoint in ["version", "manifests", "blobs", "tags"] {
         let label = format!("endpoint=\"{endpoint}\"");
         let counted = sample(&m, "ociregistry_http_requests_total", &[&label]);
         assert!(counted >= 1.0, "{endpoint} requests counted:\n{m}");
