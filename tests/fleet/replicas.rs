@@ -337,6 +337,18 @@ fn a_prune_on_one_replica_takes_the_fleets_lease_and_leaves_every_manifest_in_th
     );
     no_leases_left(ceph, &bucket);
 
+    // Until its next sync, the replica that had cached the pruned image counts its blobs
+    // stored: asked for one, it finds the object gone and fetches it again, whole.
+    let refetched = &gone_blobs[0];
+    let path = format!("/v2/{}/{OTHER}/blobs/{refetched}", support::UPSTREAM_NAME);
+    let r = http::get(replicas[1].port, &path);
+    assert_eq!(r.status, 200, "{}\n{}", r.summary(), replicas[1].log_tail());
+    assert_eq!(
+        format!("sha256:{}", support::sha256_hex(&r.body)),
+        *refetched,
+        "a pruned blob asked of a replica that still counted it stored"
+    );
+
     // The replica that had cached the pruned image drops it within the sync interval...
     let listed = |port: u16| {
         http::request(port, "GET", "/cmd/manifest/list", &[])

@@ -206,8 +206,8 @@ impl BlobReader {
             Err(e) if e.is_not_found() => e,
             Err(e) => return Err(e.into()),
         };
-        let not_cached =
-            || EngineError::NotCached(format!("blob {} is no longer in the store", self.digest));
+        // Said only when nothing may fetch it again: air-gapped, or a reader without a table.
+        let not_cached = || EngineError::NotCached(format!("blob {}", self.digest));
         let Some(refetch) = self.refetch.take() else {
             log::warn!("cache: blob {}: {gone}", self.digest);
             return Err(not_cached());
