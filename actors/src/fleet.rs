@@ -9,14 +9,14 @@
 //!   creates the store's `prune` lease ([`Fleet::begin_prune`]); with `maxCacheSize`, every
 //!   replica weighs the whole store each [`BOUND_CHECK_INTERVAL`]. It first syncs and adopts
 //!   the store's whole blob listing, so it decides over everything the fleet cached, and right
-//!   before deleting blobs it reads every manifest in the store again and keeps each blob one
-//!   of them names ([`Fleet::unnamed`]): a manifest another replica wrote meanwhile keeps its
-//!   blobs.
+//!   before deleting blobs it looks again and keeps each blob that a manifest written since
+//!   names ([`Fleet::unnamed`]): a manifest another replica wrote meanwhile keeps its blobs.
 //! - A blob whose last naming manifest another replica pruned may be gone: it is checked
 //!   against the store on its next use and fetched again when gone
 //!   ([`crate::blob_table::Suspect`]).
-//! - What a replica wrote a moment after that second read can still name a blob being
-//!   deleted: its readers fail until that replica's next sync or prune notices.
+//! - What a replica wrote a moment after that second look can still name a blob being
+//!   deleted, and a replica that has not synced since still counts it stored: the next reader
+//!   finds it gone and fetches it again ([`crate::blob::Vanished`]).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -74,27 +74,35 @@ impl Fleet {
         if self.done.load(Ordering::SeqCst) != before {
             return Ok(());
         }
-        self.look().await
+        self.look().await.map(drop)
     }
 
     /// A look that starts now: for a prune, which must not decide on an older one.
-    async fn sync_now(&self) -> Result<(), EngineError> {
+    async fn sync_now(&self) -> Result<HashSet<Digest>, EngineError> {
         let _one = self.running.lock().await;
         self.look().await
     }
 
-    async fn look(&self) -> Result<(), EngineError> {
+    /// One look; the blobs that the image manifests it picked up name.
+    async fn look(&self) -> Result<HashSet<Digest>, EngineError> {
         let changed = self.store.changed_manifests().await;
         self.done.fetch_add(1, Ordering::SeqCst);
         let changed = changed?;
         for problem in &changed.problems {
             log::warn!("shared store: {problem}");
         }
+        let mut named = HashSet::new();
         if !changed.holders.is_empty() {
             log::debug!(
                 "shared store: {} manifests written by other replicas",
                 changed.holders.len()
             );
+            for h in changed.holders.iter().filter(|h| !h.is_list()) {
+                match Candidate::from_holder(h) {
+                    Ok(c) => named.extend(c.children),
+                    Err(e) => log::warn!("shared store: manifest {}: {e}", h.image_url()),
+                }
+            }
             adopt(&self.index, &self.blobs, changed.holders, false).await?;
         }
         if !changed.removed.is_empty() {
@@ -128,7 +136,7 @@ impl Fleet {
                 .await?;
             self.blobs.send(Suspect { digests: unnamed }).await?;
         }
-        Ok(())
+        Ok(named)
     }
 
     /// A manifest by digest that no replica has cached: fetched from the upstream by one
@@ -206,7 +214,11 @@ impl Fleet {
     }
 
     /// Splits `candidates` into the blobs no manifest in the store names now, and the ones
-    /// one does (with the reason, for the report). Every manifest object is read again.
+    /// one does (with the reason, for the report). A fresh look at the store (one listing, and
+    /// a read of each manifest object written since the last) picks up the manifests other
+    /// replicas wrote since the prune began; those this replica knew of already are in the
+    /// blob table's counts, which the candidates were chosen by and which its `Remove` checks
+    /// again.
     pub async fn unnamed(
         &self,
         candidates: Vec<Digest>,
@@ -214,20 +226,13 @@ impl Fleet {
         if candidates.is_empty() {
             return Ok((candidates, Vec::new()));
         }
-        let loaded = self.store.load_manifests().await?;
-        let mut named: HashSet<Digest> = HashSet::new();
-        for h in loaded.holders.iter().filter(|h| !h.is_list()) {
-            match Candidate::from_holder(h) {
-                Ok(c) => named.extend(c.children),
-                Err(e) => log::warn!("shared store: manifest {}: {e}", h.image_url()),
-            }
-        }
+        let named = self.sync_now().await?;
         let (kept, free): (Vec<Digest>, Vec<Digest>) =
             candidates.into_iter().partition(|d| named.contains(d));
         let kept = kept
             .into_iter()
             .map(|d| {
-                let why = "named by a manifest in the shared store".to_string();
+                let why = "named by a manifest another replica wrote meanwhile".to_string();
                 (d, why)
             })
             .collect();
