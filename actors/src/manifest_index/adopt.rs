@@ -49,6 +49,8 @@ impl Handler<Adopt> for ManifestIndex {
                     new_images.push((digest.clone(), entry.manifest.named_blobs()));
                 }
                 crate::metrics::metrics().cached_manifests.inc();
+                self.named_by
+                    .add(&digest, &entry.manifest.manifest.children);
                 self.by_digest.insert(digest.clone(), entry);
                 touched_digests.push(digest.clone());
             }

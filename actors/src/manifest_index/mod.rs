@@ -11,11 +11,14 @@
 mod adopt;
 mod remove;
 mod snapshot;
+mod sources;
 
 pub use adopt::Adopt;
 pub use remove::{Forget, Remove, Removed};
 pub use snapshot::{CheckClock, Hit, IndexView, PullClock};
 use snapshot::{Published, PublishedTag, Snapshot};
+use sources::NamedBy;
+pub use sources::Sources;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
@@ -169,6 +172,8 @@ pub struct ManifestIndex {
     queue: Option<StoreQueue>,
     /// The manifests, by their digest (the exact upstream bytes hash to it).
     by_digest: HashMap<Digest, IndexEntry>,
+    /// Which of them name each digest; changed wherever `by_digest` is.
+    named_by: NamedBy,
     /// `registry/repo:tag` -> the manifest the tag points at; a tag points at one manifest.
     by_tag: HashMap<String, Digest>,
     /// Manifests whose `pulled` time changed since the last flush.
@@ -190,6 +195,7 @@ impl ManifestIndex {
             store,
             queue: None,
             by_digest: HashMap::new(),
+            named_by: NamedBy::default(),
             by_tag: HashMap::new(),
             dirty: HashSet::new(),
             checks: HashMap::new(),
@@ -251,6 +257,8 @@ impl ManifestIndex {
                 }
             }
         }
+        self.named_by
+            .add(&digest, &entry.manifest.manifest.children);
         self.by_digest.insert(digest, entry);
     }
 
@@ -527,6 +535,8 @@ impl Handler<Insert> for ManifestIndex {
             self.dirty.insert(digest.clone());
         }
         if is_new {
+            self.named_by
+                .add(&digest, &entry.manifest.manifest.children);
             crate::metrics::metrics().cached_manifests.inc();
         }
         let tag_added = match &tag {
@@ -596,53 +606,6 @@ impl Handler<Tags> for ManifestIndex {
             .collect();
         tags.sort();
         MessageResult(tags)
-    }
-}
-
-/// The registries a digest is known from: those of every cached manifest that is it or names it
-/// (a child manifest, a config, a layer), by where it was first pulled and by its tags, and of
-/// every list that names such a manifest (an image manifest first pulled through a private
-/// registry's list is still reached through an open one's tag of the same list). Pull
-/// credentials use it: content is addressed by digest and shared across upstreams, so a digest
-/// that only private upstreams served must not be handed out under an open upstream's name.
-/// Two scans of the index: asked only for anonymous digest requests when private upstreams
-/// exist.
-#[derive(Message)]
-#[rtype(result = "BTreeSet<String>")]
-pub struct Sources {
-    pub digest: Digest,
-}
-
-impl Handler<Sources> for ManifestIndex {
-    type Result = MessageResult<Sources>;
-
-    fn handle(&mut self, msg: Sources, _: &mut Context<Self>) -> Self::Result {
-        let names = |e: &IndexEntry, d: &Digest| {
-            e.manifest.digest == *d || e.manifest.manifest.children.iter().any(|c| c.digest == *d)
-        };
-        let own = |e: &IndexEntry| -> Vec<String> {
-            std::iter::once(&e.manifest.image_url)
-                .chain(e.tags.iter())
-                .filter_map(|u| u.split_once('/'))
-                .map(|(r, _)| r.to_string())
-                .collect()
-        };
-        let holding: Vec<&IndexEntry> = self
-            .by_digest
-            .values()
-            .filter(|e| names(e, &msg.digest))
-            .collect();
-        let mut registries: BTreeSet<String> = holding.iter().flat_map(|e| own(e)).collect();
-        for list in self
-            .by_digest
-            .values()
-            .filter(|e| e.manifest.kind().is_list())
-        {
-            if holding.iter().any(|e| names(list, &e.manifest.digest)) {
-                registries.extend(own(list));
-            }
-        }
-        MessageResult(registries)
     }
 }
 

@@ -77,6 +77,8 @@ impl ManifestIndex {
             let Some(entry) = self.by_digest.remove(&digest) else {
                 continue;
             };
+            self.named_by
+                .remove(&digest, &entry.manifest.manifest.children);
             for t in &entry.tags {
                 if self.by_tag.get(t) == Some(&digest) {
                     self.by_tag.remove(t);

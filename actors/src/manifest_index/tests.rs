@@ -234,3 +234,92 @@ async fn a_check_marked_by_a_request_or_the_actor_is_the_tags_age_and_kept_with_
         "the check is not kept with the manifest"
     );
 }
+
+/// The registries `digest` is known from, as the index answers.
+async fn sources(index: &Addr<ManifestIndex>, digest: &Digest) -> Vec<String> {
+    let got = index
+        .send(Sources {
+            digest: digest.clone(),
+        })
+        .await
+        .unwrap();
+    got.into_iter().collect()
+}
+
+#[actix_rt::test]
+async fn sources_follow_every_manifest_that_enters_and_leaves_the_index() {
+    use crate::oci::OCI_INDEX;
+    // An image manifest first pulled from a private registry, and an open registry's list
+    // naming it.
+    let img = image_manifest("shared config");
+    let config = Digest::of(b"shared config");
+    let list = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"digest":"{}","size":{}}}]}}"#,
+        Digest::of(&img),
+        img.len()
+    )
+    .into_bytes();
+    let t = datetime!(2024-01-01 00:00:00);
+    let holder = |kind, url: &str, bytes: &[u8]| {
+        ManifestHolder::new(kind, Digest::of(bytes), url, bytes.to_vec(), t, t, vec![])
+    };
+    let (_dir, index, _view) = start(vec![
+        holder(ManifestKind::OciManifest, "private.test/app@x", &img),
+        holder(ManifestKind::OciIndex, "open.test/app:v1", &list),
+    ]);
+    assert_eq!(
+        sources(&index, &config).await,
+        ["open.test", "private.test"]
+    );
+    assert_eq!(
+        sources(&index, &Digest::of(&img)).await,
+        ["open.test", "private.test"]
+    );
+    assert_eq!(sources(&index, &Digest::of(&list)).await, ["open.test"]);
+
+    // A third registry's image manifest with the same config (and bytes of its own), inserted
+    // while running.
+    let third = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"digest":"{config}","size":13}},"layers":[],"annotations":{{"from":"third"}}}}"#
+    )
+    .into_bytes();
+    index
+        .send(Insert {
+            image: image("third.test/app:v1"),
+            manifest: cached("third.test/app:v1", &third),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        sources(&index, &config).await,
+        ["open.test", "private.test", "third.test"]
+    );
+
+    // The list goes (another replica pruned it): the image manifest is the private one's only.
+    index
+        .send(Forget {
+            digests: vec![Digest::of(&list)],
+        })
+        .await
+        .unwrap();
+    assert_eq!(sources(&index, &Digest::of(&img)).await, ["private.test"]);
+    assert_eq!(
+        sources(&index, &config).await,
+        ["private.test", "third.test"]
+    );
+    index
+        .send(Forget {
+            digests: vec![Digest::of(&img)],
+        })
+        .await
+        .unwrap();
+    assert_eq!(sources(&index, &config).await, ["third.test"]);
+    index
+        .send(Forget {
+            digests: vec![Digest::of(&third)],
+        })
+        .await
+        .unwrap();
+    assert!(sources(&index, &config).await.is_empty());
+}
