@@ -7,7 +7,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actors::config::{EngineConfig, Scheme, UpstreamConfig};
+use actors::config::EngineConfig;
 use actors::oci::{Digest, ImageRef, ManifestKind};
 use actors::prune::{parse_patterns, Selector};
 use actors::store::{
@@ -162,14 +162,7 @@ async fn what_is_asked_for_while_a_prune_deletes_it_comes_back_and_stays() {
     let fake = Fake::start(Body::Right);
     let dir = tempfile::tempdir().unwrap();
     let store = SlowDeletes(FsStore::open(dir.path()).unwrap());
-    let mut cfg = EngineConfig::new(dir.path().to_path_buf());
-    cfg.upstreams.push(UpstreamConfig {
-        name: "fake.test".into(),
-        scheme: Scheme::Http,
-        endpoint: Some(fake.endpoint()),
-        auth: None,
-        tls: Default::default(),
-    });
+    let cfg = support::config(dir.path(), fake.endpoint());
     let engine = Engine::with_store(cfg, Arc::new(store)).await.unwrap();
     let image = ImageRef::parse("fake.test/a/b:right").unwrap();
     let blob = Digest::of(BLOB);

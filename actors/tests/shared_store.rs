@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actors::config::{EngineConfig, Scheme, UpstreamConfig};
 use actors::oci::{Digest, ImageRef, ManifestKind};
 use actors::prune::{parse_patterns, Selector};
 use actors::store::{
@@ -125,14 +124,7 @@ async fn a_prune_keeps_the_blobs_a_manifest_another_replica_wrote_meanwhile_name
         pruning: AtomicBool::new(false),
         looks_while_pruning: AtomicUsize::new(0),
     });
-    let mut cfg = EngineConfig::new(dir.path().to_path_buf());
-    cfg.upstreams.push(UpstreamConfig {
-        name: "fake.test".into(),
-        scheme: Scheme::Http,
-        endpoint: Some(fake.endpoint()),
-        auth: None,
-        tls: Default::default(),
-    });
+    let cfg = support::config(dir.path(), fake.endpoint());
     let engine = Engine::with_store(cfg, store.clone()).await.unwrap();
     let ours = ImageRef::parse("fake.test/a/b:right").unwrap();
     engine.manifest(&ours).await.unwrap();

@@ -12,13 +12,9 @@ use std::time::Duration;
 use actors::config::{EngineConfig, Scheme, UpstreamConfig};
 use actors::Engine;
 
-/// An engine caching under `dir` whose `fake.test` upstream is `endpoint`, with settings
-/// adjusted by `tweak`.
-pub async fn engine_with(
-    dir: &std::path::Path,
-    endpoint: String,
-    tweak: impl FnOnce(&mut EngineConfig),
-) -> Engine {
+/// The settings of an engine caching under `dir` whose one upstream, `fake.test`, is
+/// `endpoint`.
+pub fn config(dir: &std::path::Path, endpoint: String) -> EngineConfig {
     let mut cfg = EngineConfig::new(dir.to_path_buf());
     cfg.upstreams.push(UpstreamConfig {
         name: "fake.test".into(),
@@ -28,6 +24,17 @@ pub async fn engine_with(
         tls: Default::default(),
     });
     cfg.pull_timeout = Duration::from_secs(10);
+    cfg
+}
+
+/// An engine caching under `dir` whose `fake.test` upstream is `endpoint`, with settings
+/// adjusted by `tweak`.
+pub async fn engine_with(
+    dir: &std::path::Path,
+    endpoint: String,
+    tweak: impl FnOnce(&mut EngineConfig),
+) -> Engine {
+    let mut cfg = config(dir, endpoint);
     tweak(&mut cfg);
     Engine::start(cfg).await.unwrap()
 }
