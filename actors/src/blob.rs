@@ -2,6 +2,8 @@
 //! fetches them and the reader that serves them: below all three, so none imports another for
 //! a type.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use actix::prelude::*;
@@ -137,6 +139,35 @@ pub struct Vanished {
     /// When the reader was told the blob is stored: one stored again after that is another
     /// file, and stays.
     pub seen: Instant,
+}
+
+/// The blobs a request may serve without asking the blob table: stored and verified, with
+/// their sizes. The table is the one writer, and changes it in the same turn as a blob's
+/// state, so a blob it marks for removal, or no longer trusts, leaves here before anything
+/// else can happen to it. A hit then costs a read lock instead of a round trip through the
+/// table's mailbox; a reader that finds the file gone after all reports it
+/// ([`Vanished`]) like any other.
+#[derive(Debug, Clone, Default)]
+pub struct StoredBlobs(Arc<RwLock<HashMap<Digest, u64>>>);
+
+impl StoredBlobs {
+    /// The size of `digest` when it is stored and verified.
+    pub fn size(&self, digest: &Digest) -> Option<u64> {
+        let map = self.0.read().unwrap_or_else(|e| e.into_inner());
+        map.get(digest).copied()
+    }
+
+    pub(crate) fn set(&self, digest: &Digest, size: Option<u64>) {
+        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
+        match size {
+            Some(size) => {
+                map.insert(digest.clone(), size);
+            }
+            None => {
+                map.remove(digest);
+            }
+        }
+    }
 }
 
 /// A blob as the listings show it.

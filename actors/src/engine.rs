@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use actix::prelude::*;
 
-use crate::blob::{BlobInfo, BlobSource};
+use crate::blob::{BlobInfo, BlobSource, BlobStatus, StoredBlobs};
 use crate::blob_table::{self, AddRefs, BlobTable, Open};
 use crate::config::EngineConfig;
 use crate::config::Ttl;
@@ -74,6 +74,9 @@ pub struct Engine {
     view: IndexView,
     index: Addr<ManifestIndex>,
     blobs: Addr<BlobTable>,
+    /// The blobs the table holds stored and verified: blob hits are answered from it without a
+    /// message.
+    stored: StoredBlobs,
     puller: Addr<PullerPool>,
     pruner: Addr<Pruner>,
     /// On a shared store: this replica's link to the others ([`crate::fleet`]).
@@ -134,8 +137,12 @@ impl Engine {
         let puller = PullerPool::start_in_arbiter(&pulling, move |_| PullerPool::new(cfg, st, ix));
         let p = puller.clone();
         let st = store.clone();
+        let stored = StoredBlobs::default();
+        let published = stored.clone();
         let blobs = BlobTable::start_in_arbiter(&bookkeeping, move |_| {
-            BlobTable::new(p, present).with_store(st)
+            BlobTable::new(p, present)
+                .with_store(st)
+                .publishing(published)
         });
         blobs.do_send(AddRefs { manifests: refs });
         let fleet = store
@@ -172,6 +179,7 @@ impl Engine {
             view,
             index,
             blobs,
+            stored,
             puller,
             pruner,
             fleet,
@@ -378,21 +386,24 @@ impl Engine {
             repo: repo.clone(),
         });
         let seen = Instant::now();
-        let status = self
-            .blobs
-            .send(Open {
-                digest: digest.clone(),
-                source: source.clone(),
-            })
-            .await?;
         let label = UpstreamKind {
             upstream: registry.to_string(),
             kind: "blob",
         };
-        match &status {
-            crate::blob::BlobStatus::Present { .. } => {
-                metrics().cache_hits.get_or_create(&label).inc()
+        // A hit: no message to the table, which decides only what is not stored.
+        let status = match self.stored.size(digest) {
+            Some(size) => BlobStatus::Present { size },
+            None => {
+                self.blobs
+                    .send(Open {
+                        digest: digest.clone(),
+                        source: source.clone(),
+                    })
+                    .await?
             }
+        };
+        match &status {
+            BlobStatus::Present { .. } => metrics().cache_hits.get_or_create(&label).inc(),
             _ => metrics().cache_misses.get_or_create(&label).inc(),
         };
         BlobReader::open(self.store.clone(), digest.clone(), status)

@@ -190,6 +190,7 @@ fn read_rest(
 #[cfg(target_os = "linux")]
 mod nowait {
     use std::os::fd::AsRawFd;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     use bytes::BytesMut;
 
@@ -247,6 +248,40 @@ mod nowait {
         }
         Ok(())
     }
+
+    /// Cleared the first time the kernel says it has no `openat2` or no `RESOLVE_CACHED`, so
+    /// the question is not asked again.
+    static OPENAT2: AtomicBool = AtomicBool::new(true);
+
+    pub(super) fn open(path: &std::path::Path) -> std::io::Result<Option<std::fs::File>> {
+        use rustix::fs::{Mode, OFlags, ResolveFlags, CWD};
+        use rustix::io::Errno;
+        if !OPENAT2.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+        match rustix::fs::openat2(CWD, path, flags, Mode::empty(), ResolveFlags::CACHED) {
+            Ok(fd) => Ok(Some(std::fs::File::from(fd))),
+            Err(Errno::AGAIN) => Ok(None),
+            // No openat2 (ENOSYS, or a filter answering EPERM), or no RESOLVE_CACHED (EINVAL).
+            Err(Errno::NOSYS) | Err(Errno::INVAL) | Err(Errno::PERM) => {
+                OPENAT2.store(false, Ordering::Relaxed);
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Opens `path` for reading when the kernel can do so without waiting for the disk: every
+/// component of the path in its lookup cache, as for a blob served a moment ago (`openat2` with
+/// `RESOLVE_CACHED`). `Ok(None)`: it cannot say without the disk, or cannot do this at all
+/// (another system, a kernel before 5.12); the caller opens it on the blocking pool. A missing
+/// file is an error here like anywhere else.
+pub(super) fn open_without_waiting(
+    path: &std::path::Path,
+) -> std::io::Result<Option<std::fs::File>> {
+    nowait::open(path)
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -264,6 +299,10 @@ mod nowait {
 
     pub(super) fn read(_: &std::fs::File, _: &mut BytesMut, _: u64, _: usize) -> Result<(), Miss> {
         Err(Miss::Unsupported)
+    }
+
+    pub(super) fn open(_: &std::path::Path) -> std::io::Result<Option<std::fs::File>> {
+        Ok(None)
     }
 }
 
@@ -404,5 +443,27 @@ mod tests {
             "the dropped pages were read without waiting ({} blocking reads)",
             cold.blocking_reads()
         );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_file_whose_path_is_in_memory_opens_without_waiting_and_a_missing_one_is_not_found() {
+        use std::io::Read as _;
+        let content = pattern(5_000);
+        let (dir, path) = file_with(&content);
+        assert_eq!(std::fs::read(&path).unwrap(), content);
+        // Kernels since 5.12 have RESOLVE_CACHED; this project's machines run newer ones.
+        let mut f = open_without_waiting(&path)
+            .unwrap()
+            .expect("a file just read was not opened without waiting");
+        let mut read = Vec::new();
+        f.read_to_end(&mut read).unwrap();
+        assert_eq!(read, content);
+        // Missing: not found here, or left to the blocking open, which says so.
+        match open_without_waiting(&dir.path().join("missing")) {
+            Ok(None) => {}
+            Ok(Some(_)) => panic!("a missing file was opened"),
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}"),
+        }
     }
 }

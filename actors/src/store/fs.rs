@@ -524,6 +524,12 @@ impl Store for FsStore {
 
     fn open_blob(&self, digest: Digest, offset: u64) -> StoreFuture<'_, BlobFile> {
         let path = self.blob_path(&digest);
+        // A cache hit's path is in memory: opened here, with no trip to the blocking pool.
+        match super::blob_file::open_without_waiting(&path) {
+            Ok(Some(f)) => return Box::pin(std::future::ready(Ok(BlobFile::new(f, offset)))),
+            Ok(None) => {}
+            Err(e) => return Box::pin(std::future::ready(Err(StoreError::io(&path, e)))),
+        }
         blocking(move || {
             let f = std::fs::File::open(&path).map_err(|e| StoreError::io(&path, e))?;
             Ok(BlobFile::new(f, offset))

@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use tokio::sync::watch;
 
-use crate::blob::{BlobInfo, BlobSource, BlobStatus, NamedBlob, Progress, StatedSizes, Vanished};
+use crate::blob::{
+    BlobInfo, BlobSource, BlobStatus, NamedBlob, Progress, StatedSizes, StoredBlobs, Vanished,
+};
 use crate::oci::Digest;
 use crate::proxy::download::{Expecting, Finished, Job, Table};
 use crate::prune::{self, RefCounts};
@@ -79,6 +81,9 @@ pub struct BlobTable {
     /// When each blob this process stored landed: one no image manifest names yet is not a
     /// stray before [`STRAY_GRACE`] has passed (see [`Strays`]).
     landed: HashMap<Digest, Instant>,
+    /// The present, verified blobs, where requests read them without a message; kept equal to
+    /// what `blobs` says by [`BlobTable::set`] and [`BlobTable::unset`].
+    stored: StoredBlobs,
 }
 
 /// How long a blob this process stored is kept while no cached image manifest names it: a
@@ -111,7 +116,23 @@ impl BlobTable {
             stated: HashMap::new(),
             store: None,
             landed: HashMap::new(),
+            stored: StoredBlobs::default(),
         }
+    }
+
+    /// Publishes the stored, verified blobs to `stored` from now on.
+    pub fn publishing(mut self, stored: StoredBlobs) -> Self {
+        for (d, state) in &self.blobs {
+            if let State::Present {
+                size,
+                verified: true,
+            } = state
+            {
+                stored.set(d, Some(*size));
+            }
+        }
+        self.stored = stored;
+        self
     }
 
     /// Lets [`Remove`] delete blobs from `store`; without it, removal only forgets them.
@@ -129,6 +150,25 @@ impl BlobTable {
 }
 
 impl BlobTable {
+    /// Every change of a blob's state goes through here (or [`BlobTable::unset`]), so the
+    /// published stored blobs change in the same turn.
+    fn set(&mut self, digest: Digest, state: State) {
+        let verified_size = match &state {
+            State::Present {
+                size,
+                verified: true,
+            } => Some(*size),
+            _ => None,
+        };
+        self.stored.set(&digest, verified_size);
+        self.blobs.insert(digest, state);
+    }
+
+    fn unset(&mut self, digest: &Digest) {
+        self.stored.set(digest, None);
+        self.blobs.remove(digest);
+    }
+
     /// The bytes on disk plus the announced bytes on their way.
     fn total(&self) -> u64 {
         self.bytes + self.expected.values().sum::<u64>()
@@ -263,12 +303,7 @@ impl Handler<Vanished> for BlobTable {
                     "forgetting it (nothing to fetch it from)"
                 }
             );
-            self.blobs.remove(&msg.digest);
-            self.landed.remove(&msg.digest);
-            self.bytes = self.bytes.saturating_sub(size);
-            let m = crate::metrics::metrics();
-            m.cached_blobs.dec();
-            m.cached_blob_bytes.dec_by(size as i64);
+            self.forget(&msg.digest, size);
         }
         let open = Open {
             digest: msg.digest,
@@ -306,7 +341,7 @@ impl BlobTable {
             }) => {
                 let size = *size;
                 let (tx, rx) = watch::channel(Progress::Queued);
-                self.blobs.insert(
+                self.set(
                     digest.clone(),
                     State::Verifying {
                         progress: rx.clone(),
@@ -338,8 +373,7 @@ impl BlobTable {
                 None => BlobStatus::Absent,
                 Some(source) => {
                     let (tx, rx) = watch::channel(Progress::Queued);
-                    self.blobs
-                        .insert(digest.clone(), State::Fetching(rx.clone()));
+                    self.set(digest.clone(), State::Fetching(rx.clone()));
                     self.puller.do_send(Download(Job {
                         expected_size: self.stated.get(&digest).cloned(),
                         digest,
@@ -405,8 +439,7 @@ impl Handler<Finished> for BlobTable {
             Ok(size) => {
                 let verified = true;
                 self.landed.insert(msg.digest.clone(), Instant::now());
-                self.blobs
-                    .insert(msg.digest, State::Present { size, verified });
+                self.set(msg.digest, State::Present { size, verified });
                 self.bytes = self.bytes.saturating_sub(counted.unwrap_or(0)) + size;
                 if counted.is_none() {
                     m.cached_blobs.inc();
@@ -414,7 +447,7 @@ impl Handler<Finished> for BlobTable {
                 }
             }
             Err(_) => {
-                self.blobs.remove(&msg.digest);
+                self.unset(&msg.digest);
                 if let Some(size) = counted {
                     self.bytes = self.bytes.saturating_sub(size);
                     m.cached_blobs.dec();
@@ -534,7 +567,7 @@ impl Handler<Remove> for BlobTable {
                 continue;
             }
             let (tx, done) = watch::channel(false);
-            self.blobs.insert(d.clone(), State::Removing { size, done });
+            self.set(d.clone(), State::Removing { size, done });
             doomed.push((d, size, verified, tx));
         }
         let Some(store) = self.store.clone().filter(|_| !doomed.is_empty()) else {
@@ -560,8 +593,7 @@ impl Handler<Remove> for BlobTable {
                         }
                         Err(e) => {
                             log::warn!("prune: cannot remove blob {d}: {e}");
-                            act.blobs
-                                .insert(d.clone(), State::Present { size, verified });
+                            act.set(d.clone(), State::Present { size, verified });
                             out.kept.push((d, format!("cannot delete the file: {e}")));
                         }
                     }
@@ -576,7 +608,7 @@ impl Handler<Remove> for BlobTable {
 impl BlobTable {
     /// Drops a deleted blob from the table and the cache's weight.
     fn forget(&mut self, d: &Digest, size: u64) {
-        self.blobs.remove(d);
+        self.unset(d);
         self.landed.remove(d);
         self.bytes = self.bytes.saturating_sub(size);
         let m = crate::metrics::metrics();
@@ -665,7 +697,7 @@ impl Handler<AdoptStored> for BlobTable {
             {
                 self.landed.insert(d.clone(), at);
             }
-            self.blobs.insert(
+            self.set(
                 d,
                 State::Present {
                     size,
@@ -694,8 +726,10 @@ impl Handler<Suspect> for BlobTable {
 
     fn handle(&mut self, msg: Suspect, _: &mut Context<Self>) {
         for d in msg.digests {
-            if let Some(State::Present { verified, .. }) = self.blobs.get_mut(&d) {
-                *verified = false;
+            if let Some(State::Present { size, .. }) = self.blobs.get(&d) {
+                let size = *size;
+                let verified = false;
+                self.set(d, State::Present { size, verified });
             }
         }
     }
@@ -728,3 +762,6 @@ impl Handler<List> for BlobTable {
         MessageResult(out)
     }
 }
+
+#[cfg(test)]
+mod tests;
