@@ -140,6 +140,21 @@ def main():
         "—", fmt(ours, 3), fmt(nginx, 3), "%s×" % fmt(rn), "—",
     ])
 
+    # a small blob: the cost of a blob hit itself
+    ours, nginx, peer = (med(r, "small." + k, "rps") for k in ("ours", "nginx", "peer"))
+    if ours is not None:
+        rn, rp = ratio(ours, nginx), ratio(ours, peer)
+        rows.append([
+            "cached 1 KB blob GET (wrk, %s connections), requests/s" % s.get("tag_conns"), "nginx 1 KB file / peer",
+            "—", fmt(ours, 0), "%s / %s" % (fmt(nginx, 0), fmt(peer, 0)),
+            "%s× / %s×" % (fmt(rn), fmt(rp)), "—",
+        ])
+        ours, nginx = (med_per(r, "small." + k, "requests", 1e4) for k in ("ours", "nginx"))
+        rows.append([
+            "server CPU-seconds per 10k 1 KB blob hits (the small blob measure)", "nginx 1 KB file",
+            "—", fmt(ours, 3), fmt(nginx, 3), "%s×" % fmt(ratio(ours, nginx)), "—",
+        ])
+
     # single flight
     for key in sorted((k for k in r if k.startswith("sf") and k.endswith(".ours")), key=lambda k: int(k[2:-5])):
         n = key[2:-5]
@@ -281,7 +296,7 @@ def main():
     out.append("| result | runs |")
     out.append("| --- | --- |")
     pick = {
-        "blob": "bytes_per_s", "tag": "rps", "pull": "wall_s", "ttfb": "ttfb_s",
+        "blob": "bytes_per_s", "tag": "rps", "small": "rps", "pull": "wall_s", "ttfb": "ttfb_s",
         "rss": "VmHWM", "startup": "ready_s",
     }
     for key in sorted(k for k in r if k != "settings"):
@@ -297,7 +312,7 @@ def main():
         else:
             field = pick.get(prefix)
             cells = [fmt(x.get(field), 3) if field in x else json.dumps(x)[:120] for x in r[key]]
-            if prefix in ("blob", "tag"):
+            if prefix in ("blob", "tag", "small"):
                 cells = ["%s, server CPU %s s" % (c, fmt(x["server_cpu_s"], 2)) if "server_cpu_s" in x else c
                          for c, x in zip(cells, r[key])]
         out.append("| %s | %s |" % (key, "; ".join(cells)))

@@ -17,7 +17,7 @@
 #   WRK_DURATION=5s     duration of one wrk run
 #   BLOB_MB=100         cached blob for the throughput measure
 #   BLOB_CONNS="4 32"   wrk connection counts for the blob measure
-#   TAG_CONNS=64        wrk connections for the manifest-by-tag measure
+#   TAG_CONNS=64        wrk connections for the manifest-by-tag and 1 KB blob measures
 #   SF_MB=64            cold blob for the single-flight measure
 #   SF_CLIENTS="16 64"  client counts for the single-flight measure
 #   IMAGE_MB=200        cold image for the concurrent-pull measure (one platform)
@@ -342,6 +342,28 @@ ACCEPT='<the four manifest media types>' wrk -t2 -c$TAG_CONNS -d$WRK_DURATION --
   done
 }
 
+# A 1 KB blob (a config, a small layer: every image has some) against nginx's 1 KB file: the
+# cost of a blob hit itself, not of its bytes.
+measure_small_blob_rps() {
+  say "cached 1 KB blob GET (wrk, $TAG_CONNS connections)"
+  local ours_url="$OURS/v2/upstream.test/bench/raw/blobs/$SMALL_DIGEST"
+  local peer_url="$PEER/v2/bench/raw/blobs/$SMALL_DIGEST"
+  curl -sf -o /dev/null "$ours_url"; curl -sf -o /dev/null "$peer_url"
+  local hex=${SMALL_DIGEST#sha256:}
+  for _ in $(seq 50); do [ -f "$W/ours-warm/blobs/$hex" ] && break; sleep 0.1; done
+  curl -sf -o /dev/null "$ours_url"
+  command_note "cached 1 KB blob GET" \
+    "wrk -t2 -c$TAG_CONNS -d$WRK_DURATION --timeout 60s -s benches/wrk-report.lua $STATIC/1K.bin
+wrk -t2 -c$TAG_CONNS -d$WRK_DURATION --timeout 60s -s benches/wrk-report.lua $peer_url
+wrk -t2 -c$TAG_CONNS -d$WRK_DURATION --timeout 60s -s benches/wrk-report.lua $ours_url"
+  for _ in $(seq "$REPS"); do
+    # shellcheck disable=SC2046
+    record small.nginx "$(wrk_run "$STATIC/1K.bin" "$TAG_CONNS" "" $(nginx_pids))"
+    record small.peer "$(wrk_run "$peer_url" "$TAG_CONNS" "" "$(pid_of peer)")"
+    record small.ours "$(wrk_run "$ours_url" "$TAG_CONNS" "" "$(pid_of ours)")"
+  done
+}
+
 measure_single_flight() {
   local n target url mark out count
   for n in $SF_CLIENTS; do
@@ -554,6 +576,7 @@ say "generating test data (blobs ${BLOB_MB}/${SF_MB}/${BIG_MB} MB, images)"
 random_file "$W/files/blob" "$BLOB_MB";  BLOB_DIGEST=$(push_blob bench/raw "$W/files/blob")
 random_file "$W/files/sf" "$SF_MB";      SF_DIGEST=$(push_blob bench/raw "$W/files/sf")
 random_file "$W/files/big" "$BIG_MB";    BIG_DIGEST=$(push_blob bench/raw "$W/files/big")
+head -c 1024 /dev/urandom > "$W/files/small"; SMALL_DIGEST=$(push_blob bench/raw "$W/files/small")
 rm -rf "$W/files"
 layer_mb=$(python3 -c "print(max(1, $IMAGE_MB // $IMAGE_LAYERS))")
 layers=$(python3 -c "print(','.join(['${layer_mb}M'] * $IMAGE_LAYERS))")
@@ -569,6 +592,7 @@ record settings "$(python3 -c 'import json,sys; print(json.dumps(dict(a.split("=
 start_ours "$W/ours-warm" "$W/conf/ours.yml" --fresh
 measure_blob_throughput
 measure_manifest_rps
+measure_small_blob_rps
 stop peer
 measure_single_flight
 measure_concurrent_pull
