@@ -25,11 +25,16 @@ fn namespace(registry: &str) -> (HeaderName, &str) {
     (HeaderName::from_static("oci-namespace"), registry)
 }
 
-fn content_digest(digest: &Digest) -> (HeaderName, String) {
-    (
-        HeaderName::from_static("docker-content-digest"),
-        digest.to_string(),
-    )
+/// `Docker-Content-Digest` and the `ETag` (the digest quoted), both from one spelling of the
+/// digest: they go into every hit's answer.
+fn digest_headers(b: &mut HttpResponseBuilder, digest: &Digest) {
+    let plain = digest.to_string();
+    let mut quoted = String::with_capacity(plain.len() + 2);
+    quoted.push('"');
+    quoted.push_str(&plain);
+    quoted.push('"');
+    b.insert_header((HeaderName::from_static("docker-content-digest"), plain))
+        .insert_header((header::ETAG, quoted));
 }
 
 /// The pull routes; `guarded`: pull credentials are configured and checked on each of them
@@ -140,11 +145,11 @@ async fn manifest(
         .await
         .map_err(|e| ApiError::from_engine(e, Target::Manifest))?;
     check_accept(req, &m)?;
-    Ok(HttpResponse::Ok()
-        .insert_header(api_version())
-        .insert_header(namespace(&image.registry))
-        .insert_header(content_digest(&m.digest))
-        .insert_header((header::ETAG, format!("\"{}\"", m.digest)))
+    let mut ok = HttpResponse::Ok();
+    ok.insert_header(api_version())
+        .insert_header(namespace(&image.registry));
+    digest_headers(&mut ok, &m.digest);
+    Ok(ok
         .insert_header((header::CONTENT_TYPE, m.media_type()))
         .body(m.bytes.clone()))
 }
@@ -289,10 +294,9 @@ async fn blob(
 fn blob_headers(registry: &str, digest: &Digest) -> HttpResponseBuilder {
     let mut b = HttpResponse::Ok();
     b.insert_header(api_version())
-        .insert_header(namespace(registry))
-        .insert_header(content_digest(digest))
-        .insert_header((header::ETAG, format!("\"{digest}\"")))
-        .insert_header((header::ACCEPT_RANGES, "bytes"))
+        .insert_header(namespace(registry));
+    digest_headers(&mut b, digest);
+    b.insert_header((header::ACCEPT_RANGES, "bytes"))
         .insert_header((header::CONTENT_TYPE, "application/octet-stream"));
     b
 }

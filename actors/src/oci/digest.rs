@@ -77,9 +77,15 @@ impl Digest {
     }
 }
 
+/// Written piece by piece when no width or precision is asked for, rather than through
+/// `write!`: a digest is spelled into the headers of every cache hit.
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", self.hex)
+        if f.width().is_some() || f.precision().is_some() {
+            return f.pad(&format!("sha256:{}", self.hex));
+        }
+        f.write_str("sha256:")?;
+        f.write_str(&self.hex)
     }
 }
 
@@ -119,6 +125,15 @@ mod tests {
     fn empty_input_hashes_to_the_well_known_sha256() {
         assert_eq!(Digest::of(b"").hex(), HEX);
         assert_eq!(Digest::of(b"").to_string(), format!("sha256:{HEX}"));
+    }
+
+    #[test]
+    fn display_spells_the_digest_and_honours_width_and_precision() {
+        let d = Digest::parse(&format!("sha256:{HEX}")).unwrap();
+        assert_eq!(d.to_string(), format!("sha256:{HEX}"));
+        assert_eq!(format!("{d:>73}"), format!("  sha256:{HEX}"));
+        assert_eq!(format!("{d:<72}|"), format!("sha256:{HEX} |"));
+        assert_eq!(format!("{d:.12}"), "sha256:e3b0c");
     }
 
     #[test]
