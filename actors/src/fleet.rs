@@ -28,7 +28,6 @@ use crate::blob_table::{AddRefs, AdoptStored, BlobTable, ReleaseRefs, Suspect};
 use crate::error::EngineError;
 use crate::manifest_index::{Adopt, Forget, ManifestIndex};
 use crate::oci::Digest;
-use crate::prune::Candidate;
 use crate::store::{Claim, Lease, ManifestHolder, Store};
 
 /// How often a replica of a shared store picks up what the others wrote: the bound on how
@@ -83,7 +82,7 @@ impl Fleet {
         self.look().await
     }
 
-    /// One look; the blobs that the image manifests it picked up name.
+    /// One look; the blobs that the image manifests it picked up (new to the index) name.
     async fn look(&self) -> Result<HashSet<Digest>, EngineError> {
         let changed = self.store.changed_manifests().await;
         self.done.fetch_add(1, Ordering::SeqCst);
@@ -97,13 +96,7 @@ impl Fleet {
                 "shared store: {} manifests written by other replicas",
                 changed.holders.len()
             );
-            for h in changed.holders.iter().filter(|h| !h.is_list()) {
-                match Candidate::from_holder(h) {
-                    Ok(c) => named.extend(c.children),
-                    Err(e) => log::warn!("shared store: manifest {}: {e}", h.image_url()),
-                }
-            }
-            adopt(&self.index, &self.blobs, changed.holders, false).await?;
+            named = adopt(&self.index, &self.blobs, changed.holders, false).await?;
         }
         if !changed.removed.is_empty() {
             let gone = self
@@ -242,23 +235,27 @@ impl Fleet {
 
 /// Manifests written into the store beside the index (by other replicas, or by an import into
 /// the running server's directory): into the index (see [`Adopt`] for `tags_as_stored`), and
-/// the blobs of the new image manifests into the blob table's counts.
+/// the blobs of the new image manifests into the blob table's counts. Answers those blobs.
 pub async fn adopt(
     index: &Addr<ManifestIndex>,
     blobs: &Addr<BlobTable>,
     holders: Vec<ManifestHolder>,
     tags_as_stored: bool,
-) -> Result<(), EngineError> {
+) -> Result<HashSet<Digest>, EngineError> {
     let new_images = index
         .send(Adopt {
             holders,
             tags_as_stored,
         })
         .await?;
+    let named = new_images
+        .iter()
+        .flat_map(|(_, named)| named.iter().map(|b| b.digest.clone()))
+        .collect();
     blobs
         .send(AddRefs {
             manifests: new_images,
         })
         .await?;
-    Ok(())
+    Ok(named)
 }
