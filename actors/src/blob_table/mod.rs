@@ -122,16 +122,8 @@ impl BlobTable {
 
     /// Publishes the stored, verified blobs to `stored` from now on.
     pub fn publishing(mut self, stored: StoredBlobs) -> Self {
-        for (d, state) in &self.blobs {
-            if let State::Present {
-                size,
-                verified: true,
-            } = state
-            {
-                stored.set(d, Some(*size));
-            }
-        }
         self.stored = stored;
+        self.publish_verified();
         self
     }
 
@@ -143,9 +135,25 @@ impl BlobTable {
                     *verified = true;
                 }
             }
+            self.publish_verified();
         }
         self.store = Some(store);
         self
+    }
+
+    /// Publishes every present, verified blob: for the builders, which change states in bulk
+    /// (in whichever order they are called), where a running table goes through
+    /// [`BlobTable::set`].
+    fn publish_verified(&self) {
+        for (d, state) in &self.blobs {
+            if let State::Present {
+                size,
+                verified: true,
+            } = state
+            {
+                self.stored.set(d, Some(*size));
+            }
+        }
     }
 }
 
