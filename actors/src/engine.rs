@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use actix::prelude::*;
 
-use crate::blob::{BlobInfo, BlobSource, BlobStatus, StoredBlobs};
+use crate::blob::{BlobInfo, BlobSource, BlobStatus, StoredBlobs, Vanished};
 use crate::blob_table::{self, AddRefs, BlobTable, Open};
 use crate::config::EngineConfig;
 use crate::config::Ttl;
@@ -77,6 +77,9 @@ pub struct Engine {
     /// The blobs the table holds stored and verified: blob hits are answered from it without a
     /// message.
     stored: StoredBlobs,
+    /// Where readers report a stored blob the store no longer has: built once, shared by every
+    /// reader, so a hit does not box a recipient of its own.
+    vanished: Arc<Recipient<Vanished>>,
     puller: Addr<PullerPool>,
     pruner: Addr<Pruner>,
     /// On a shared store: this replica's link to the others ([`crate::fleet`]).
@@ -178,6 +181,7 @@ impl Engine {
             store,
             view,
             index,
+            vanished: Arc::new(blobs.clone().recipient()),
             blobs,
             stored,
             puller,
@@ -416,7 +420,7 @@ impl Engine {
     /// pruned by another replica): the table forgets it and fetches it from `source`.
     fn refetch(&self, source: Option<BlobSource>, seen: Instant) -> Refetch {
         Refetch {
-            table: self.blobs.clone().recipient(),
+            table: self.vanished.clone(),
             source,
             seen,
         }

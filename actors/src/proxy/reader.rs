@@ -9,7 +9,6 @@
 
 use std::io;
 use std::sync::Arc;
-
 use std::time::Instant;
 
 use actix::Recipient;
@@ -49,7 +48,7 @@ pub struct BlobReader {
 /// How a reader of a stored blob gets the blob back when the store no longer has it.
 #[derive(Debug)]
 pub(crate) struct Refetch {
-    pub table: Recipient<Vanished>,
+    pub table: Arc<Recipient<Vanished>>,
     /// `None`: nothing to fetch it from (air-gapped, or another replica asking).
     pub source: Option<BlobSource>,
     /// When the table said the blob is stored.
@@ -498,7 +497,7 @@ mod tests {
             repo: crate::oci::RepoName::parse("a/b").unwrap(),
         };
         let r = r.refetching(Refetch {
-            table: table.recipient(),
+            table: Arc::new(table.recipient()),
             source: Some(source),
             seen: Instant::now(),
         });
