@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use bytes::Bytes;
 use tokio::sync::{watch, Semaphore};
 
 use super::peer::{self, Followed, PeerClient};
@@ -30,7 +31,8 @@ use crate::prune::human_size;
 use crate::store::{Claim, Lease, Space, Store, StoreError};
 use crate::upstream::{UpstreamClient, UpstreamError};
 
-/// The most bytes gathered from the upstream before one write to the staging file.
+/// The most bytes received from the upstream and not yet in the staging file: the batch being
+/// written and the one gathered meanwhile. Past it, receiving waits for the write.
 const WRITE_BATCH: usize = 1024 * 1024;
 
 /// A download is under way and will add `size` bytes to the cache (its `Content-Length`, or
@@ -314,47 +316,76 @@ async fn fetch(
         written: 0,
         total,
     });
-    // 3. Stream the body to the staging file, publishing each batch to the readers.
+    // 3. Stream the body to the staging file, publishing each batch to the readers as it
+    //    lands. A batch is what arrived while the previous one was being written, and what
+    //    else is there to read without waiting, up to WRITE_BATCH: few writes while the data
+    //    streams in fast, no added wait when it trickles.
     let received = metrics()
         .upstream_bytes
         .get_or_create_owned(&metrics::Upstream {
             upstream: client.name().to_string(),
         });
     let mut next_look = GROWTH_STEP;
-    while let Some(chunk) = body.next_batch(WRITE_BATCH).await.map_err(up)? {
-        received.inc_by(chunk.len() as u64);
-        let after = writer.written() + chunk.len() as u64;
-        // Checked before the write: not one byte past the bound reaches the disk.
-        if after > bound {
-            return Err(match (body.size, expected) {
-                _ if after > limits.max_blob_size => {
-                    too_large(format!("of more than {} bytes", limits.max_blob_size))
-                }
-                (None, Some(stated)) => wrong_size(stated, format!("of at least {after} bytes")),
-                _ => up(UpstreamError::Protocol(format!(
-                    "blob {digest} is longer than its Content-Length"
-                ))),
-            });
-        }
-        if after >= next_look {
-            next_look = after + GROWTH_STEP;
-            if after > announced {
-                // Counted against maxCacheSize before it lands, as a stated size would be.
-                announced = after + GROWTH_STEP;
-                table.expecting.do_send(Expecting {
-                    digest: digest.clone(),
-                    size: announced,
+    let mut batch: Vec<Bytes> = Vec::new();
+    let mut gathered = 0u64;
+    let mut ended = false;
+    loop {
+        let room = !ended && gathered - writer.written() < WRITE_BATCH as u64;
+        tokio::select! {
+            // In this order: a landed write is published at once, so readers hear of bytes as
+            // soon as they are in the file; then whatever the upstream has sent is gathered;
+            // only when it has nothing more right now does the next write start.
+            biased;
+            landed = writer.land(), if writer.writing() => {
+                let written = landed.map_err(out_of_space)?;
+                progress.send_modify(|p| {
+                    if let Progress::Receiving { written: w, .. } = p {
+                        *w = written;
+                    }
                 });
             }
-            fits(store.space().await?, limits, 0)?;
-        }
-        writer.write(&chunk).await.map_err(out_of_space)?;
-        let written = writer.written();
-        progress.send_modify(|p| {
-            if let Progress::Receiving { written: w, .. } = p {
-                *w = written;
+            chunk = body.next_chunk(), if room => {
+                let Some(chunk) = chunk.map_err(up)? else {
+                    ended = true;
+                    continue;
+                };
+                received.inc_by(chunk.len() as u64);
+                let after = gathered + chunk.len() as u64;
+                // Checked before the write: not one byte past the bound reaches the disk.
+                if after > bound {
+                    return Err(match (body.size, expected) {
+                        _ if after > limits.max_blob_size => {
+                            too_large(format!("of more than {} bytes", limits.max_blob_size))
+                        }
+                        (None, Some(stated)) => {
+                            wrong_size(stated, format!("of at least {after} bytes"))
+                        }
+                        _ => up(UpstreamError::Protocol(format!(
+                            "blob {digest} is longer than its Content-Length"
+                        ))),
+                    });
+                }
+                if after >= next_look {
+                    next_look = after + GROWTH_STEP;
+                    if after > announced {
+                        // Counted against maxCacheSize before it lands, as a stated size would be.
+                        announced = after + GROWTH_STEP;
+                        table.expecting.do_send(Expecting {
+                            digest: digest.clone(),
+                            size: announced,
+                        });
+                    }
+                    fits(store.space().await?, limits, 0)?;
+                }
+                gathered = after;
+                batch.push(chunk);
             }
-        });
+            _ = std::future::ready(()), if !writer.writing() && !batch.is_empty() => {
+                writer.begin(std::mem::take(&mut batch)).await.map_err(out_of_space)?;
+            }
+            // Nothing on its way, nothing gathered, nothing more to receive.
+            else => break,
+        }
     }
     let written = writer.written();
     match (body.size, expected) {

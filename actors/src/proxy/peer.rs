@@ -215,7 +215,7 @@ async fn from_holder(
         if writer.written() + chunk.len() as u64 > bound {
             return Err(format!("the holder sent more than {bound} bytes"));
         }
-        writer.write(&chunk).await.map_err(|e| e.to_string())?;
+        writer.write(chunk).await.map_err(|e| e.to_string())?;
         publish(job.progress, writer.written());
     }
     Ok(length.is_none_or(|l| l == writer.written()))
@@ -243,7 +243,7 @@ async fn from_store(
                 "blob {digest} in the shared store is larger than {bound} bytes"
             )));
         }
-        writer.write(&chunk).await?;
+        writer.write(chunk).await?;
         publish(progress, writer.written());
     }
 }

@@ -336,7 +336,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(FsStore::open(dir.path()).unwrap());
         let mut w = store.create_blob().await.unwrap();
-        w.write(content).await.unwrap();
+        w.write(Bytes::copy_from_slice(content)).await.unwrap();
         let s = w.staged();
         // Keep the staging file: the writer would remove it when dropped unverified.
         std::mem::forget(w);

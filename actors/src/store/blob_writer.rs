@@ -1,13 +1,22 @@
 //! Streaming a blob into the cache: bytes go to a temp file as they arrive, are hashed on the
 //! way, and only a verified file is made visible: fsynced and renamed into `blobs/`, or
 //! uploaded to the object store.
+//!
+//! A write and the hashing of its bytes run together on the blocking pool, one write at a
+//! time, from the chunks as they came off the network (no copy into a buffer first). The
+//! writer may start a write and land it later ([`BlobWriter::begin`], [`BlobWriter::land`]), so
+//! a download goes on receiving while the previous batch is written: the two overlap instead
+//! of taking turns.
 
+use std::io::{IoSlice, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 use tokio::fs::File;
 use tokio::io::AsyncWriteExt;
+use tokio::task::JoinHandle;
 
 use super::{Staged, StoreError, StoreFuture};
 use crate::oci::Digest;
@@ -33,21 +42,37 @@ pub(super) trait Upload: Send + Sync + std::fmt::Debug {
 /// left is swept the next time the store is opened).
 #[derive(Debug)]
 pub struct BlobWriter {
-    file: Option<File>,
+    /// `None` while a write has it (see `landing`), and after a failed one.
+    sink: Option<Sink>,
+    /// The write on the blocking pool, and how many bytes it writes.
+    landing: Option<(u64, JoinHandle<Landed>)>,
     temp_path: PathBuf,
     dest: Destination,
-    hasher: Sha256,
+    /// Bytes in the file: landed writes only.
     written: u64,
     finished: bool,
 }
 
+/// The temp file and the hash of what is in it, handed to the blocking pool for each write.
+#[derive(Debug)]
+struct Sink {
+    file: std::fs::File,
+    hasher: Sha256,
+}
+
+/// What a write gives back: the sink, for the next one, and whether all its bytes were written.
+type Landed = (Sink, std::io::Result<()>);
+
 impl BlobWriter {
-    pub(super) fn new(file: File, temp_path: PathBuf, dest: Destination) -> Self {
+    pub(super) fn new(file: std::fs::File, temp_path: PathBuf, dest: Destination) -> Self {
         BlobWriter {
-            file: Some(file),
+            sink: Some(Sink {
+                file,
+                hasher: Sha256::new(),
+            }),
+            landing: None,
             temp_path,
             dest,
-            hasher: Sha256::new(),
             written: 0,
             finished: false,
         }
@@ -73,21 +98,58 @@ impl BlobWriter {
 
     /// Appends a chunk. When this returns, the chunk has reached the file (not necessarily
     /// the disk) and is counted in [`written`](Self::written).
-    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
-        let path = &self.temp_path;
-        let file = self
-            .file
-            .as_mut()
-            .ok_or_else(|| StoreError::io(path, std::io::ErrorKind::BrokenPipe.into()))?;
-        file.write_all(chunk)
-            .await
-            .map_err(|e| StoreError::io(path, e))?;
-        // tokio hands writes to a blocking thread; flushing waits for it, so the bytes are
-        // in the file before `written` says so.
-        file.flush().await.map_err(|e| StoreError::io(path, e))?;
-        self.hasher.update(chunk);
-        self.written += chunk.len() as u64;
+    pub async fn write(&mut self, chunk: Bytes) -> Result<(), StoreError> {
+        self.begin(vec![chunk]).await?;
+        self.land().await.map(|_| ())
+    }
+
+    /// Starts appending `chunks`, in order, on the blocking pool, and returns without waiting
+    /// for it; [`land`](Self::land) waits. A write still on its way is landed first: one write
+    /// at a time, so the file grows in order.
+    pub async fn begin(&mut self, chunks: Vec<Bytes>) -> Result<(), StoreError> {
+        self.land().await?;
+        let len: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+        if len == 0 {
+            return Ok(());
+        }
+        let mut sink = self.sink.take().ok_or_else(|| self.broken())?;
+        let write = tokio::task::spawn_blocking(move || {
+            let written = write_all(&mut sink.file, &chunks);
+            if written.is_ok() {
+                for c in &chunks {
+                    sink.hasher.update(c);
+                }
+            }
+            (sink, written)
+        });
+        self.landing = Some((len, write));
         Ok(())
+    }
+
+    /// Whether a write is on its way.
+    pub fn writing(&self) -> bool {
+        self.landing.is_some()
+    }
+
+    /// Waits for the write on its way, if any; then the bytes written so far. Safe to cancel:
+    /// dropped while it waits, the write stays on its way and a later call lands it.
+    pub async fn land(&mut self) -> Result<u64, StoreError> {
+        let Some((len, write)) = self.landing.as_mut() else {
+            return Ok(self.written);
+        };
+        let len = *len;
+        let landed = write.await;
+        self.landing = None;
+        let (sink, result) = landed.map_err(|e| StoreError::io(&self.temp_path, e.into()))?;
+        result.map_err(|e| StoreError::io(&self.temp_path, e))?;
+        self.sink = Some(sink);
+        self.written += len;
+        Ok(self.written)
+    }
+
+    /// A write failed before: the file's end is unknown, nothing more may go into it.
+    fn broken(&self) -> StoreError {
+        StoreError::io(&self.temp_path, std::io::ErrorKind::BrokenPipe.into())
     }
 
     /// Bytes written so far.
@@ -106,14 +168,10 @@ impl BlobWriter {
     /// be right, though not yet durable nor in `blobs/` ([`VerifiedBlob::persist`]). On a
     /// mismatch the temp file is deleted.
     pub async fn verify(mut self, expected: &Digest) -> Result<VerifiedBlob, StoreError> {
-        let path = self.temp_path.clone();
-        let mut file = self
-            .file
-            .take()
-            .ok_or_else(|| StoreError::io(&path, std::io::ErrorKind::BrokenPipe.into()))?;
+        self.land().await?;
         // Dropping `self` from here on removes the temp file, as for any abandoned write.
-        file.flush().await.map_err(|e| StoreError::io(&path, e))?;
-        let actual = Digest::from_hasher(std::mem::take(&mut self.hasher));
+        let Sink { file, hasher } = self.sink.take().ok_or_else(|| self.broken())?;
+        let actual = Digest::from_hasher(hasher);
         if &actual != expected {
             return Err(StoreError::DigestMismatch {
                 expected: expected.clone(),
@@ -122,10 +180,25 @@ impl BlobWriter {
         }
         Ok(VerifiedBlob {
             writer: self,
-            file,
+            file: File::from_std(file),
             digest: expected.clone(),
         })
     }
+}
+
+/// Writes every byte of `chunks` to `file`, as few calls as the kernel allows.
+fn write_all(file: &mut std::fs::File, chunks: &[Bytes]) -> std::io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match file.write_vectored(rest) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// A blob whose temp file holds exactly the bytes of its digest; [`persist`](Self::persist)
@@ -193,7 +266,8 @@ impl VerifiedBlob {
 impl Drop for BlobWriter {
     fn drop(&mut self) {
         if !self.finished {
-            self.file.take();
+            // A write still on its way holds its own handle; removing the name is enough.
+            self.sink.take();
             if let Err(e) = std::fs::remove_file(&self.temp_path) {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     log::warn!(

@@ -148,7 +148,7 @@ impl FsStore {
             {
                 Ok(file) => {
                     let dest = Destination::Dir(self.root.join(BLOBS_DIR));
-                    return Ok(BlobWriter::new(file, path, dest));
+                    return Ok(BlobWriter::new(file.into_std().await, path, dest));
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(StoreError::io(&path, e)),

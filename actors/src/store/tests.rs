@@ -3,6 +3,7 @@ use std::path::Path;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
+use bytes::Bytes;
 use serde_json::Value;
 use time::macros::datetime;
 
@@ -447,7 +448,7 @@ async fn commit_produces_a_blob_hashing_to_its_name() {
     assert!(temp.starts_with(store.root().join("tmp")));
     let chunks: Vec<Vec<u8>> = (0u8..8).map(|i| vec![i; 10_000]).collect();
     for c in &chunks {
-        w.write(c).await.unwrap();
+        w.write(Bytes::copy_from_slice(c)).await.unwrap();
         // A reader following the temp file sees everything `written` reports.
         assert_eq!(fs::metadata(&temp).unwrap().len(), w.written());
     }
@@ -462,11 +463,50 @@ async fn commit_produces_a_blob_hashing_to_its_name() {
 }
 
 #[tokio::test]
+async fn writes_begun_without_waiting_land_in_order_and_the_hash_covers_every_chunk() {
+    let (_dir, store) = open();
+    let mut w = store.create_blob_writer().await.unwrap();
+    let temp = w.temp_path().to_path_buf();
+    let parts: Vec<Bytes> = (0u8..5).map(|i| Bytes::from(vec![i; 300_000])).collect();
+    w.begin(parts[..2].to_vec()).await.unwrap();
+    assert!(w.writing());
+    // The second write lands the first before it starts: the file grows in order.
+    w.begin(parts[2..].to_vec()).await.unwrap();
+    assert_eq!(w.written(), 600_000, "only landed bytes are counted");
+    assert!(fs::metadata(&temp).unwrap().len() >= 600_000);
+    assert_eq!(w.land().await.unwrap(), 1_500_000);
+    assert!(!w.writing());
+    let d = Digest::of(&parts.concat());
+    assert_eq!(w.commit(&d).await.unwrap(), 1_500_000);
+    assert_eq!(Digest::of(&fs::read(store.blob_path(&d)).unwrap()), d);
+}
+
+#[tokio::test]
+async fn a_wait_for_a_write_given_up_midway_loses_nothing() {
+    use futures_util::FutureExt as _;
+    let (_dir, store) = open();
+    let mut w = store.create_blob_writer().await.unwrap();
+    let big = Bytes::from(vec![7u8; 8 << 20]);
+    w.begin(vec![big.clone()]).await.unwrap();
+    // Polled once and dropped, as a download's select does when the network answers first.
+    let _ = w.land().now_or_never();
+    assert_eq!(w.land().await.unwrap(), 8 << 20);
+    w.begin(vec![Bytes::from_static(b"tail")]).await.unwrap();
+    let mut all = big.to_vec();
+    all.extend_from_slice(b"tail");
+    // Verifying lands the write still on its way.
+    let verified = w.verify(&Digest::of(&all)).await.unwrap();
+    assert_eq!(verified.persist().await.unwrap(), all.len() as u64);
+}
+
+#[tokio::test]
 async fn digest_mismatch_leaves_nothing_in_blobs() {
     let (_dir, store) = open();
     let mut w = store.create_blob_writer().await.unwrap();
     let temp = w.temp_path().to_path_buf();
-    w.write(b"not what was promised").await.unwrap();
+    w.write(Bytes::from_static(b"not what was promised"))
+        .await
+        .unwrap();
     let expected = Digest::of(b"what was promised");
     match w.commit(&expected).await {
         Err(StoreError::DigestMismatch {
@@ -487,7 +527,7 @@ async fn digest_mismatch_leaves_nothing_in_blobs() {
 async fn dropping_an_uncommitted_writer_removes_its_temp_file() {
     let (_dir, store) = open();
     let mut w = store.create_blob_writer().await.unwrap();
-    w.write(b"partial").await.unwrap();
+    w.write(Bytes::from_static(b"partial")).await.unwrap();
     let temp = w.temp_path().to_path_buf();
     assert!(temp.exists());
     drop(w);
@@ -500,7 +540,7 @@ async fn a_verified_blob_stays_a_temp_file_until_persisted_and_is_removed_if_dro
     let (_dir, store) = open();
     let d = Digest::of(b"right bytes");
     let mut w = store.create_blob_writer().await.unwrap();
-    w.write(b"right bytes").await.unwrap();
+    w.write(Bytes::from_static(b"right bytes")).await.unwrap();
     let verified = w.verify(&d).await.unwrap();
     let temp = verified.temp_path().to_path_buf();
     assert_eq!(
@@ -517,7 +557,7 @@ async fn a_verified_blob_stays_a_temp_file_until_persisted_and_is_removed_if_dro
     assert_eq!(store.list_blobs().unwrap(), vec![(d.clone(), 11)]);
 
     let mut w = store.create_blob_writer().await.unwrap();
-    w.write(b"right bytes").await.unwrap();
+    w.write(Bytes::from_static(b"right bytes")).await.unwrap();
     let verified = w.verify(&d).await.unwrap();
     let temp = verified.temp_path().to_path_buf();
     drop(verified);

@@ -195,43 +195,12 @@ pub struct BlobBody {
     pub size: Option<u64>,
     body: BodyStream,
     idle_timeout: Duration,
-    /// The body ended while a batch was being gathered: never poll it again.
-    ended: bool,
 }
 
 impl BlobBody {
     /// The next chunk, `None` at the end; an error when the upstream stalls or breaks off.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, UpstreamError> {
-        if self.ended {
-            return Ok(None);
-        }
         next_chunk(&mut self.body, self.idle_timeout).await
-    }
-
-    /// Waits for the next chunk, then adds whatever else has already arrived, up to `max`
-    /// bytes: few large writes while data streams in fast, no added wait when it trickles.
-    pub async fn next_batch(&mut self, max: usize) -> Result<Option<Bytes>, UpstreamError> {
-        let Some(first) = self.next_chunk().await? else {
-            return Ok(None);
-        };
-        if first.len() >= max {
-            return Ok(Some(first));
-        }
-        let mut batch = BytesMut::from(&first[..]);
-        while batch.len() < max {
-            match futures_util::FutureExt::now_or_never(self.body.next()) {
-                Some(Some(Ok(more))) => batch.extend_from_slice(&more),
-                Some(Some(Err(e))) => {
-                    return Err(UpstreamError::Protocol(format!("reading body: {e}")))
-                }
-                Some(None) => {
-                    self.ended = true;
-                    break;
-                }
-                None => break,
-            }
-        }
-        Ok(Some(batch.freeze()))
     }
 }
 
@@ -394,7 +363,6 @@ impl UpstreamClient {
             size,
             body: resp.body,
             idle_timeout: self.idle_timeout,
-            ended: false,
         })
     }
 
