@@ -31,8 +31,9 @@ use crate::prune::human_size;
 use crate::store::{Claim, Lease, Space, Store, StoreError};
 use crate::upstream::{UpstreamClient, UpstreamError};
 
-/// The most bytes received from the upstream and not yet in the staging file: the batch being
-/// written and the one gathered meanwhile. Past it, receiving waits for the write.
+/// The most bytes gathered for one write to the staging file. One batch is written while the
+/// next is gathered, so a download holds at most twice this; past it, receiving waits for the
+/// write.
 const WRITE_BATCH: usize = 1024 * 1024;
 
 /// A download is under way and will add `size` bytes to the cache (its `Content-Length`, or
@@ -327,10 +328,12 @@ async fn fetch(
         });
     let mut next_look = GROWTH_STEP;
     let mut batch: Vec<Bytes> = Vec::new();
+    // Bytes received in all, and those of them in `batch`.
     let mut gathered = 0u64;
+    let mut batched = 0u64;
     let mut ended = false;
     loop {
-        let room = !ended && gathered - writer.written() < WRITE_BATCH as u64;
+        let room = !ended && batched < WRITE_BATCH as u64;
         tokio::select! {
             // In this order: a landed write is published at once, so readers hear of bytes as
             // soon as they are in the file; then whatever the upstream has sent is gathered;
@@ -378,9 +381,11 @@ async fn fetch(
                     fits(store.space().await?, limits, 0)?;
                 }
                 gathered = after;
+                batched += chunk.len() as u64;
                 batch.push(chunk);
             }
             _ = std::future::ready(()), if !writer.writing() && !batch.is_empty() => {
+                batched = 0;
                 writer.begin(std::mem::take(&mut batch)).await.map_err(out_of_space)?;
             }
             // Nothing on its way, nothing gathered, nothing more to receive.
